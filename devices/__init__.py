@@ -1,0 +1,1 @@
+"""Everything that knows Bluetooth: number formats, GATT codecs, the bleak source, simulators."""
