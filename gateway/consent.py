@@ -1,0 +1,79 @@
+"""The consent registry: per subject, per purpose, with the time and source of every change.
+
+Config ``[subjects.consent]`` only seeds subjects that have no record yet; after that the
+registry in the database is the truth. Lookups are served from memory (the hot path asks for
+every reading), and every change is written through to the database and the audit log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from gateway import audit
+
+
+class ConsentRegistry:
+    def __init__(self) -> None:
+        self._granted: dict[tuple[str, str], bool] = {}
+
+    def load(self, connection: sqlite3.Connection) -> None:
+        rows = connection.execute("SELECT subject_ref, purpose, granted FROM consents")
+        self._granted = {(ref, purpose): bool(granted) for ref, purpose, granted in rows}
+
+    def is_granted(self, subject_ref: str, purpose: str) -> bool:
+        """Absent means not granted."""
+        return self._granted.get((subject_ref, purpose), False)
+
+    def purposes(self, subject_ref: str) -> dict[str, bool]:
+        return {p: g for (ref, p), g in self._granted.items() if ref == subject_ref}
+
+    def has_record(self, subject_ref: str) -> bool:
+        return any(ref == subject_ref for ref, _ in self._granted)
+
+    def seed(
+        self, connection: sqlite3.Connection, subject_ref: str, consent: dict[str, bool]
+    ) -> bool:
+        """Record the config's consents for a subject the registry has never seen."""
+        if self.has_record(subject_ref):
+            return False
+        self._write(connection, subject_ref, consent, source="config")
+        return True
+
+    def change(
+        self,
+        connection: sqlite3.Connection,
+        subject_ref: str,
+        changes: dict[str, bool],
+        source: str,
+    ) -> dict[str, bool]:
+        """Apply changes (inside the caller's transaction); returns only what actually changed."""
+        effective = {p: g for p, g in changes.items() if self.is_granted(subject_ref, p) != g}
+        if effective:
+            self._write(connection, subject_ref, effective, source=source)
+        return effective
+
+    def _write(
+        self,
+        connection: sqlite3.Connection,
+        subject_ref: str,
+        consent: dict[str, bool],
+        source: str,
+    ) -> None:
+        now = datetime.now(UTC)
+        connection.executemany(
+            "INSERT INTO consents (subject_ref, purpose, granted, changed_at, source)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject_ref, purpose) DO UPDATE SET"
+            " granted = excluded.granted, changed_at = excluded.changed_at,"
+            " source = excluded.source",
+            [(subject_ref, p, int(g), now.isoformat(), source) for p, g in consent.items()],
+        )
+        audit.append(
+            connection,
+            "consent.changed",
+            {"purposes": dict(sorted(consent.items())), "source": source},
+            subject_ref=subject_ref,
+            at=now,
+        )
+        for purpose, granted in consent.items():
+            self._granted[(subject_ref, purpose)] = granted

@@ -1,0 +1,207 @@
+"""One delivery worker per destination: outbox -> sink, at least once, never dropping an item.
+
+The worker sleeps until it is woken (something was queued) or the earliest retry is due; there is
+no polling loop. Failures that may pass (connection errors, timeouts, 408, 425, 429, 5xx) are
+retried forever with exponential backoff and full jitter, honouring ``Retry-After``; other 4xx
+answers move the item to the dead-letter table, where an operator can see and re-queue it.
+A delivered item leaves the outbox in the same transaction that audits its disclosure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from gateway import audit
+from gateway.activity import Activity
+from gateway.outbox import Outbox, QueuedItem
+from gateway.sinks import Outcome, Sink
+from gateway.store import Database, Transaction
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    delivered: int = 0
+    retries: int = 0
+    dead_letters: int = 0
+    withheld: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_delivery_at: float | None = None
+
+
+def backoff_delay(attempts: int, initial_s: float, max_s: float, rng: random.Random) -> float:
+    """Full jitter: uniform over [0, min(max, initial * 2^attempts)]."""
+    ceiling = min(max_s, initial_s * (2 ** min(attempts, 32)))
+    return rng.uniform(0, ceiling)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        sink: Sink,
+        database: Database,
+        outbox: Outbox,
+        activity: Activity,
+        *,
+        purpose: str,
+        may_send: Callable[[QueuedItem], bool],
+        retry_initial_s: float,
+        retry_max_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sink = sink
+        self.purpose = purpose
+        self.stats = WorkerStats()
+        self._database = database
+        self._outbox = outbox
+        self._activity = activity
+        self._may_send = may_send
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._draining = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def drain(self) -> None:
+        """Deliver what is due now, then return from ``run`` instead of waiting for more."""
+        self._draining = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        name = self.sink.name
+        while True:
+            self._wake.clear()  # before looking, so an enqueue after the look still wakes us
+            batch = await self._due()
+            if batch and len(batch) < self.sink.max_batch and self.sink.linger_s > 0:
+                await asyncio.sleep(self.sink.linger_s)  # let a burst fill the batch
+                batch = await self._due()
+            if batch:
+                await self._deliver(batch)
+                continue
+            if self._draining:
+                return
+            next_due = await self._database.call(lambda c: self._outbox.next_due(c, name))
+            timeout = None if next_due is None else max(0.0, next_due - time.time())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _due(self) -> list[QueuedItem]:
+        now = time.time()
+        return await self._database.call(
+            lambda c: self._outbox.due(c, self.sink.name, self.sink.max_batch, now)
+        )
+
+    async def _deliver(self, batch: list[QueuedItem]) -> None:
+        sendable = [item for item in batch if self._may_send(item)]
+        withheld = [item for item in batch if item not in sendable]
+        outcome = await self.sink.deliver(sendable) if sendable else Outcome()
+        await self._database.call(lambda c: self._apply(c, sendable, withheld, outcome))
+        self._report(sendable, withheld, outcome)
+
+    def _apply(
+        self,
+        connection: sqlite3.Connection,
+        sent: list[QueuedItem],
+        withheld: list[QueuedItem],
+        outcome: Outcome,
+    ) -> None:
+        by_id = {item.id: item for item in sent}
+        now = time.time()
+        with Transaction(connection):
+            self._outbox.remove(connection, outcome.delivered + [item.id for item in withheld])
+            for item_id in outcome.delivered:
+                item = by_id[item_id]
+                audit.append(
+                    connection,
+                    "disclosure",
+                    {
+                        "destination": item.destination,
+                        "purpose": item.purpose,
+                        "legal_basis": item.legal_basis,
+                        "category": item.category,
+                        "fields": list(item.fields),
+                        "reading_id": item.reading_id,
+                    },
+                    subject_ref=item.subject_ref,
+                )
+            for item in withheld:
+                audit.append(
+                    connection,
+                    "withheld",
+                    {
+                        "destination": item.destination,
+                        "purpose": item.purpose,
+                        "reading_id": item.reading_id,
+                        "reason": "consent withdrawn or restricted",
+                    },
+                    subject_ref=item.subject_ref,
+                )
+            retries = []
+            for item_id in outcome.retry:
+                delay = backoff_delay(
+                    by_id[item_id].attempts, self._retry_initial_s, self._retry_max_s, self._rng
+                )
+                if outcome.retry_after_s is not None:
+                    delay = max(delay, outcome.retry_after_s)
+                retries.append((item_id, now + delay, outcome.reason or "retry"))
+            self._outbox.reschedule(connection, retries)
+            self._outbox.dead_letter(connection, outcome.failed)
+
+    def _report(self, sent: list[QueuedItem], withheld: list[QueuedItem], outcome: Outcome) -> None:
+        by_id = {item.id: item for item in sent}
+        stats = self.stats
+        stats.delivered += len(outcome.delivered)
+        stats.retries += len(outcome.retry)
+        stats.dead_letters += len(outcome.failed)
+        stats.withheld += len(withheld)
+        if outcome.delivered:
+            stats.last_delivery_at = time.time()
+        for item_id in outcome.delivered:
+            item = by_id[item_id]
+            self._activity.emit(
+                "delivered",
+                destination=self.sink.name,
+                category=item.category,
+                reading_id=item.reading_id,
+                legal_basis=item.legal_basis,
+            )
+        if outcome.retry or outcome.failed:
+            stats.last_error, stats.last_error_at = outcome.reason, time.time()
+        if outcome.retry:
+            log.warning(
+                "delivery_retry",
+                destination=self.sink.name,
+                items=len(outcome.retry),
+                reason=outcome.reason,
+                retry_after_s=outcome.retry_after_s,
+            )
+            self._activity.emit(
+                "retry", destination=self.sink.name, items=len(outcome.retry), reason=outcome.reason
+            )
+        if outcome.failed:
+            log.error(
+                "delivery_dead_letter",
+                destination=self.sink.name,
+                items=len(outcome.failed),
+                reason=outcome.reason,
+            )
+            self._activity.emit(
+                "dead_letter",
+                destination=self.sink.name,
+                items=len(outcome.failed),
+                reason=outcome.reason,
+            )

@@ -1,0 +1,63 @@
+"""The event schema: everything the gateway knows about one reading, as a flat dict.
+
+Destination chains start from this dict and keep only what their allow-list names, so this is
+the single place that defines which fields exist (documented in README "Event schema").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from gateway.models import Measurement
+
+
+@dataclass(frozen=True, slots=True)
+class BoundReading:
+    """A decoded measurement bound to the person it belongs to."""
+
+    reading_id: str
+    subject_id: str
+    subject_ref: str
+    company_id: str | None
+    birth_date: date
+    device_address: str
+    device_ref: str
+    profile: str
+    measurement: Measurement
+    received_at: datetime  # UTC
+
+
+def age_on(birth_date: date, day: date) -> int:
+    before_birthday = (day.month, day.day) < (birth_date.month, birth_date.day)
+    return day.year - birth_date.year - int(before_birthday)
+
+
+def age_band(age: int) -> str:
+    low = (age // 10) * 10
+    return f"{low}-{low + 9}"
+
+
+def reading_event(reading: BoundReading) -> dict[str, Any]:
+    measurement = reading.measurement
+    when = measurement.measured_at or reading.received_at.replace(tzinfo=None)
+    return {
+        "reading_id": reading.reading_id,
+        "kind": measurement.kind,
+        "values": {
+            name: {"value": quantity.value, "unit": quantity.unit}
+            for name, quantity in measurement.values.items()
+        },
+        "measured_at": measurement.measured_at.isoformat() if measurement.measured_at else None,
+        "measured_day": when.date().isoformat(),
+        "measured_hour": when.replace(minute=0, second=0, microsecond=0).isoformat(),
+        "received_at": reading.received_at.isoformat(),
+        "status": measurement.status,
+        "subject": reading.subject_id,
+        "company": reading.company_id,
+        "birth_date": reading.birth_date.isoformat(),
+        "age_band": age_band(age_on(reading.birth_date, when.date())),
+        "device_address": reading.device_address,
+        "profile": reading.profile,
+    }

@@ -1,0 +1,233 @@
+"""FHIR R4 mapping per the HL7 Personal Health Device (PHD) Implementation Guide.
+
+A reading becomes one Observation per measurement (blood pressure is one panel Observation with
+systolic / diastolic / mean components; the pulse rate that the cuff reports beside it is its own
+Observation, as the PHD IG models it), each with MDC and LOINC codings and UCUM units, the person
+by identifier, the device as a ``Device`` resource created conditionally from its Bluetooth address,
+status ``final``, and an identifier derived from the reading used with ``request.ifNoneExist`` so
+that a resend never creates a duplicate.
+
+``effectiveDateTime``: the device's clock is timezone-naive; it is read in the hub's local time
+zone and written with that zone's UTC offset, so the instant is exact and the offset shows how it
+was interpreted. A reading without a device timestamp uses the time the gateway received it (UTC).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+MDC = "urn:iso:std:iso:11073:10101"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+BLUETOOTH_ADDRESS_SYSTEM = "http://hl7.org/fhir/sid/eui-48/bluetooth"
+URI_SYSTEM = "urn:ietf:rfc:3986"
+NAMESPACE = uuid.UUID("6f1c2a64-3f0e-5d3c-9a51-3b1c8c1e0a7d")
+
+UNIT_DISPLAY = {
+    "mm[Hg]": "mmHg",
+    "kPa": "kPa",
+    "/min": "/min",
+    "kg": "kg",
+    "[lb_av]": "lb",
+    "kg/m2": "kg/m2",
+    "Cel": "Cel",
+    "[degF]": "degF",
+    "%": "%",
+    "mg/dL": "mg/dL",
+    "mmol/L": "mmol/L",
+    "m": "m",
+    "[in_i]": "in",
+    "kJ": "kJ",
+    "Ohm": "Ohm",
+    "s": "s",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    mdc: str
+    mdc_display: str
+    loinc: str | None
+    loinc_display: str | None
+
+    def concept(self) -> dict[str, Any]:
+        coding = [{"system": MDC, "code": self.mdc, "display": self.mdc_display}]
+        if self.loinc:
+            coding.append({"system": LOINC, "code": self.loinc, "display": self.loinc_display})
+        return {"coding": coding}
+
+
+BP_PANEL = Code(
+    "150020", "MDC_PRESS_BLD_NONINV", "85354-9", "Blood pressure panel with all children optional"
+)
+BP_COMPONENTS = {
+    "systolic": Code("150021", "MDC_PRESS_BLD_NONINV_SYS", "8480-6", "Systolic blood pressure"),
+    "diastolic": Code("150022", "MDC_PRESS_BLD_NONINV_DIA", "8462-4", "Diastolic blood pressure"),
+    "mean_arterial_pressure": Code(
+        "150023", "MDC_PRESS_BLD_NONINV_MEAN", "8478-0", "Mean blood pressure"
+    ),
+}
+PULSE_RATE = Code("149546", "MDC_PULS_RATE_NON_INV", "8867-4", "Heart rate")
+
+# Single-value observations: (kind, value name) -> code. Units choose glucose's LOINC code.
+SIMPLE: dict[tuple[str, str], Code] = {
+    ("weight", "body_weight"): Code("188736", "MDC_MASS_BODY_ACTUAL", "29463-7", "Body weight"),
+    ("weight", "bmi"): Code(
+        "188752", "MDC_RATIO_MASS_BODY_LEN_SQ", "39156-5", "Body mass index (BMI) [Ratio]"
+    ),
+    ("weight", "height"): Code("188740", "MDC_LEN_BODY_ACTUAL", "8302-2", "Body height"),
+    ("blood_pressure", "pulse_rate"): PULSE_RATE,
+    ("temperature", "body_temperature"): Code(
+        "150364", "MDC_TEMP_BODY", "8310-5", "Body temperature"
+    ),
+    ("spo2", "spo2"): Code(
+        "150456",
+        "MDC_PULS_OXIM_SAT_O2",
+        "59408-5",
+        "Oxygen saturation in Arterial blood by Pulse oximetry",
+    ),
+    ("spo2", "pulse_rate"): Code(
+        "149530", "MDC_PULS_OXIM_PULS_RATE", "8889-8", "Heart rate by Pulse oximetry"
+    ),
+    ("heart_rate", "heart_rate"): Code("147842", "MDC_ECG_HEART_RATE", "8867-4", "Heart rate"),
+    ("body_composition", "body_fat_percentage"): Code(
+        "188748", "MDC_BODY_FAT", "41982-0", "Percentage of body fat Measured"
+    ),
+}
+GLUCOSE_BY_UNIT = {
+    "mg/dL": Code(
+        "160184", "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", "2339-0", "Glucose [Mass/volume] in Blood"
+    ),
+    "mmol/L": Code(
+        "160184", "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", "15074-8", "Glucose [Moles/volume] in Blood"
+    ),
+}
+
+
+class FhirMappingError(ValueError):
+    pass
+
+
+def quantity(value: float, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": UNIT_DISPLAY.get(unit, unit), "system": UCUM, "code": unit}
+
+
+def observation_uuid(reading_id: str, part: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{reading_id}/{part}"))
+
+
+def device_uuid(address: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"device/{address}"))
+
+
+def bluetooth_identifier(address: str) -> str:
+    return address.upper().replace(":", "-")
+
+
+def effective_time(event: dict[str, Any]) -> str:
+    measured = event.get("measured_at")
+    if measured:
+        return datetime.fromisoformat(measured).astimezone().isoformat()
+    return str(event["received_at"])
+
+
+def device_entry(address: str) -> dict[str, Any]:
+    identifier = bluetooth_identifier(address)
+    return {
+        "fullUrl": f"urn:uuid:{device_uuid(address)}",
+        "resource": {
+            "resourceType": "Device",
+            "identifier": [{"system": BLUETOOTH_ADDRESS_SYSTEM, "value": identifier}],
+        },
+        "request": {
+            "method": "POST",
+            "url": "Device",
+            "ifNoneExist": f"identifier={BLUETOOTH_ADDRESS_SYSTEM}|{identifier}",
+        },
+    }
+
+
+def _observation(
+    event: dict[str, Any], part: str, code: Code, subject: dict[str, str], device_url: str
+) -> dict[str, Any]:
+    obs_uuid = observation_uuid(event["reading_id"], part)
+    identifier_value = f"urn:uuid:{obs_uuid}"
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "identifier": [{"system": URI_SYSTEM, "value": identifier_value}],
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": OBSERVATION_CATEGORY,
+                        "code": "vital-signs",
+                        "display": "Vital Signs",
+                    }
+                ]
+            }
+        ],
+        "code": code.concept(),
+        "subject": {"identifier": subject},
+        "effectiveDateTime": effective_time(event),
+        "device": {"reference": device_url},
+    }
+    return {
+        "fullUrl": identifier_value,
+        "resource": resource,
+        "request": {
+            "method": "POST",
+            "url": "Observation",
+            "ifNoneExist": f"identifier={URI_SYSTEM}|{identifier_value}",
+        },
+    }
+
+
+def reading_entries(event: dict[str, Any], identifier_system: str) -> list[dict[str, Any]]:
+    """The transaction entries for one reading event: its Device and its Observations."""
+    subject = {"system": identifier_system, "value": str(event["subject"])}
+    device = device_entry(str(event["device_address"]))
+    device_url = device["fullUrl"]
+    values: dict[str, dict[str, Any]] = event["values"]
+    kind = event["kind"]
+    observations: list[dict[str, Any]] = []
+    if kind == "blood_pressure":
+        components = [
+            {
+                "code": BP_COMPONENTS[name].concept(),
+                "valueQuantity": quantity(v["value"], v["unit"]),
+            }
+            for name, v in values.items()
+            if name in BP_COMPONENTS
+        ]
+        if components:
+            panel = _observation(event, "panel", BP_PANEL, subject, device_url)
+            panel["resource"]["component"] = components
+            observations.append(panel)
+    for name, value in values.items():
+        code = GLUCOSE_BY_UNIT.get(value["unit"]) if kind == "glucose" else SIMPLE.get((kind, name))
+        if code is None:
+            continue
+        entry = _observation(event, name, code, subject, device_url)
+        entry["resource"]["valueQuantity"] = quantity(value["value"], value["unit"])
+        observations.append(entry)
+    if not observations:
+        raise FhirMappingError(f"no FHIR mapping for a {kind} reading with {sorted(values)}")
+    return [device, *observations]
+
+
+def transaction_bundle(entry_groups: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """One transaction Bundle of several readings; a Device shared by readings appears once."""
+    entries: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for group in entry_groups:
+        for entry in group:
+            if entry["fullUrl"] in seen:
+                continue
+            seen.add(entry["fullUrl"])
+            entries.append(entry)
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

@@ -1,0 +1,49 @@
+"""Local secret keys kept in ``data_dir`` with 0600 permissions, generated on first start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from gateway.settings import ConfigError
+
+KEY_BYTES = 32
+
+
+def load_or_create_key(path: Path, *, nbytes: int = KEY_BYTES) -> bytes:
+    """Read a raw key file, creating it (0600, atomically) if it does not exist yet.
+
+    A key file readable by group or others is refused: it would let another local user
+    read the hub's stored health data.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return _create(path, nbytes)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path}: key file is readable by others; run: chmod 600 {path}")
+    key = path.read_bytes()
+    if len(key) != nbytes:
+        raise ConfigError(f"{path}: key file must hold exactly {nbytes} bytes, found {len(key)}")
+    return key
+
+
+def _create(path: Path, nbytes: int) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_bytes(nbytes)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)  # fails if another process created the key meanwhile
+    except FileExistsError:
+        return load_or_create_key(path, nbytes=nbytes)
+    finally:
+        temporary.unlink()
+    return key

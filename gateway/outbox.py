@@ -1,0 +1,196 @@
+"""The durable outbox: every item for every destination waits here until it is delivered.
+
+Items are sealed (AES-GCM) at rest, with the row's destination and idempotency key as
+associated data, so a payload cannot be swapped into another row. ``(destination,
+idempotency_key)`` is unique: a reading the device sends twice is queued once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.crypto import Sealer
+
+PRIORITY_ALERT = 0
+PRIORITY_CARE = 1
+PRIORITY_OTHER = 2
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """What the pipeline hands to the outbox for one destination."""
+
+    destination: str
+    purpose: str
+    category: str  # "reading" or "alert"
+    priority: int
+    subject_ref: str
+    reading_id: str
+    idempotency_key: str
+    legal_basis: str  # "consent" or "vital_interest"
+    fields: tuple[str, ...]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedItem:
+    id: int
+    destination: str
+    purpose: str
+    category: str
+    subject_ref: str
+    reading_id: str
+    idempotency_key: str
+    legal_basis: str
+    fields: tuple[str, ...]
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
+
+
+def _associated(destination: str, idempotency_key: str) -> bytes:
+    return f"outbox\x1f{destination}\x1f{idempotency_key}".encode()
+
+
+class Outbox:
+    """SQL for the outbox tables; every method runs on the database thread."""
+
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+
+    def enqueue(self, connection: sqlite3.Connection, items: list[NewItem], now: float) -> int:
+        """Insert items inside the caller's transaction; returns how many were new."""
+        rows = []
+        for item in items:
+            body = orjson.dumps(item.payload)
+            sealed = self._sealer.seal(body, _associated(item.destination, item.idempotency_key))
+            rows.append(
+                (
+                    item.destination,
+                    item.purpose,
+                    item.category,
+                    item.priority,
+                    item.subject_ref,
+                    item.reading_id,
+                    item.idempotency_key,
+                    item.legal_basis,
+                    ",".join(item.fields),
+                    sealed,
+                    len(body),
+                    now,
+                    now,
+                )
+            )
+        before = connection.total_changes
+        connection.executemany(
+            "INSERT OR IGNORE INTO outbox (destination, purpose, category, priority, subject_ref,"
+            " reading_id, idempotency_key, legal_basis, fields, payload, size, created_at,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        return connection.total_changes - before
+
+    def due(
+        self, connection: sqlite3.Connection, destination: str, limit: int, now: float
+    ) -> list[QueuedItem]:
+        rows = connection.execute(
+            "SELECT id, destination, purpose, category, subject_ref, reading_id, idempotency_key,"
+            " legal_basis, fields, payload, attempts, created_at FROM outbox"
+            " WHERE destination = ? AND next_attempt_at <= ?"
+            " ORDER BY priority, id LIMIT ?",
+            (destination, now, limit),
+        ).fetchall()
+        return [self._item(row) for row in rows]
+
+    def _item(self, row: tuple[Any, ...]) -> QueuedItem:
+        (
+            id_,
+            destination,
+            purpose,
+            category,
+            subject_ref,
+            reading_id,
+            key,
+            basis,
+            fields,
+            sealed,
+            attempts,
+            created_at,
+        ) = row
+        payload = orjson.loads(self._sealer.open(sealed, _associated(destination, key)))
+        return QueuedItem(
+            id_,
+            destination,
+            purpose,
+            category,
+            subject_ref,
+            reading_id,
+            key,
+            basis,
+            tuple(fields.split(",")) if fields else (),
+            payload,
+            attempts,
+            created_at,
+        )
+
+    @staticmethod
+    def next_due(connection: sqlite3.Connection, destination: str) -> float | None:
+        row = connection.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE destination = ?", (destination,)
+        ).fetchone()
+        return row[0]
+
+    @staticmethod
+    def remove(connection: sqlite3.Connection, ids: list[int]) -> None:
+        connection.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    @staticmethod
+    def reschedule(connection: sqlite3.Connection, retries: list[tuple[int, float, str]]) -> None:
+        """``retries``: (id, next_attempt_at, reason) per item."""
+        connection.executemany(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+            " WHERE id = ?",
+            [(at, reason, id_) for id_, at, reason in retries],
+        )
+
+    @staticmethod
+    def dead_letter(
+        connection: sqlite3.Connection, failures: list[tuple[int, int | None, str]]
+    ) -> None:
+        """``failures``: (id, HTTP status or None, response excerpt) per item."""
+        now = time.time()
+        for id_, status, response in failures:
+            connection.execute(
+                "INSERT INTO dead_letters (destination, purpose, category, priority, subject_ref,"
+                " reading_id, idempotency_key, legal_basis, fields, payload, size, created_at,"
+                " attempts, failed_at, status, response)"
+                " SELECT destination, purpose, category, priority, subject_ref, reading_id,"
+                " idempotency_key, legal_basis, fields, payload, size, created_at, attempts + 1,"
+                " ?, ?, ? FROM outbox WHERE id = ?",
+                (now, status, response, id_),
+            )
+            connection.execute("DELETE FROM outbox WHERE id = ?", (id_,))
+
+    @staticmethod
+    def purge(connection: sqlite3.Connection, subject_ref: str, purpose: str | None = None) -> int:
+        """Drop queued items of a subject (for one purpose, or all); returns how many."""
+        if purpose is None:
+            cursor = connection.execute("DELETE FROM outbox WHERE subject_ref = ?", (subject_ref,))
+        else:
+            cursor = connection.execute(
+                "DELETE FROM outbox WHERE subject_ref = ? AND purpose = ?", (subject_ref, purpose)
+            )
+        return cursor.rowcount
+
+    @staticmethod
+    def depth(connection: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
+        """Per destination: (queued items, created_at of the oldest)."""
+        rows = connection.execute(
+            "SELECT destination, COUNT(*), MIN(created_at) FROM outbox GROUP BY destination"
+        )
+        return {destination: (count, oldest) for destination, count, oldest in rows}

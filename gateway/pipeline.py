@@ -1,0 +1,313 @@
+"""The pipeline: a decoded reading is bound to its person, stored, and fanned out per destination.
+
+Readings arrive from the BLE callback into a queue; the pipeline takes whatever has arrived
+(up to a batch) and handles it in one database transaction, so a burst costs one commit. A
+reading is acknowledged (stored and queued for every destination whose chain lets it through)
+before anything is sent; delivery workers take it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date
+from typing import Any
+
+import orjson
+import structlog
+from devices.source import Received
+
+from filters.chain import ChainContext, Filter, Item, run_chain
+from filters.minimise import enforce_allow_list
+from gateway.activity import Activity
+from gateway.alerts import AlertEngine, AlertEvent
+from gateway.consent import ConsentRegistry
+from gateway.crypto import Sealer
+from gateway.events import BoundReading, age_on, reading_event
+from gateway.outbox import NewItem, Outbox
+from gateway.references import References
+from gateway.settings import Settings, SubjectSettings
+from gateway.store import Database, Transaction
+
+log = structlog.get_logger(__name__)
+
+ADULT_AGE = 18
+MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class Route:
+    """One destination as the pipeline sees it: what it takes, its chain, and its payload format."""
+
+    name: str
+    purpose: str
+    category: str  # "reading" or "alert"
+    priority: int
+    steps: list[Filter]
+    allowed: frozenset[str]
+    format: Callable[[Item], dict[str, Any]]
+    wake: Callable[[], None] = lambda: None
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    readings: int = 0
+    duplicates: int = 0
+    dropped_minor: int = 0
+    dropped_unbound: int = 0
+    alerts: int = 0
+    queued: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    reading: BoundReading
+    event: dict[str, Any]
+    items: list[NewItem]
+
+
+def _reading_aad(reading_id: str) -> bytes:
+    return f"reading\x1f{reading_id}".encode()
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        outbox: Outbox,
+        consents: ConsentRegistry,
+        references: References,
+        sealer: Sealer,
+        alerts: AlertEngine,
+        routes: list[Route],
+        activity: Activity,
+        is_restricted: Callable[[str], bool] = lambda _ref: False,
+    ) -> None:
+        self.stats = PipelineStats()
+        self._database = database
+        self._outbox = outbox
+        self._consents = consents
+        self._references = references
+        self._sealer = sealer
+        self._alerts = alerts
+        self._routes = routes
+        self._activity = activity
+        self._is_restricted = is_restricted
+        self._queue: asyncio.Queue[Received] = asyncio.Queue()
+        self._subjects = {subject.id: subject for subject in settings.subjects}
+        self._device_subject = {device.address: device.subject for device in settings.devices}
+        self._contexts = {
+            route.name: ChainContext(route.name, route.purpose, consents.is_granted, is_restricted)
+            for route in routes
+        }
+
+    def submit(self, received: Received) -> None:
+        """Called from the BLE notification callback; never blocks."""
+        self._queue.put_nowait(received)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self.ingest(batch)
+
+    async def flush(self) -> None:
+        """Ingest everything still queued (used at shutdown, after intake has stopped)."""
+        while not self._queue.empty():
+            batch = []
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self.ingest(batch)
+
+    async def ingest(self, batch: list[Received]) -> None:
+        bound = [reading for reading in map(self._bind, batch) if reading is not None]
+        if not bound:
+            return
+        ids = [reading.reading_id for reading in bound]
+        known = await self._database.call(lambda c: _existing_readings(c, ids))
+        prepared: list[_Prepared] = []
+        for reading in bound:
+            if reading.reading_id in known:
+                self.stats.duplicates += 1
+                continue
+            known.add(reading.reading_id)
+            prepared.append(self._prepare(reading))
+        if not prepared:
+            return
+        now = time.time()
+        await self._database.call(lambda c: self._store(c, prepared, now))
+        woken: set[str] = set()
+        for entry in prepared:
+            for item in entry.items:
+                self.stats.queued[item.destination] = self.stats.queued.get(item.destination, 0) + 1
+                woken.add(item.destination)
+        for route in self._routes:
+            if route.name in woken:
+                route.wake()
+
+    def _bind(self, received: Received) -> BoundReading | None:
+        measurement = received.measurement
+        target = received.target
+        subject_id = self._device_subject.get(target.address)
+        if subject_id is None:
+            self.stats.dropped_unbound += 1
+            log.warning("reading_dropped", reason="unknown device", device=target.ref)
+            return None
+        subject = self._subjects[subject_id]
+        when = (measurement.measured_at or received.received_at.replace(tzinfo=None)).date()
+        if _is_minor(subject, when):
+            self.stats.dropped_minor += 1
+            log.info("reading_dropped", reason="minor", device=target.ref, kind=measurement.kind)
+            self._activity.emit("dropped", device=target.ref, kind=measurement.kind, reason="minor")
+            return None
+        self.stats.readings += 1
+        return BoundReading(
+            reading_id=self._references.reading_id(
+                target.address, measurement.kind, measurement, received.received_at
+            ),
+            subject_id=subject.id,
+            subject_ref=self._references.subject_ref(subject.id),
+            company_id=subject.company_id,
+            birth_date=subject.birth_date,
+            device_address=target.address,
+            device_ref=target.ref,
+            profile=target.profile,
+            measurement=measurement,
+            received_at=received.received_at.astimezone(UTC),
+        )
+
+    def _prepare(self, reading: BoundReading) -> _Prepared:
+        event = reading_event(reading)
+        values = {name: (q.value, q.unit) for name, q in reading.measurement.values.items()}
+        self._activity.emit(
+            "reading",
+            device=reading.device_ref,
+            subject_ref=reading.subject_ref,
+            kind=reading.measurement.kind,
+            values=values,
+            reading_id=reading.reading_id,
+        )
+        items = [
+            item
+            for route in self._routes
+            if route.category == "reading"
+            for item in [self._through(route, reading, "reading", dict(event), vital=False)]
+            if item is not None
+        ]
+        for alert in self._alerts.evaluate(reading):
+            self.stats.alerts += 1
+            self._activity.emit(
+                alert.type,
+                subject_ref=reading.subject_ref,
+                kind=reading.measurement.kind,
+                value=alert.rule.value,
+                measured=round(alert.value, 1),
+                unit=alert.unit,
+                limit=alert.limit,
+                direction=alert.direction,
+                severity=alert.rule.severity,
+                reading_id=reading.reading_id,
+            )
+            items += [
+                item
+                for route in self._routes
+                if route.category == "alert"
+                for item in [self._alert_item(route, reading, alert)]
+                if item is not None
+            ]
+        return _Prepared(reading, event, items)
+
+    def _alert_item(self, route: Route, reading: BoundReading, alert: AlertEvent) -> NewItem | None:
+        payload = {"alert": alert, "subject_id": reading.subject_id}
+        return self._through(
+            route, reading, "alert", payload, vital=alert.vital_interest, key=alert.alert_id
+        )
+
+    def _through(
+        self,
+        route: Route,
+        reading: BoundReading,
+        category: str,
+        payload: dict[str, Any],
+        *,
+        vital: bool,
+        key: str | None = None,
+    ) -> NewItem | None:
+        item = Item(
+            reading.reading_id, reading.subject_ref, category, payload, vital_interest=vital
+        )
+        result = run_chain(route.steps, item, self._contexts[route.name])
+        if result is None:
+            self._activity.emit(
+                "filtered",
+                destination=route.name,
+                purpose=route.purpose,
+                category=category,
+                reading_id=reading.reading_id,
+                passed=False,
+            )
+            return None
+        body = route.format(result)
+        enforce_allow_list(result, route.allowed)
+        self._activity.emit(
+            "filtered",
+            destination=route.name,
+            purpose=route.purpose,
+            category=category,
+            reading_id=reading.reading_id,
+            passed=True,
+            legal_basis=result.legal_basis,
+        )
+        return NewItem(
+            destination=route.name,
+            purpose=route.purpose,
+            category=category,
+            priority=route.priority,
+            subject_ref=reading.subject_ref,
+            reading_id=reading.reading_id,
+            idempotency_key=key or reading.reading_id,
+            legal_basis=result.legal_basis or "consent",
+            fields=result.fields,
+            payload=body,
+        )
+
+    def _store(self, connection: sqlite3.Connection, prepared: list[_Prepared], now: float) -> None:
+        rows = [
+            (
+                entry.reading.reading_id,
+                entry.reading.subject_ref,
+                entry.reading.measurement.kind,
+                entry.event["measured_at"],
+                entry.event["received_at"],
+                self._sealer.seal(
+                    orjson.dumps(entry.event), _reading_aad(entry.reading.reading_id)
+                ),
+            )
+            for entry in prepared
+        ]
+        with Transaction(connection):
+            connection.executemany(
+                "INSERT OR IGNORE INTO readings (reading_id, subject_ref, kind, measured_at,"
+                " received_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._outbox.enqueue(connection, [i for entry in prepared for i in entry.items], now)
+
+
+def _existing_readings(connection: sqlite3.Connection, ids: list[str]) -> set[str]:
+    marks = ",".join("?" * len(ids))
+    rows = connection.execute(f"SELECT reading_id FROM readings WHERE reading_id IN ({marks})", ids)  # noqa: S608
+    return {row[0] for row in rows}
+
+
+def _is_minor(subject: SubjectSettings, on: date) -> bool:
+    return age_on(subject.birth_date, on) < ADULT_AGE

@@ -1,0 +1,46 @@
+"""Keyed local references: stable ids for readings and subjects that reveal nothing.
+
+A plain hash of an identifier can be reversed by hashing every personal number, so every
+reference here is an HMAC under the hub's own secret key (kept in ``data_dir``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+
+from gateway.models import Measurement
+
+
+class References:
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, *parts: str) -> str:
+        message = "\x1f".join(parts).encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def subject_ref(self, subject_id: str) -> str:
+        """The local pseudonymous reference of a person (database keys, logs, audit)."""
+        return "s-" + self._mac("subject", subject_id)[:20]
+
+    def reading_id(
+        self, address: str, kind: str, measurement: Measurement, received_at: datetime
+    ) -> str:
+        """An id derived from the reading itself, so a resend by the device maps to the same id.
+
+        Device identity + profile + the device's own timestamp or sequence number; only a
+        reading with neither falls back to the time the gateway received it.
+        """
+        sequence = measurement.status.get("sequence_number")
+        if sequence is not None:
+            discriminator = f"seq:{sequence}"
+        elif measurement.measured_at is not None:
+            discriminator = f"at:{measurement.measured_at.isoformat()}"
+        else:
+            discriminator = f"rx:{received_at.isoformat()}"
+        user = "" if measurement.user_index is None else str(measurement.user_index)
+        return "r-" + self._mac("reading", address, kind, user, discriminator)[:32]

@@ -1,0 +1,40 @@
+"""One HTTP POST and its classification into an ``Outcome`` for the items it carried."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from gateway.sinks import Outcome, excerpt, is_retryable, parse_retry_after
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    ids: list[int],
+) -> tuple[Outcome, int | None, str]:
+    """POST ``body``; returns the outcome for ``ids`` plus the status and response text."""
+    try:
+        async with session.post(
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as response:
+            text = await response.text(errors="replace")
+            status = response.status
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    except TimeoutError:
+        return Outcome(retry=list(ids), reason=f"timed out after {timeout_s:g} s"), None, ""
+    except aiohttp.ClientError as exc:
+        return Outcome(retry=list(ids), reason=f"{type(exc).__name__}: {exc}"), None, ""
+    except asyncio.CancelledError:
+        raise
+    if 200 <= status < 300:
+        return Outcome(delivered=list(ids)), status, text
+    if is_retryable(status):
+        outcome = Outcome(retry=list(ids), retry_after_s=retry_after, reason=f"HTTP {status}")
+        return outcome, status, text
+    failed = [(i, status, excerpt(text)) for i in ids]
+    return Outcome(failed=failed, reason=f"HTTP {status}"), status, text

@@ -1,0 +1,56 @@
+"""The alert sink: one signed Standard Webhooks POST per alert, never batched or delayed."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import orjson
+
+from gateway.outbox import QueuedItem
+from gateway.settings import WebhookDestination
+from gateway.sinks import Outcome
+from gateway.sinks.http import post
+from gateway.webhooks import sign
+
+
+class WebhookSink:
+    max_batch = 1
+    linger_s = 0.0
+
+    def __init__(
+        self, settings: WebhookDestination, session: aiohttp.ClientSession, key: bytes
+    ) -> None:
+        self.name = settings.name
+        self._settings = settings
+        self._session = session
+        self._key = key
+
+    async def deliver(self, items: list[QueuedItem]) -> Outcome:
+        outcome = Outcome()
+        for item in items:
+            body = orjson.dumps(item.payload)
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "webhook-id": item.idempotency_key,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(self._key, item.idempotency_key, timestamp, body),
+            }
+            result, _status, _text = await post(
+                self._session,
+                self._settings.url,
+                body,
+                headers,
+                self._settings.timeout_s,
+                [item.id],
+            )
+            outcome.delivered += result.delivered
+            outcome.retry += result.retry
+            outcome.failed += result.failed
+            outcome.retry_after_s = result.retry_after_s or outcome.retry_after_s
+            outcome.reason = result.reason or outcome.reason
+        return outcome
+
+    async def close(self) -> None:
+        return None
