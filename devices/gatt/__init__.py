@@ -1,0 +1,103 @@
+"""GATT health-measurement codecs: bytes of a characteristic value <-> ``Measurement``.
+
+``decode(characteristic, data)`` and ``encode(characteristic, measurement)`` dispatch on
+the characteristic's UUID, given as a 16-bit number (``0x2A35``), a string (``"2a35"``,
+``"0x2A35"``, the full ``"00002a35-0000-1000-8000-00805f9b34fb"``) or a ``uuid.UUID``. Each profile
+module documents its layout, value names, units and status keys. Anything wrong with the input
+raises DecodeError (a ValueError) and nothing else; a Measurement the wire format cannot express
+raises EncodeError.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from devices.gatt import blood_pressure
+from devices.gatt._codec import Codec
+from devices.gatt._fields import Reader, Writer
+from devices.gatt.errors import DecodeError, EncodeError
+from gateway.models import Measurement
+
+__all__ = [
+    "DecodeError",
+    "EncodeError",
+    "characteristic_uuid16",
+    "decode",
+    "encode",
+    "supported_characteristics",
+]
+
+Characteristic = str | uuid.UUID | int
+
+_BASE_UUID = uuid.UUID("00000000-0000-1000-8000-00805f9b34fb").int
+_SHORT_MASK = 0xFFFFFFFF << 96
+
+
+def _registry(groups: Iterable[tuple[Codec, ...]]) -> dict[int, Codec]:
+    return {codec.uuid16: codec for group in groups for codec in group}
+
+
+_CODECS = _registry((blood_pressure.CODECS,))
+
+
+def characteristic_uuid16(characteristic: Characteristic) -> int:
+    """The 16-bit SIG UUID of ``characteristic``; ValueError for anything else."""
+    if isinstance(characteristic, bool):
+        raise ValueError(f"not a characteristic UUID: {characteristic!r}")
+    if isinstance(characteristic, int):
+        if 0 <= characteristic <= 0xFFFF:
+            return characteristic
+        raise ValueError(f"16-bit UUID {characteristic:#x} is outside 0x0000..0xFFFF")
+    if isinstance(characteristic, str):
+        text = characteristic.strip().lower()
+        short = text.removeprefix("0x")
+        if 1 <= len(short) <= 4 and all(c in "0123456789abcdef" for c in short):
+            return int(short, 16)
+        try:
+            characteristic = uuid.UUID(text)
+        except ValueError:
+            raise ValueError(f"not a characteristic UUID: {characteristic!r}") from None
+    if isinstance(characteristic, uuid.UUID):
+        value = characteristic.int
+        if value & ~_SHORT_MASK == _BASE_UUID and value >> 96 <= 0xFFFF:
+            return value >> 96
+        raise ValueError(f"{characteristic} is not a Bluetooth SIG 16-bit UUID")
+    raise ValueError(f"not a characteristic UUID: {characteristic!r}")
+
+
+def _codec(characteristic: Characteristic, error: type[ValueError]) -> Codec:
+    try:
+        short = characteristic_uuid16(characteristic)
+    except ValueError as exc:
+        raise error(str(exc)) from None
+    codec = _CODECS.get(short)
+    if codec is None:
+        raise error(f"unknown characteristic 0x{short:04X}: no health-measurement codec for it")
+    return codec
+
+
+def decode(characteristic: Characteristic, data: bytes) -> Measurement:
+    """Decode one characteristic value (a notification or indication payload)."""
+    codec = _codec(characteristic, DecodeError)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"{codec.label}: expected bytes, got {type(data).__name__}")
+    reader = Reader(bytes(data), codec.label)
+    measurement = codec.decode(reader)
+    reader.end()
+    return measurement
+
+
+def encode(characteristic: Characteristic, measurement: Measurement) -> bytes:
+    """The bytes a device sends for ``measurement``; flags follow from what it holds."""
+    codec = _codec(characteristic, EncodeError)
+    if measurement.kind != codec.kind:
+        raise EncodeError(f"{codec.label} carries kind {codec.kind!r}, not {measurement.kind!r}")
+    writer = Writer(codec.label)
+    codec.encode(writer, measurement)
+    return writer.getvalue()
+
+
+def supported_characteristics() -> dict[int, str]:
+    """16-bit UUID -> measurement kind, for every characteristic ``decode`` understands."""
+    return {short: codec.kind for short, codec in sorted(_CODECS.items())}

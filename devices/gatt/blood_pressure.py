@@ -1,0 +1,168 @@
+"""Blood Pressure Measurement (0x2A35) and Intermediate Cuff Pressure (0x2A36).
+
+Layout (Blood Pressure Service 1.1, section 3.2; GATT Specification Supplement, "Blood Pressure
+Measurement"): flags uint8, then systolic, diastolic and mean arterial pressure as SFLOAT, then the
+optional Time Stamp (Date Time, flag bit 1), Pulse Rate (SFLOAT, bit 2), User ID (uint8, bit 3) and
+Measurement Status (uint16, bit 4). Flag bit 0 selects kPa instead of mmHg for all three pressures.
+Intermediate Cuff Pressure has the same layout; its systolic slot carries the current cuff
+pressure and the diastolic and MAP slots are unused (a sensor sends NaN; the decoder ignores them,
+the encoder writes NaN).
+
+Values: ``systolic``, ``diastolic``, ``mean_arterial_pressure`` ("mm[Hg]" or "kPa"), ``pulse_rate``
+("/min"); for 0x2A36 ``cuff_pressure`` and ``pulse_rate``.
+
+Status keys:
+
+* ``body_movement``, ``cuff_fit_loose``, ``irregular_pulse``, ``improper_measurement_position``
+  (bool) and ``pulse_rate_range`` ("within" | "exceeds_upper" | "below_lower" | "reserved"): all
+  five present exactly when the device sent the Measurement Status field; its reserved bits 6..15
+  are ignored. The encoder writes the field when any of the five keys is present.
+* ``unknown_user`` (True): User ID 0xFF ("unknown user"); ``user_index`` is then None.
+* ``time_stamp_unknown`` (True): a Time Stamp field with year, month or day 0 ("not known");
+  ``measured_at`` is then None.
+* ``special_values``: ``{value name: "nan" | "nres" | "+inf" | "-inf" | "reserved"}``.
+
+Reserved flag bits (5..7) change the layout in ways this codec cannot know, so they raise
+DecodeError, as do bytes after the last field the flags announce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devices.gatt._codec import Codec
+from devices.gatt._fields import (
+    Reader,
+    ValueSink,
+    ValueSource,
+    Writer,
+    enum_code,
+    has_time_stamp,
+    has_user,
+    pick_unit,
+    read_time_stamp,
+    user_index_of,
+    write_user,
+)
+from devices.ieee11073 import SpecialValue
+from gateway.models import Measurement
+
+BLOOD_PRESSURE_MEASUREMENT = 0x2A35
+INTERMEDIATE_CUFF_PRESSURE = 0x2A36
+
+_KPA = 0x01
+_TIME_STAMP = 0x02
+_PULSE_RATE = 0x04
+_USER_ID = 0x08
+_STATUS = 0x10
+_DEFINED_FLAGS = 0x1F
+
+PRESSURE_UNITS = {"mm[Hg]": 0, "kPa": _KPA}
+PULSE_UNIT = "/min"
+
+STATUS_BITS = {
+    0: "body_movement",
+    1: "cuff_fit_loose",
+    2: "irregular_pulse",
+    5: "improper_measurement_position",
+}
+PULSE_RATE_RANGE = {0: "within", 1: "exceeds_upper", 2: "below_lower", 3: "reserved"}
+STATUS_KEYS = (*STATUS_BITS.values(), "pulse_rate_range")
+
+_BP_NAMES = ("systolic", "diastolic", "mean_arterial_pressure")
+
+
+def _slots(pressure_names: tuple[str, ...]) -> tuple[str, ...]:
+    """Field names of the three SFLOAT slots; the ones a characteristic leaves unused say so."""
+    unused = tuple(f"{name} (unused)" for name in _BP_NAMES[len(pressure_names) :])
+    return (*pressure_names, *unused)
+
+
+def _decode_status(raw: int) -> dict[str, Any]:
+    status: dict[str, Any] = {name: bool(raw >> bit & 1) for bit, name in STATUS_BITS.items()}
+    status["pulse_rate_range"] = PULSE_RATE_RANGE[raw >> 3 & 0b11]
+    return status
+
+
+def _encode_status(writer: Writer, status: dict[str, Any]) -> int:
+    raw = sum(1 << bit for bit, name in STATUS_BITS.items() if status.get(name))
+    pulse_range = status.get("pulse_rate_range", "within")
+    raw |= enum_code(writer, PULSE_RATE_RANGE, pulse_range, "pulse_rate_range") << 3
+    return raw
+
+
+def _decode(reader: Reader, kind: str, pressure_names: tuple[str, ...]) -> Measurement:
+    flags = reader.flags(1, _DEFINED_FLAGS)
+    unit = "kPa" if flags & _KPA else "mm[Hg]"
+    sink = ValueSink()
+    for index, slot in enumerate(_slots(pressure_names)):
+        number = reader.sfloat(slot)
+        if index < len(pressure_names):
+            sink.put(slot, number, unit)
+    status: dict[str, Any] = {}
+    measured_at = read_time_stamp(reader, status) if flags & _TIME_STAMP else None
+    if flags & _PULSE_RATE:
+        sink.put("pulse_rate", reader.sfloat("pulse_rate"), PULSE_UNIT)
+    user_index = user_index_of(reader, status) if flags & _USER_ID else None
+    if flags & _STATUS:
+        status.update(_decode_status(reader.u16("measurement_status")))
+    return sink.measurement(kind, status, measured_at, user_index)
+
+
+def _encode(writer: Writer, measurement: Measurement, pressure_names: tuple[str, ...]) -> None:
+    source = ValueSource(measurement, writer)
+    unit = pick_unit(writer, source, pressure_names, PRESSURE_UNITS, "mm[Hg]")
+    status = measurement.status
+    flags = PRESSURE_UNITS[unit]
+    flags |= _TIME_STAMP if has_time_stamp(measurement) else 0
+    flags |= _PULSE_RATE if source.has("pulse_rate") else 0
+    flags |= _USER_ID if has_user(measurement) else 0
+    flags |= _STATUS if any(key in status for key in STATUS_KEYS) else 0
+    writer.u8(flags, "flags")
+    for index, slot in enumerate(_slots(pressure_names)):
+        if index < len(pressure_names):
+            writer.sfloat(source.number(slot, unit), slot)
+        else:
+            writer.sfloat(SpecialValue.NAN, slot)
+    if flags & _TIME_STAMP:
+        writer.date_time(measurement.measured_at, "time_stamp")
+    if flags & _PULSE_RATE:
+        writer.sfloat(source.number("pulse_rate", PULSE_UNIT), "pulse_rate")
+    if flags & _USER_ID:
+        write_user(writer, measurement)
+    if flags & _STATUS:
+        writer.u16(_encode_status(writer, status), "measurement_status")
+
+
+def decode_blood_pressure(reader: Reader) -> Measurement:
+    return _decode(reader, "blood_pressure", _BP_NAMES)
+
+
+def encode_blood_pressure(writer: Writer, measurement: Measurement) -> None:
+    _encode(writer, measurement, _BP_NAMES)
+
+
+def decode_cuff_pressure(reader: Reader) -> Measurement:
+    return _decode(reader, "cuff_pressure", ("cuff_pressure",))
+
+
+def encode_cuff_pressure(writer: Writer, measurement: Measurement) -> None:
+    _encode(writer, measurement, ("cuff_pressure",))
+
+
+CODECS = (
+    Codec(
+        BLOOD_PRESSURE_MEASUREMENT,
+        "Blood Pressure Measurement",
+        "blood_pressure",
+        decode_blood_pressure,
+        encode_blood_pressure,
+    ),
+    Codec(
+        INTERMEDIATE_CUFF_PRESSURE,
+        "Intermediate Cuff Pressure",
+        "cuff_pressure",
+        decode_cuff_pressure,
+        encode_cuff_pressure,
+    ),
+)
