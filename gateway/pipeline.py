@@ -98,6 +98,7 @@ class Pipeline:
         self._activity = activity
         self._is_restricted = is_restricted
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
+        self._in_flight: list[Received] = []
         self._subjects = {subject.id: subject for subject in settings.subjects}
         self._device_subject = {device.address: device.subject for device in settings.devices}
         self._contexts = {
@@ -118,10 +119,19 @@ class Pipeline:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._in_flight = batch
             await self.ingest(batch)
+            self._in_flight = []
 
     async def flush(self) -> None:
-        """Ingest everything still queued (used at shutdown, after intake has stopped)."""
+        """Ingest everything still queued (at shutdown, after intake and ``run`` have stopped).
+
+        A batch that ``run`` was handling when it was cancelled is ingested again; readings it had
+        already stored are recognised by their id and not queued twice.
+        """
+        if self._in_flight:
+            batch, self._in_flight = self._in_flight, []
+            await self.ingest(batch)
         while not self._queue.empty():
             batch = []
             while len(batch) < MAX_BATCH and not self._queue.empty():

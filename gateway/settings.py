@@ -258,8 +258,8 @@ def format_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     location = _location(tuple(first["loc"]))
     message = _describe(first)
-    if message.startswith(location.split(".")[0] + "[") or message.startswith(location + ":"):
-        return message
+    if not first["loc"] or message.startswith(location + ":"):
+        return message  # cross-field checks name their own keys
     return f"{location}: {message}"
 
 

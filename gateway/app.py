@@ -1,0 +1,207 @@
+"""The gateway service: wires sources, pipeline, outbox and delivery workers, and owns their tasks.
+
+Shutdown order is what makes "nothing in flight is lost" true: stop intake (BLE) first, ingest
+what is already queued in memory into the durable outbox, then give the delivery workers a grace
+period to send what is due, and leave the rest in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+from devices.source import BleSource, DeviceTarget
+
+from gateway.activity import Activity
+from gateway.alerts import AlertEngine
+from gateway.consent import ConsentRegistry
+from gateway.crypto import Sealer
+from gateway.delivery import DeliveryWorker
+from gateway.keys import load_or_create_key
+from gateway.outbox import Outbox, QueuedItem
+from gateway.pipeline import Pipeline
+from gateway.references import References
+from gateway.routes import build_destinations
+from gateway.settings import Settings
+from gateway.simulation import simulated_radio
+from gateway.store import Database, Transaction
+
+log = structlog.get_logger(__name__)
+
+
+class GatewayError(Exception):
+    """The service could not keep running; the message says which part failed and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    data_dir: Path
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "gateway.db"
+
+    @property
+    def storage_key(self) -> Path:
+        return self.data_dir / "keys" / "storage.key"
+
+    @property
+    def reference_key(self) -> Path:
+        return self.data_dir / "keys" / "reference.key"
+
+    @property
+    def simulation(self) -> Path:
+        return self.data_dir / "simulation"
+
+
+def device_targets(settings: Settings) -> list[DeviceTarget]:
+    return [
+        DeviceTarget(ref=f"device-{index}", address=device.address, profile=device.profile)
+        for index, device in enumerate(settings.devices, start=1)
+    ]
+
+
+class Gateway:
+    def __init__(self, settings: Settings, *, activity: Activity | None = None) -> None:
+        self.settings = settings
+        self.activity = activity or Activity()
+        self.paths = Paths(settings.gateway.data_dir)
+        self.consents = ConsentRegistry()
+        self.database = Database(self.paths.database)
+        self.workers: list[DeliveryWorker] = []
+        self.pipeline: Pipeline | None = None
+        self.source: BleSource | None = None
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down without losing anything."""
+        self.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        storage_key = load_or_create_key(
+            self.settings.gateway.outbox_key_file or self.paths.storage_key
+        )
+        references = References(load_or_create_key(self.paths.reference_key))
+        sealer = Sealer(storage_key)
+        outbox = Outbox(sealer)
+        await self.database.open()
+        try:
+            await self.database.call(lambda c: self._seed_consents(c, references))
+            async with aiohttp.ClientSession() as session:
+                await self._serve(stop, session, references, sealer, outbox)
+        finally:
+            await self.database.close()
+
+    def _seed_consents(self, connection: Any, references: References) -> None:
+        self.consents.load(connection)
+        with Transaction(connection):
+            for subject in self.settings.subjects:
+                self.consents.seed(connection, references.subject_ref(subject.id), subject.consent)
+
+    async def _serve(
+        self,
+        stop: asyncio.Event,
+        session: aiohttp.ClientSession,
+        references: References,
+        sealer: Sealer,
+        outbox: Outbox,
+    ) -> None:
+        built = build_destinations(self.settings, session)
+        for destination in built:
+            worker = DeliveryWorker(
+                destination.sink,
+                self.database,
+                outbox,
+                self.activity,
+                purpose=destination.route.purpose,
+                may_send=self._may_send,
+                retry_initial_s=destination.retry_initial_s,
+                retry_max_s=destination.retry_max_s,
+            )
+            destination.route.wake = worker.wake
+            self.workers.append(worker)
+        self.pipeline = Pipeline(
+            self.settings,
+            self.database,
+            outbox,
+            self.consents,
+            references,
+            sealer,
+            AlertEngine(self.settings.alert_rules),
+            [destination.route for destination in built],
+            self.activity,
+        )
+        self.source = BleSource(device_targets(self.settings), self.pipeline.submit)
+        async with self._radio():
+            pipeline_task = asyncio.create_task(self.pipeline.run(), name="pipeline")
+            worker_tasks = [
+                asyncio.create_task(worker.run(), name=f"deliver:{worker.sink.name}")
+                for worker in self.workers
+            ]
+            source_task = asyncio.create_task(self.source.run(), name="ble-source")
+            log.info(
+                "gateway_started",
+                devices=len(self.settings.devices),
+                destinations=len(self.workers),
+                simulated=self.settings.uses_simulated_radio,
+            )
+            self.ready.set()
+            stopped = asyncio.create_task(stop.wait(), name="stop-signal")
+            await asyncio.wait(
+                [stopped, pipeline_task, source_task, *worker_tasks],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            await self._shutdown(stopped, source_task, pipeline_task, worker_tasks)
+
+    @contextlib.asynccontextmanager
+    async def _radio(self) -> AsyncIterator[None]:
+        if not self.settings.uses_simulated_radio:
+            yield
+            return
+        async with simulated_radio(self.settings, self.paths.simulation):
+            yield
+
+    def _may_send(self, item: QueuedItem) -> bool:
+        """Consent is checked again at the time of sending, not only when queued."""
+        if item.legal_basis == "vital_interest":
+            return True
+        return self.consents.is_granted(item.subject_ref, item.purpose)
+
+    async def _shutdown(
+        self,
+        stopped: asyncio.Task[Any],
+        source_task: asyncio.Task[None],
+        pipeline_task: asyncio.Task[None],
+        worker_tasks: list[asyncio.Task[None]],
+    ) -> None:
+        log.info("gateway_stopping")
+        stopped.cancel()
+        source_task.cancel()
+        await asyncio.gather(source_task, return_exceptions=True)
+        assert self.pipeline is not None
+        pipeline_task.cancel()
+        await asyncio.gather(pipeline_task, return_exceptions=True)
+        await self.pipeline.flush()
+        for worker in self.workers:
+            worker.drain()
+        grace = self.settings.gateway.shutdown_grace_s
+        if worker_tasks:
+            _done, pending = await asyncio.wait(worker_tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*worker_tasks, return_exceptions=True)
+        failed = [
+            task
+            for task in (source_task, pipeline_task, *worker_tasks)
+            if task.done() and not task.cancelled() and task.exception() is not None
+        ]
+        for task in failed:
+            log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+        log.info("gateway_stopped", pid=os.getpid())
+        if failed:
+            raise GatewayError(f"{failed[0].get_name()} failed: {failed[0].exception()}")

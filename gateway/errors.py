@@ -1,0 +1,28 @@
+"""Operational failures an operator can act on, turned into one line each."""
+
+from __future__ import annotations
+
+from bleak.exc import BleakDBusError, BleakError
+
+from devices.sim.dbus_daemon import DbusDaemonMissing
+from gateway.store import StoreError
+
+
+def describe(exc: BaseException) -> str | None:
+    """One line for a known operational failure; None for a bug (which should show a traceback)."""
+    from gateway.app import GatewayError
+
+    if isinstance(exc, DbusDaemonMissing | StoreError | GatewayError):
+        return str(exc)
+    if isinstance(exc, BleakDBusError):
+        return (
+            f"Bluetooth: BlueZ answered {exc.dbus_error}; is bluetoothd running? "
+            "(sudo systemctl status bluetooth)"
+        )
+    if isinstance(exc, BleakError):
+        return f"Bluetooth: {exc}"
+    if isinstance(exc, FileNotFoundError) and "system_bus_socket" in str(exc):
+        return "Bluetooth: the D-Bus system bus is not running; install and start dbus and bluez"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}; run as the gateway's service user"
+    return None

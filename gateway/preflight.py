@@ -1,0 +1,43 @@
+"""Everything that can be checked before the service starts, so a bad set-up fails at once."""
+
+from __future__ import annotations
+
+from devices.profiles import PROFILES
+from gateway.secrets import read_secret
+from gateway.settings import ConfigError, FhirDestination, Settings, WebhookDestination
+from gateway.simulation import check_simulation
+from gateway.units import convertible
+from gateway.webhooks import SecretFormatError, parse_secret
+
+
+def preflight(settings: Settings) -> None:
+    """Raise ``ConfigError`` naming the key for anything the config file alone cannot show."""
+    for destination in settings.destinations:
+        prefix = f"destinations.{destination.name}"
+        if isinstance(destination, FhirDestination):
+            read_secret(
+                f"{prefix}.token", destination.token_file, destination.token_env, required=False
+            )
+        elif isinstance(destination, WebhookDestination):
+            secret = read_secret(
+                f"{prefix}.secret", destination.secret_file, destination.secret_env
+            )
+            try:
+                parse_secret(secret or "")
+            except SecretFormatError as exc:
+                raise ConfigError(f"{prefix}.secret: {exc}") from None
+    for index, rule in enumerate(settings.alert_rules):
+        profile = PROFILES.get(rule.kind)
+        if profile is None:
+            continue  # a rule for a kind no configured profile produces is harmless
+        device_unit = profile.default_units.get(rule.value)
+        if device_unit is None:
+            raise ConfigError(
+                f"alert_rules[{index}].value: {rule.kind} readings have no value {rule.value!r}; "
+                f"use one of {', '.join(sorted(profile.default_units))}"
+            )
+        if rule.unit is not None and not convertible(device_unit, rule.unit):
+            raise ConfigError(
+                f"alert_rules[{index}].unit: cannot compare {rule.unit} with {device_unit}"
+            )
+    check_simulation(settings)

@@ -1,0 +1,94 @@
+"""Real aiohttp servers on loopback that stand in for the care platform and alert endpoint.
+
+Each records what it received and answers according to a script of responses, so tests can
+make a destination fail, throttle or refuse and then recover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b"{}"
+    hang: bool = False  # never answer (the client times out)
+
+
+class Receiver:
+    """Answers each request with the next scripted ``Answer`` (then ``default``) and records it."""
+
+    def __init__(self, default: Answer | None = None) -> None:
+        self.script: deque[Answer] = deque()
+        self.default = default or Answer()
+        self.requests: list[Received] = []  # every request, including refused ones
+        self.accepted: list[Received] = []  # requests answered with 2xx
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        record = Received(request.path, dict(request.headers), body)
+        answer = self.script.popleft() if self.script else self.default
+        async with self._changed:
+            self.requests.append(record)
+            if 200 <= answer.status < 300 and not answer.hang:
+                self.accepted.append(record)
+            self._changed.notify_all()
+        if answer.hang:
+            await asyncio.Event().wait()
+        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+
+    async def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
+        """Wait until ``predicate(self)`` holds, woken by each request (no polling)."""
+
+        async def until() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: predicate(self))
+
+        await asyncio.wait_for(until(), timeout)
+
+
+def fhir_transaction_response(request_body: bytes) -> bytes:
+    bundle = orjson.loads(request_body)
+    return orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": [{"response": {"status": "201 Created"}} for _ in bundle.get("entry", [])],
+        }
+    )

@@ -1,0 +1,99 @@
+"""FHIR mapping, validated by an independent implementation (fhir.resources, R4B models)."""
+
+from fhir.resources.R4B.bundle import Bundle
+
+from gateway.events import reading_event
+from gateway.fhir import (
+    BLUETOOTH_ADDRESS_SYSTEM,
+    LOINC,
+    MDC,
+    reading_entries,
+    transaction_bundle,
+)
+from gateway.models import Measurement, Quantity
+from tests.factories import bound, bp_measurement
+
+SYSTEM = "http://electronichealth.se/identifier/personnummer"
+
+
+def codes(concept):
+    return {(c["system"], c["code"]) for c in concept["coding"]}
+
+
+def test_blood_pressure_bundle_validates_and_carries_phd_codes():
+    event = reading_event(bound(bp_measurement(190, 100, 90)))
+    bundle = transaction_bundle([reading_entries(event, SYSTEM)])
+    Bundle.model_validate(bundle)  # raises if not valid R4(B)
+    resources = [entry["resource"] for entry in bundle["entry"]]
+    device, panel, pulse = resources
+    assert device["resourceType"] == "Device"
+    assert device["identifier"][0] == {
+        "system": BLUETOOTH_ADDRESS_SYSTEM,
+        "value": "C4-7C-8D-6A-12-34",
+    }
+    assert codes(panel["code"]) == {(MDC, "150020"), (LOINC, "85354-9")}
+    components = {frozenset(codes(c["code"])): c["valueQuantity"] for c in panel["component"]}
+    systolic = components[frozenset({(MDC, "150021"), (LOINC, "8480-6")})]
+    diastolic = components[frozenset({(MDC, "150022"), (LOINC, "8462-4")})]
+    assert systolic == {
+        "value": 190,
+        "unit": "mmHg",
+        "system": "http://unitsofmeasure.org",
+        "code": "mm[Hg]",
+    }
+    assert diastolic["value"] == 100
+    assert codes(pulse["code"]) == {(MDC, "149546"), (LOINC, "8867-4")}
+    assert pulse["valueQuantity"]["code"] == "/min"
+    assert panel["subject"] == {"identifier": {"system": SYSTEM, "value": "197001011234"}}
+    assert panel["status"] == "final"
+    assert panel["device"]["reference"] == bundle["entry"][0]["fullUrl"]
+
+
+def test_conditional_create_uses_the_reading_derived_identifier():
+    event = reading_event(bound(bp_measurement()))
+    first = reading_entries(event, SYSTEM)
+    again = reading_entries(event, SYSTEM)
+    assert first == again  # a resend maps to the very same identifiers
+    for entry in first:
+        identifier = entry["resource"]["identifier"][0]
+        assert entry["request"]["method"] == "POST"
+        assert entry["request"]["ifNoneExist"] == (
+            f"identifier={identifier['system']}|{identifier['value']}"
+        )
+    other = reading_entries(reading_event(bound(reading_id="r-2")), SYSTEM)
+    assert {e["fullUrl"] for e in other[1:]}.isdisjoint({e["fullUrl"] for e in first[1:]})
+
+
+def test_effective_time_keeps_the_instant_with_an_offset():
+    event = reading_event(bound(bp_measurement()))
+    effective = reading_entries(event, SYSTEM)[1]["resource"]["effectiveDateTime"]
+    assert effective.startswith("2026-11-20T08:00:00")
+    assert effective[19] in "+-"  # an explicit UTC offset
+
+
+def test_bundle_of_many_readings_shares_one_device_entry():
+    groups = [reading_entries(reading_event(bound(reading_id=f"r-{i}")), SYSTEM) for i in range(3)]
+    bundle = transaction_bundle(groups)
+    Bundle.model_validate(bundle)
+    kinds = [entry["resource"]["resourceType"] for entry in bundle["entry"]]
+    assert kinds.count("Device") == 1
+    assert kinds.count("Observation") == 6
+
+
+def test_kpa_cuff_keeps_its_unit():
+    event = reading_event(bound(bp_measurement(24.0, 13.3, None, unit="kPa")))
+    bundle = transaction_bundle([reading_entries(event, SYSTEM)])
+    Bundle.model_validate(bundle)
+    panel = bundle["entry"][1]["resource"]
+    assert {c["valueQuantity"]["code"] for c in panel["component"]} == {"kPa"}
+
+
+def test_glucose_loinc_code_follows_the_unit():
+    for unit, loinc in (("mg/dL", "2339-0"), ("mmol/L", "15074-8")):
+        measurement = Measurement(
+            kind="glucose", values={"glucose": Quantity(value=5.5, unit=unit)}
+        )
+        event = reading_event(bound(measurement))
+        bundle = transaction_bundle([reading_entries(event, SYSTEM)])
+        Bundle.model_validate(bundle)
+        assert (LOINC, loinc) in codes(bundle["entry"][1]["resource"]["code"])

@@ -1,0 +1,191 @@
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import ConfigError, load_settings, parse_settings
+from tests.configs import ADULT, to_toml, webhook_secret
+
+BASE = {
+    "gateway": {"data_dir": "/var/lib/health-gateway"},
+    "subjects": [{"id": ADULT, "birth_date": "1970-01-01", "consent": {"care": True}}],
+    "devices": [{"address": "c4:7c:8d:6a:12:34", "profile": "blood_pressure", "subject": ADULT}],
+    "destinations": [
+        {"name": "care", "kind": "fhir", "purpose": "care", "url": "https://care.example.eu/fhir"}
+    ],
+    "alert_rules": [
+        {"kind": "blood_pressure", "value": "systolic", "above": 180, "unit": "mm[Hg]"}
+    ],
+}
+
+
+def test_valid_config_is_normalised():
+    settings = parse_settings(copy.deepcopy(BASE))
+    assert settings.devices[0].address == "C4:7C:8D:6A:12:34"
+    assert settings.subject(ADULT).consent == {"care": True}
+    assert settings.gateway.api.listen == "127.0.0.1:8080"
+    assert not settings.uses_simulated_radio
+
+
+def _set(path, value):
+    def mutate(config):
+        target = config
+        for key in path[:-1]:
+            target = target[key]
+        if value is DELETE:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+
+    return mutate
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            _set(("destinations", 0, "url"), "http://care.example.eu/fhir"),
+            "destinations[0].url: plain http is only allowed to loopback addresses",
+        ),
+        (_set(("devices", 0, "adress"), "x"), "devices[0].adress: unknown key"),
+        (
+            _set(("devices", 0, "address"), "C4:7C:8D"),
+            "devices[0].address: 'C4:7C:8D' is not a BLE address",
+        ),
+        (
+            _set(("devices", 0, "subject"), "000"),
+            "devices[0].subject: no [[subjects]] entry has id '000'",
+        ),
+        (
+            _set(("subjects", 0, "birth_date"), DELETE),
+            "subjects[0].birth_date: required key is missing",
+        ),
+        (_set(("destinations", 0, "kind"), "ftp"), "destinations[0]: unknown destination kind"),
+        (
+            _set(("devices", 0, "profile"), "toaster"),
+            "devices[0].profile: unknown profile 'toaster'",
+        ),
+        (
+            _set(("alert_rules", 0, "above"), DELETE),
+            "alert_rules[0]: an alert rule needs `above`, `below` or both",
+        ),
+        (
+            _set(("gateway", "api"), {"listen": "8080"}),
+            "gateway.api.listen: '8080' must be host:port",
+        ),
+    ],
+)
+def test_bad_config_names_the_key(mutate, expected):
+    config = copy.deepcopy(BASE)
+    mutate(config)
+    with pytest.raises(ConfigError) as info:
+        parse_settings(config)
+    assert str(info.value).startswith(expected)
+    assert "\n" not in str(info.value)
+
+
+def test_webhook_without_secret_is_refused():
+    config = copy.deepcopy(BASE)
+    config["destinations"].append(
+        {"name": "alerts", "kind": "webhook", "purpose": "alerting", "url": "https://x.eu/h"}
+    )
+    with pytest.raises(ConfigError, match=r"destinations\[1\]: a webhook needs its signing secret"):
+        parse_settings(config)
+
+
+def test_mixing_real_and_simulated_devices_is_refused():
+    config = copy.deepcopy(BASE)
+    config["devices"].append(
+        {
+            "address": "C4:7C:8D:6A:12:35",
+            "profile": "blood_pressure",
+            "subject": ADULT,
+            "simulated": True,
+        }
+    )
+    with pytest.raises(ConfigError, match="cannot be mixed"):
+        parse_settings(config)
+
+
+def test_load_settings_reports_file_and_toml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[gateway\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(broken)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_config_cli_one_line_and_exit_code(tmp_path: Path):
+    config = copy.deepcopy(BASE)
+    config["destinations"][0]["url"] = "http://care.example.eu/fhir"
+    path = tmp_path / "bad.toml"
+    path.write_text(to_toml(config))
+    result = _cli("check-config", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "destinations[0].url" in lines[0] and "https://" in lines[0]
+
+
+def test_check_config_cli_missing_secret_file(tmp_path: Path):
+    config = copy.deepcopy(BASE)
+    config["destinations"].append(
+        {
+            "name": "alerts",
+            "kind": "webhook",
+            "purpose": "alerting",
+            "url": "https://x.eu/h",
+            "secret_file": str(tmp_path / "nope"),
+        }
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(config))
+    result = _cli("check-config", str(path))
+    assert result.returncode == 2
+    assert "destinations.alerts.secret_file" in result.stderr and "does not exist" in result.stderr
+
+
+def test_check_config_cli_bad_secret_format_and_ok(tmp_path: Path):
+    secret = tmp_path / "alerts.secret"
+    secret.write_text("not-a-whsec-secret")
+    config = copy.deepcopy(BASE)
+    config["destinations"].append(
+        {
+            "name": "alerts",
+            "kind": "webhook",
+            "purpose": "alerting",
+            "url": "https://x.eu/h",
+            "secret_file": str(secret),
+        }
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(config))
+    result = _cli("check-config", str(path))
+    assert result.returncode == 2 and "must start with 'whsec_'" in result.stderr
+    secret.write_text(webhook_secret())
+    result = _cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "OK (1 subjects, 1 devices, 2 destinations, 1 alert rules)" in result.stdout
+
+
+def test_alert_rule_unit_must_be_comparable(tmp_path: Path):
+    config = copy.deepcopy(BASE)
+    config["alert_rules"][0]["unit"] = "kg"
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(config))
+    result = _cli("check-config", str(path))
+    assert result.returncode == 2
+    assert "alert_rules[0].unit: cannot compare kg with mm[Hg]" in result.stderr
