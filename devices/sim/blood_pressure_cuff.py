@@ -77,6 +77,7 @@ class SimulatedBloodPressureCuff(Peripheral):
         self._sent_now = 0
         self._random = random.Random(seed)
         self._sender: asyncio.Task[None] | None = None
+        self._own_send = False
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # what tests and the demo look at ----------
@@ -122,8 +123,10 @@ class SimulatedBloodPressureCuff(Peripheral):
         self._stop_sender()
 
     def on_value_sent(self, char_uuid: str, data: bytes) -> None:
-        if char_uuid != BLOOD_PRESSURE_MEASUREMENT:
+        # Only the cuff's own readings count; bytes a test injects through notify() do not.
+        if not self._own_send:
             return
+        self._own_send = False
         self._sent_now += 1
         if self._script is not None:
             self._delivered += 1
@@ -149,8 +152,14 @@ class SimulatedBloodPressureCuff(Peripheral):
                 await asyncio.sleep(self.interval_s)
             first = False
             data = encode(BLOOD_PRESSURE_MEASUREMENT, self._stamped(reading))
-            if not await self.notify(BLOOD_PRESSURE_MEASUREMENT, data):
-                return
+            # notify() hands the value over (and calls on_value_sent) before it first yields,
+            # so nothing else can send in between.
+            self._own_send = True
+            try:
+                if not await self.notify(BLOOD_PRESSURE_MEASUREMENT, data):
+                    return
+            finally:
+                self._own_send = False
 
     def _next_reading(self) -> Measurement | None:
         if self._script is None:
