@@ -19,11 +19,12 @@ reserved for future use    0x0801    0x00800001
 =========================  ========  ==========
 
 Encoding picks the smallest exponent whose mantissa still fits (the most precision), rounding half
-to even; then, while the exponent is negative, it drops trailing decimal zeros of the mantissa. That
-loses nothing and yields the bytes a device sends (120 mmHg is ``0x0078``, not ``1200e-1``; 36.6 is
-``366e-1``). Magnitudes below the finest step round to zero; too large ones raise ValueError. The
-``shift`` argument moves the decimal point exactly (no binary rounding); codecs use it for unit
-renames such as kg/L -> mg/dL.
+to even; then, while the value's exponent (in the caller's unit, see ``shift``) is negative, it
+drops trailing decimal zeros of the mantissa. That loses nothing and yields the bytes a device
+sends (120 mmHg is ``0x0078``, not ``1200e-1``; 36.6 is ``366e-1``). Magnitudes below the finest
+step round to zero; too large ones raise ValueError. The ``shift`` argument moves the decimal point
+exactly (no binary rounding); codecs use it for unit renames such as kg/L -> mg/dL, where 100 mg/dL
+is sent as ``100e-5`` kg/L.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def _encode(fmt: _Format, value: float | SpecialValue, shift: int) -> int:
         exponent += 1
     else:
         raise ValueError(f"{value!r} is too large in magnitude for IEEE-11073 {fmt.name}")
-    while mantissa != 0 and mantissa % 10 == 0 and exponent < 0:
+    # Strip zeros in the caller's unit: 100 mg/dL stays 100e-5 kg/L, as meters send it.
+    while mantissa != 0 and mantissa % 10 == 0 and exponent + shift < 0:
         mantissa //= 10
         exponent += 1
     if mantissa == 0:

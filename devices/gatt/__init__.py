@@ -13,18 +13,39 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from devices.gatt import blood_pressure
+from devices.gatt import (
+    blood_pressure,
+    body_composition,
+    glucose,
+    glucose_context,
+    heart_rate,
+    plx,
+    temperature,
+    weight,
+)
 from devices.gatt._codec import Codec
 from devices.gatt._fields import Reader, Writer
+from devices.gatt.battery import decode_battery_level, encode_battery_level
+from devices.gatt.body_composition import BodyCompositionAssembler, split_body_composition
+from devices.gatt.current_time import decode_current_time, encode_current_time
 from devices.gatt.errors import DecodeError, EncodeError
+from devices.gatt.glucose_join import GlucoseContextJoiner, attach_context
 from gateway.models import Measurement
 
 __all__ = [
+    "BodyCompositionAssembler",
     "DecodeError",
     "EncodeError",
+    "GlucoseContextJoiner",
+    "attach_context",
     "characteristic_uuid16",
     "decode",
+    "decode_battery_level",
+    "decode_current_time",
     "encode",
+    "encode_battery_level",
+    "encode_current_time",
+    "split_body_composition",
     "supported_characteristics",
 ]
 
@@ -38,7 +59,18 @@ def _registry(groups: Iterable[tuple[Codec, ...]]) -> dict[int, Codec]:
     return {codec.uuid16: codec for group in groups for codec in group}
 
 
-_CODECS = _registry((blood_pressure.CODECS,))
+_CODECS = _registry(
+    (
+        blood_pressure.CODECS,
+        weight.CODECS,
+        body_composition.CODECS,
+        glucose.CODECS,
+        glucose_context.CODECS,
+        temperature.CODECS,
+        heart_rate.CODECS,
+        plx.CODECS,
+    )
+)
 
 
 def characteristic_uuid16(characteristic: Characteristic) -> int:

@@ -12,6 +12,7 @@ raise DecodeError.
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -30,6 +31,8 @@ from gateway.models import Measurement, Quantity
 Number = float | SpecialValue
 
 SPECIAL_VALUES = "special_values"
+# Fixed-point fields (weight, body fat) spell a failed measurement with their all-ones raw value.
+UNSUCCESSFUL = "unsuccessful"
 TIME_STAMP_UNKNOWN = "time_stamp_unknown"
 UNKNOWN_USER = "unknown_user"
 UNKNOWN_USER_ID = 0xFF
@@ -196,6 +199,55 @@ def to_fixed_point(value: float, numerator: int, denominator: int) -> int:
     return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
+def put_fixed(
+    sink: ValueSink,
+    name: str,
+    raw: int,
+    resolution: tuple[int, int],
+    unit: str,
+    unsuccessful_raw: int | None = None,
+) -> None:
+    """A fixed-point unsigned field; ``unsuccessful_raw`` marks a failed measurement."""
+    if raw == unsuccessful_raw:
+        sink.specials[name] = UNSUCCESSFUL
+    else:
+        sink.put(name, fixed_point(raw, *resolution), unit)
+
+
+def write_fixed(
+    writer: Writer,
+    source: ValueSource,
+    name: str,
+    size: int,
+    resolution: tuple[int, int],
+    unit: str,
+    unsuccessful_raw: int | None = None,
+) -> None:
+    """Write a fixed-point unsigned field, rounding to its resolution (half to even)."""
+    code = source.special_code(name)
+    if code is not None:
+        if code == UNSUCCESSFUL and unsuccessful_raw is not None:
+            writer.uint(unsuccessful_raw, size, name)
+            return
+        allowed = [UNSUCCESSFUL] if unsuccessful_raw is not None else []
+        writer.fail(
+            f"value {name!r} cannot carry special value {code!r} (an unsigned field; "
+            f"allowed: {allowed})"
+        )
+    value = source.number(name, unit)
+    if not math.isfinite(value):
+        writer.fail(f"value {name!r} is {value}, not a finite number")
+    raw = to_fixed_point(value, *resolution)
+    limit = (1 << (8 * size)) - (1 if unsuccessful_raw is not None else 0)
+    if not 0 <= raw < limit:
+        step = resolution[0] / resolution[1]
+        writer.fail(
+            f"value {name!r} = {value} {unit} is outside the field's range "
+            f"0..{(limit - 1) * step:g} {unit}"
+        )
+    writer.uint(raw, size, name)
+
+
 class ValueSink:
     """Collects decoded values; special values go to ``status["special_values"]`` instead."""
 
@@ -247,6 +299,15 @@ class ValueSource:
 
     def has(self, name: str) -> bool:
         return name in self.measurement.values or name in self._specials
+
+    def special_code(self, name: str) -> str | None:
+        """The raw ``special_values`` entry for ``name`` (e.g. "nan", "unsuccessful"), if any."""
+        code = self._specials.get(name)
+        if code is not None and not isinstance(code, str):
+            self._writer.fail(
+                f"status[{SPECIAL_VALUES!r}][{name!r}] must be a string, got {code!r}"
+            )
+        return code
 
     def special(self, name: str) -> SpecialValue | None:
         if name not in self._specials:
