@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from bleak import BleakClient, BleakScanner
+from bleak.backends.bluezdbus.version import BlueZFeatures
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakGATTProtocolError, BleakGATTProtocolErrorCode
@@ -26,6 +27,8 @@ from devices.sim.blood_pressure_cuff import SimulatedBloodPressureCuff
 from devices.sim.bluez import BlueZNameTaken, SimulatedBlueZ
 from devices.sim.dbus_daemon import DbusDaemonMissing, PrivateDbusDaemon
 from devices.sim.peripheral import AttError, Characteristic, Peripheral, Service
+from devices.sim.radio import SYSTEM_BUS_ENV, SimulatedRadio
+from devices.sim.script import script_to_measurements
 from gateway.models import Measurement, Quantity
 
 CUFF_ADDRESS = "C4:7C:8D:6A:12:34"
@@ -288,3 +291,113 @@ async def test_long_work_dir_falls_back_to_a_short_socket_path(tmp_path: Path) -
         assert len(os.fsencode(socket_path)) <= 107
         assert socket_exists(socket_path)
     assert not socket_exists(socket_path)
+
+
+async def test_random_cuff_sends_plausible_readings(bluez: SimulatedBlueZ) -> None:
+    cuff = SimulatedBloodPressureCuff(
+        CUFF_ADDRESS, "BP Cuff", None, interval_s=0.001, state_file=None, seed=7
+    )
+    bluez.add_peripheral(cuff)
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async with BleakClient(await find(CUFF_ADDRESS), timeout=STEP) as client:
+        await client.start_notify(
+            BLOOD_PRESSURE_MEASUREMENT, lambda _char, data: received.put_nowait(bytes(data))
+        )
+        readings = [
+            decode(BLOOD_PRESSURE_MEASUREMENT, await asyncio.wait_for(received.get(), STEP))
+            for _ in range(20)
+        ]
+
+    assert cuff.pending is None
+    assert cuff.delivered >= 20
+    for m in readings:
+        assert 110 <= m.values["systolic"].value <= 150
+        assert 65 <= m.values["diastolic"].value <= 95
+        assert m.values["diastolic"].value < m.values["systolic"].value
+        assert 55 <= m.values["pulse_rate"].value <= 95
+        assert m.measured_at is not None
+
+
+async def test_unpair_removes_the_device_until_it_is_heard_again(bluez: SimulatedBlueZ) -> None:
+    bluez.add_peripheral(make_cuff())
+
+    client = BleakClient(await find(CUFF_ADDRESS), timeout=STEP, pair=True)
+    await client.connect()
+    await client.disconnect()
+    await client.unpair()  # Adapter1.RemoveDevice
+
+    again = await find(CUFF_ADDRESS)
+    async with BleakClient(again, timeout=STEP) as fresh:
+        assert fresh.is_connected
+
+
+async def test_simulated_radio_points_bleak_at_the_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SYSTEM_BUS_ENV, "unix:path=/nonexistent/system_bus_socket")
+    monkeypatch.setattr(BlueZFeatures, "checked_bluez_version", False)
+    cuff = make_cuff()
+
+    async with SimulatedRadio(tmp_path, [cuff]) as radio:
+        assert os.environ[SYSTEM_BUS_ENV] == radio.address
+        assert BlueZFeatures.checked_bluez_version and BlueZFeatures.supported_version
+        async with BleakClient(await find(CUFF_ADDRESS), timeout=STEP) as client:
+            assert client.is_connected
+            assert cuff.connected
+
+    assert os.environ[SYSTEM_BUS_ENV] == "unix:path=/nonexistent/system_bus_socket"
+    assert not BlueZFeatures.checked_bluez_version
+    assert not cuff.connected
+
+
+def test_script_rows_become_measurements() -> None:
+    rows = [
+        {"systolic": 190, "diastolic": 100, "pulse_rate": 90, "measured_at": "2026-11-20T08:00"},
+        {"systolic": 120.5, "diastolic": 80, "measured_at": datetime(2026, 11, 21, 9, 30)},
+        {"systolic": 118, "diastolic": 76, "user_index": 2},
+    ]
+
+    first, second, third = script_to_measurements("blood_pressure", rows)
+
+    assert first.kind == "blood_pressure"
+    assert first.values == {
+        "systolic": Quantity(value=190, unit="mm[Hg]"),
+        "diastolic": Quantity(value=100, unit="mm[Hg]"),
+        "pulse_rate": Quantity(value=90, unit="/min"),
+    }
+    assert first.measured_at == datetime(2026, 11, 20, 8, 0)
+    assert second.values["systolic"].value == 120.5
+    assert second.measured_at == datetime(2026, 11, 21, 9, 30)
+    assert third.measured_at is None
+    assert third.user_index == 2
+
+
+@pytest.mark.parametrize(
+    ("profile_name", "row", "message"),
+    [
+        ("blood_pressure", {"systolic": 120, "weight": 80}, r"row 1: unknown value 'weight'"),
+        ("blood_pressure", {"systolic": "high"}, r"row 1: value 'systolic' must be a number"),
+        ("blood_pressure", {"systolic": True}, r"value 'systolic' must be a number"),
+        ("blood_pressure", {"systolic": 120, "measured_at": "yesterday"}, r"'measured_at'"),
+        (
+            "blood_pressure",
+            {"systolic": 120, "measured_at": "2026-11-20T08:00:00+01:00"},
+            r"'measured_at'.*offset",
+        ),
+        ("blood_pressure", {"measured_at": "2026-11-20T08:00:00"}, r"row 1: no values"),
+        ("blood_pressure", {"systolic": 120, "user_index": -1}, r"'user_index'"),
+        ("toaster", {"systolic": 120}, r"unknown profile 'toaster'"),
+    ],
+)
+def test_bad_script_rows_name_the_field(profile_name: str, row: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        script_to_measurements(profile_name, [row])
+
+
+def test_cuff_rejects_a_script_it_cannot_send() -> None:
+    cuff_pressure_only = script_to_measurements("blood_pressure", [{"cuff_pressure": 80}])
+    with pytest.raises(ValueError, match="systolic"):
+        SimulatedBloodPressureCuff(
+            CUFF_ADDRESS, "BP Cuff", cuff_pressure_only, interval_s=1, state_file=None
+        )
