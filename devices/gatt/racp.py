@@ -5,7 +5,8 @@ uint8, operator uint8, operand. Filtered operators (<=, >=, within range) take a
 (0x01 sequence number as uint16, 0x02 user facing time as Date Time) and one or two bounds. The
 device answers a record request with the records, then a Response Code (op code 0x06, operator
 Null, operand: request op code and response code value), and a count request with Number of
-Stored Records Response (op code 0x05, operator Null, operand uint16).
+Stored Records Response (op code 0x05, operator Null, operand uint16; like Nordic's
+Android-BLE-Common-Library the decoder also accepts a uint8 or uint32 count).
 
 Decoding a request (what a simulated meter does) raises ``RacpRequestError``, a DecodeError that
 carries the response code the device should answer with and the request op code, if readable.
@@ -92,10 +93,14 @@ class RacpRequest:
 
 @dataclass(frozen=True, slots=True)
 class RacpResponse:
-    """A device's answer: a response code to ``request_op_code``, or a number of records."""
+    """A device's answer: a response code to ``request_op_code``, or a number of records.
+
+    ``response_code`` is a RacpResponseCode, or the plain int of a code this module does not know
+    (a newer specification's), which a caller treats as a failure.
+    """
 
     request_op_code: int | None = None
-    response_code: RacpResponseCode | None = None
+    response_code: RacpResponseCode | int | None = None
     number_of_records: int | None = None
 
 
@@ -292,14 +297,19 @@ def decode_racp_response(data: bytes) -> RacpResponse:
             f"field 'operator' at offset 1: expected Null (0x00) in a response, got {operator:#04x}"
         )
     if op_code == RacpOpCode.NUMBER_OF_STORED_RECORDS_RESPONSE:
-        count = reader.u16("number_of_records")
-        reader.end()
-        return RacpResponse(number_of_records=count)
+        size = reader.remaining()
+        if size not in (1, 2, 4):
+            reader.fail(
+                f"field 'number_of_records' at offset 2: {size} byte(s), expected a uint16 "
+                "(uint8 and uint32 are accepted too)"
+            )
+        return RacpResponse(number_of_records=reader.uint(size, "number_of_records"))
     request_op_code = reader.u8("request_op_code")
     raw_code = reader.u8("response_code")
     reader.end()
+    code: RacpResponseCode | int
     try:
         code = RacpResponseCode(raw_code)
     except ValueError:
-        reader.fail(f"field 'response_code' at offset 3: {raw_code:#04x} is reserved")
+        code = raw_code
     return RacpResponse(request_op_code=request_op_code, response_code=code)
