@@ -36,7 +36,7 @@ class Activity:
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
-    def emit(self, kind: str, **fields: Any) -> None:
+    def emit(self, kind: str, /, **fields: Any) -> None:
         entry = ActivityEntry(time.time(), kind, fields)
         self.recent.append(entry)
         for subscriber in self._subscribers:

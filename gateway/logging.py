@@ -63,3 +63,7 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # At debug level these libraries print raw characteristic values (health data) that no
+    # redactor can recognise as such, so they never log below info.
+    for noisy in ("bleak", "dbus_fast"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 import structlog
-from devices.source import Received
 
+from devices.source import Received
 from filters.chain import ChainContext, Filter, Item, run_chain
 from filters.minimise import enforce_allow_list
 from gateway.activity import Activity
@@ -58,6 +58,7 @@ class PipelineStats:
     duplicates: int = 0
     dropped_minor: int = 0
     dropped_unbound: int = 0
+    fanout_failures: int = 0
     alerts: int = 0
     queued: dict[str, int] = field(default_factory=dict)
 
@@ -150,7 +151,15 @@ class Pipeline:
                 self.stats.duplicates += 1
                 continue
             known.add(reading.reading_id)
-            prepared.append(self._prepare(reading))
+            try:
+                prepared.append(self._prepare(reading))
+            except Exception as exc:  # one bad reading must not stop the hub
+                # Keep the reading itself (it is stored below); only its fan-out is skipped.
+                self.stats.fanout_failures += 1
+                log.error(
+                    "reading_fanout_failed", reading=reading.reading_id, error=type(exc).__name__
+                )
+                prepared.append(_Prepared(reading, reading_event(reading), []))
         if not prepared:
             return
         now = time.time()
