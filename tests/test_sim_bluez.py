@@ -25,7 +25,7 @@ from devices.profiles import (
 )
 from devices.sim.blood_pressure_cuff import SimulatedBloodPressureCuff
 from devices.sim.bluez import BlueZNameTaken, SimulatedBlueZ
-from devices.sim.dbus_daemon import DbusDaemonMissing, PrivateDbusDaemon
+from devices.sim.dbus_daemon import MAX_SOCKET_PATH, DbusDaemonMissing, PrivateDbusDaemon
 from devices.sim.peripheral import AttError, Characteristic, Peripheral, Service
 from devices.sim.radio import SYSTEM_BUS_ENV, SimulatedRadio
 from devices.sim.script import script_to_measurements
@@ -285,10 +285,12 @@ async def test_missing_dbus_daemon_says_how_to_install_it(
 
 
 async def test_long_work_dir_falls_back_to_a_short_socket_path(tmp_path: Path) -> None:
-    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    # A socket path of 104 bytes: within the kernel's limit (107), beyond libdbus' (99).
+    run_dir_and_socket = len("/dbus-12345678/bus.sock")
+    deep = tmp_path / ("d" * (104 - len(os.fsencode(tmp_path)) - 1 - run_dir_and_socket))
     async with PrivateDbusDaemon(deep) as daemon:
         socket_path = daemon.address.split("path=", 1)[1].split(",", 1)[0]
-        assert len(os.fsencode(socket_path)) <= 107
+        assert len(os.fsencode(socket_path)) <= MAX_SOCKET_PATH
         assert socket_exists(socket_path)
     assert not socket_exists(socket_path)
 

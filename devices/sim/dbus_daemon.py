@@ -11,8 +11,9 @@ from pathlib import Path
 from types import TracebackType
 from xml.sax.saxutils import escape
 
-# sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
-_MAX_SOCKET_PATH = 107
+# sockaddr_un.sun_path is 108 bytes on Linux, but libdbus refuses paths longer than 99 bytes
+# ("Socket name too long", _DBUS_MAX_SUN_PATH_LENGTH) for portability.
+MAX_SOCKET_PATH = 99
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 
@@ -159,9 +160,10 @@ class PrivateDbusDaemon:
             return rundir
         rundir.rmdir()
         raise DbusDaemonError(
-            "no folder short enough for a unix socket (max 107 bytes); set TMPDIR to a short path"
+            f"no folder short enough for a unix socket (max {MAX_SOCKET_PATH} bytes); "
+            "set TMPDIR to a short path"
         )
 
 
 def _fits(rundir: Path) -> bool:
-    return len(os.fsencode(rundir / "bus.sock")) <= _MAX_SOCKET_PATH
+    return len(os.fsencode(rundir / "bus.sock")) <= MAX_SOCKET_PATH
