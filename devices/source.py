@@ -13,8 +13,9 @@ talks to.
 * Each device's measurement characteristics are subscribed to; every value is decoded with
   ``devices.gatt.decode`` and handed to ``on_reading``. A value that does not decode is counted,
   logged without personal data and skipped; the connection stays up.
-* A lost link is re-established with exponential backoff and full jitter, reset after each
-  successful connection.
+* A lost link or a failed attempt is retried with exponential backoff and full jitter, reset
+  after each successful connection. A device that is simply not advertising is looked for
+  without pause: health devices advertise only briefly, after a measurement.
 
 Logs name a device only by its ``ref``: a BLE address is personal data, and so are payloads and
 reading values.
@@ -293,12 +294,19 @@ class BleSource:
         while True:
             try:
                 await self._session(device, backoff)
-            except (*_LINK_ERRORS, _NotFound, _ProfileMismatch) as exc:
+            except _NotFound as exc:
+                # The usual state of a cuff or scale: it advertises only for a while after a
+                # measurement. Keep listening (no backoff), or that window could be missed.
+                device.last_error = str(exc)
+                log.debug("ble.not_found", device=ref, scan_timeout_s=self._scan_timeout)
+                self._changed()
+                continue
+            except (*_LINK_ERRORS, _ProfileMismatch) as exc:
                 device.last_error = _describe(exc)
                 log.warning("ble.connect_failed", device=ref, error=device.last_error)
                 self._changed()
             delay = backoff.next_delay()
-            log.info("ble.reconnect_scheduled", device=ref, delay_s=round(delay, 3))
+            log.debug("ble.reconnect_scheduled", device=ref, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
 
     async def _session(self, device: _Device, backoff: _Backoff) -> None:

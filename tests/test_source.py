@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bleak import BleakClient, BleakScanner
 from structlog.testing import capture_logs
 
 from devices.gatt import encode
@@ -229,7 +230,7 @@ async def test_missing_device_is_retried_and_reported(bluez: SimulatedBlueZ) -> 
             await collected.wait_for(1)
 
     assert collected.systolics() == [181]
-    assert any(e["event"] == "ble.connect_failed" and e["device"] == "device-1" for e in logs)
+    assert any(e["event"] == "ble.not_found" and e["device"] == "device-1" for e in logs)
 
 
 async def test_no_log_line_carries_the_device_address(bluez: SimulatedBlueZ) -> None:
@@ -288,3 +289,25 @@ def _flatten(entry: dict[str, Any]) -> str:
 def test_bad_targets_are_rejected(targets: list[DeviceTarget], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BleSource(targets, lambda _r: None)
+
+
+async def test_a_device_still_connected_in_bluez_is_adopted_without_scanning(
+    bluez: SimulatedBlueZ,
+) -> None:
+    # As after a gateway crash: BlueZ keeps the link, the device does not advertise meanwhile.
+    device = cuff(script(201, 202))
+    bluez.add_peripheral(device)
+    found = await BleakScanner.find_device_by_address(CUFF_ADDRESS, timeout=STEP)
+    assert found is not None
+    leftover = BleakClient(found, timeout=STEP)
+    await leftover.connect()
+    try:
+        collected = Collector()
+        source = BleSource([target()], collected, **FAST)
+        async with running(source):
+            await collected.wait_for(2)
+            assert source.status()[0].connects == 1
+        assert collected.systolics() == [201, 202]
+        assert not device.connected  # the source's shutdown disconnected the device
+    finally:
+        await leftover.disconnect()
