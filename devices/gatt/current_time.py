@@ -72,7 +72,8 @@ def parse_current_time(data: bytes) -> CurrentTime:
     reason = AdjustReason(reader.u8("adjust_reason") & 0x0F)
     reader.end()
     if stamp is not None:
-        stamp = stamp.replace(microsecond=fractions * 1_000_000 // 256)
+        # Round up so that encoding the result (which rounds down) gives the same fraction.
+        stamp = stamp.replace(microsecond=-(-fractions * 1_000_000 // 256))
     return CurrentTime(time=stamp, adjust_reason=reason)
 
 
