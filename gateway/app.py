@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 import structlog
-from devices.source import BleSource, DeviceTarget
 
+from devices.source import BleSource, DeviceTarget
 from gateway.activity import Activity
 from gateway.alerts import AlertEngine
 from gateway.consent import ConsentRegistry
@@ -28,6 +28,7 @@ from gateway.keys import load_or_create_key
 from gateway.outbox import Outbox, QueuedItem
 from gateway.pipeline import Pipeline
 from gateway.references import References
+from gateway.rights import Restrictions, Rights
 from gateway.routes import build_destinations
 from gateway.settings import Settings
 from gateway.simulation import simulated_radio
@@ -74,6 +75,8 @@ class Gateway:
         self.activity = activity or Activity()
         self.paths = Paths(settings.gateway.data_dir)
         self.consents = ConsentRegistry()
+        self.restrictions = Restrictions()
+        self.rights: Rights | None = None
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
         self.pipeline: Pipeline | None = None
@@ -92,6 +95,9 @@ class Gateway:
         await self.database.open()
         try:
             await self.database.call(lambda c: self._seed_consents(c, references))
+            self.rights = Rights(
+                self.settings, self.database, references, sealer, self.consents, self.restrictions
+            )
             async with aiohttp.ClientSession() as session:
                 await self._serve(stop, session, references, sealer, outbox)
         finally:
@@ -99,6 +105,7 @@ class Gateway:
 
     def _seed_consents(self, connection: Any, references: References) -> None:
         self.consents.load(connection)
+        self.restrictions.load(connection)
         with Transaction(connection):
             for subject in self.settings.subjects:
                 self.consents.seed(connection, references.subject_ref(subject.id), subject.consent)
@@ -135,6 +142,7 @@ class Gateway:
             AlertEngine(self.settings.alert_rules),
             [destination.route for destination in built],
             self.activity,
+            is_restricted=self.restrictions.is_restricted,
         )
         self.source = BleSource(device_targets(self.settings), self.pipeline.submit)
         async with self._radio():
@@ -167,7 +175,9 @@ class Gateway:
             yield
 
     def _may_send(self, item: QueuedItem) -> bool:
-        """Consent is checked again at the time of sending, not only when queued."""
+        """Consent and restriction are checked again when sending, not only when queuing."""
+        if self.restrictions.is_restricted(item.subject_ref):
+            return False
         if item.legal_basis == "vital_interest":
             return True
         return self.consents.is_granted(item.subject_ref, item.purpose)

@@ -34,32 +34,21 @@ class ConsentRegistry:
     def seed(
         self, connection: sqlite3.Connection, subject_ref: str, consent: dict[str, bool]
     ) -> bool:
-        """Record the config's consents for a subject the registry has never seen."""
+        """Record the config's consents for a subject the registry has never seen (at start)."""
         if self.has_record(subject_ref):
             return False
-        self._write(connection, subject_ref, consent, source="config")
+        self.write(connection, subject_ref, consent, source="config")
+        self.apply(subject_ref, consent)
         return True
 
-    def change(
-        self,
-        connection: sqlite3.Connection,
-        subject_ref: str,
-        changes: dict[str, bool],
-        source: str,
-    ) -> dict[str, bool]:
-        """Apply changes (inside the caller's transaction); returns only what actually changed."""
-        effective = {p: g for p, g in changes.items() if self.is_granted(subject_ref, p) != g}
-        if effective:
-            self._write(connection, subject_ref, effective, source=source)
-        return effective
-
-    def _write(
+    def write(
         self,
         connection: sqlite3.Connection,
         subject_ref: str,
         consent: dict[str, bool],
         source: str,
     ) -> None:
+        """Persist and audit a change inside the caller's transaction (memory is not touched)."""
         now = datetime.now(UTC)
         connection.executemany(
             "INSERT INTO consents (subject_ref, purpose, granted, changed_at, source)"
@@ -75,5 +64,8 @@ class ConsentRegistry:
             subject_ref=subject_ref,
             at=now,
         )
+
+    def apply(self, subject_ref: str, consent: dict[str, bool]) -> None:
+        """Make a committed change visible to the hot path."""
         for purpose, granted in consent.items():
             self._granted[(subject_ref, purpose)] = granted

@@ -34,6 +34,14 @@ from gateway.settings import load_settings
 from gateway.webhooks import parse_secret, sign
 
 
+def compact_values(values: dict[str, tuple[float, str]]) -> str:
+    """``systolic 128 / diastolic 82 mm[Hg], pulse_rate 71 /min``: values grouped by unit."""
+    by_unit: dict[str, list[str]] = {}
+    for name, (value, unit) in values.items():
+        by_unit.setdefault(unit, []).append(f"{name} {value:g}")
+    return ", ".join(" / ".join(parts) + f" {unit}" for unit, parts in by_unit.items())
+
+
 class LiveView:
     """Prints the activity feed as readable lines."""
 
@@ -45,7 +53,7 @@ class LiveView:
         self._start = time.monotonic()
         self._colour = out.isatty()
 
-    def _paint(self, text: str, code: str) -> str:
+    def paint(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self._colour else text
 
     def line(self, text: str) -> None:
@@ -57,32 +65,34 @@ class LiveView:
         kind = entry.kind
         self.counts[kind] += 1
         if kind == "reading":
-            values = ", ".join(f"{name} {v:g} {unit}" for name, (v, unit) in f["values"].items())
-            self.line(f"{self._paint('reading ', '1;36')} {f['device']}: {f['kind']} {values}")
+            self.line(
+                f"{self.paint('reading ', '1;36')} {f['device']}: {f['kind']} "
+                + compact_values(f["values"])
+            )
         elif kind == "filtered":
             self.counts[f"{'passed' if f['passed'] else 'blocked'}:{f['destination']}"] += 1
             if f["passed"]:
-                verdict = self._paint(f"queued ({f['legal_basis']})", "32")
+                verdict = self.paint(f"queued ({f['legal_basis']})", "32")
             else:
-                verdict = self._paint("blocked: no consent for this purpose", "33")
+                verdict = self.paint("blocked: no consent for this purpose", "33")
             self.line(
                 f"  filter   {f['category']} -> {f['destination']} ({f['purpose']}): {verdict}"
             )
         elif kind == "alert.raised":
             self.line(
-                self._paint("ALERT   ", "1;31")
+                self.paint("ALERT   ", "1;31")
                 + f" {f['value']} {f['measured']:g} {f['unit']} is {f['direction']} "
                 f"{f['limit']:g} ({f['severity']})"
             )
         elif kind == "alert.resolved":
-            self.line(self._paint("resolved", "1;32") + f" {f['value']} back within limits")
+            self.line(self.paint("resolved", "1;32") + f" {f['value']} back within limits")
         elif kind == "delivered":
             self.counts[f"delivered:{f['destination']}"] += 1
             self.line(f"  sent     {f['category']} -> {f['destination']} ({f['legal_basis']})")
         elif kind in ("retry", "dead_letter"):
-            self.line(self._paint(f"  {kind}  {f['destination']}: {f['reason']}", "33"))
+            self.line(self.paint(f"  {kind}  {f['destination']}: {f['reason']}", "33"))
         elif kind == "dropped":
-            self.line(self._paint(f"dropped  {f['device']}: {f['reason']}", "33"))
+            self.line(self.paint(f"dropped  {f['device']}: {f['reason']}", "33"))
 
 
 def care_platform(view: LiveView) -> web.Application:
@@ -92,7 +102,7 @@ def care_platform(view: LiveView) -> web.Application:
         bundle = orjson.loads(await request.read())
         types = Counter(entry["resource"]["resourceType"] for entry in bundle["entry"])
         summary = ", ".join(f"{count} {name}" for name, count in sorted(types.items()))
-        view.line(view._paint("  care platform received a FHIR transaction: ", "35") + summary)
+        view.line(view.paint("  care platform received a FHIR transaction: ", "35") + summary)
         response = {
             "resourceType": "Bundle",
             "type": "transaction-response",
@@ -114,12 +124,12 @@ def alert_receiver(view: LiveView, key: bytes) -> web.Application:
         timestamp = int(request.headers.get("webhook-timestamp", "0"))
         expected = sign(key, message_id, timestamp, body)
         if not hmac.compare_digest(expected, request.headers.get("webhook-signature", "")):
-            view.line(view._paint("  alert receiver: signature INVALID, rejected", "31"))
+            view.line(view.paint("  alert receiver: signature INVALID, rejected", "31"))
             return web.Response(status=401)
         event = orjson.loads(body)
         data = event["data"]
         view.line(
-            view._paint("  nurse alert receiver: signature valid, ", "35")
+            view.paint("  nurse alert receiver: signature valid, ", "35")
             + f"{event['type']} {data['value']['name']} {data['value']['value']:g} "
             f"{data['value']['unit']} ({data['severity']})"
         )

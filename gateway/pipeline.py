@@ -30,7 +30,7 @@ from gateway.events import BoundReading, age_on, reading_event
 from gateway.outbox import NewItem, Outbox
 from gateway.references import References
 from gateway.settings import Settings, SubjectSettings
-from gateway.store import Database, Transaction
+from gateway.store import Database, Transaction, reading_aad
 
 log = structlog.get_logger(__name__)
 
@@ -68,10 +68,6 @@ class _Prepared:
     reading: BoundReading
     event: dict[str, Any]
     items: list[NewItem]
-
-
-def _reading_aad(reading_id: str) -> bytes:
-    return f"reading\x1f{reading_id}".encode()
 
 
 class Pipeline:
@@ -307,9 +303,7 @@ class Pipeline:
                 entry.reading.measurement.kind,
                 entry.event["measured_at"],
                 entry.event["received_at"],
-                self._sealer.seal(
-                    orjson.dumps(entry.event), _reading_aad(entry.reading.reading_id)
-                ),
+                self._sealer.seal(orjson.dumps(entry.event), reading_aad(entry.reading.reading_id)),
             )
             for entry in prepared
         ]

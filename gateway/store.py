@@ -82,6 +82,13 @@ CREATE TABLE IF NOT EXISTS consents (
     PRIMARY KEY (subject_ref, purpose)
 );
 
+CREATE TABLE IF NOT EXISTS restrictions (
+    subject_ref  TEXT PRIMARY KEY,
+    restricted   INTEGER NOT NULL,
+    changed_at   TEXT NOT NULL,
+    source       TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS audit (
     seq        INTEGER PRIMARY KEY,
     at         TEXT NOT NULL,
@@ -93,6 +100,11 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject_ref, seq);
 """
+
+
+def reading_aad(reading_id: str) -> bytes:
+    """Associated data binding a stored reading's sealed payload to its row."""
+    return f"reading\x1f{reading_id}".encode()
 
 
 class StoreError(Exception):

@@ -1,0 +1,297 @@
+"""Data subject rights: access, export, erasure, restriction and consent change (DESIGN.md 3.5).
+
+Every operation runs in one database transaction on the writer thread and is audited. The
+in-memory views the hot path consults (consents, restrictions) are updated only after the
+transaction has committed, so they never claim something the database does not hold.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gateway import audit
+from gateway.consent import ConsentRegistry
+from gateway.crypto import Sealer
+from gateway.fhir import reading_entries
+from gateway.outbox import Outbox
+from gateway.references import References
+from gateway.settings import Settings, SubjectSettings
+from gateway.store import Database, Transaction, reading_aad
+
+
+class SubjectNotFound(KeyError):
+    """No configured subject has this id."""
+
+
+class Restrictions:
+    """Subjects who restricted processing: their readings are stored, never disclosed."""
+
+    def __init__(self) -> None:
+        self._restricted: set[str] = set()
+
+    def load(self, connection: sqlite3.Connection) -> None:
+        rows = connection.execute("SELECT subject_ref FROM restrictions WHERE restricted = 1")
+        self._restricted = {row[0] for row in rows}
+
+    def is_restricted(self, subject_ref: str) -> bool:
+        return subject_ref in self._restricted
+
+    def apply(self, subject_ref: str, restricted: bool) -> None:
+        if restricted:
+            self._restricted.add(subject_ref)
+        else:
+            self._restricted.discard(subject_ref)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    changed: dict[str, bool]
+    purged: dict[str, int]  # purpose -> queued items removed
+
+
+class Rights:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        references: References,
+        sealer: Sealer,
+        consents: ConsentRegistry,
+        restrictions: Restrictions,
+    ) -> None:
+        self._subjects = {subject.id: subject for subject in settings.subjects}
+        self._database = database
+        self._references = references
+        self._sealer = sealer
+        self._consents = consents
+        self._restrictions = restrictions
+
+    def subject(self, subject_id: str) -> SubjectSettings:
+        try:
+            return self._subjects[subject_id]
+        except KeyError:
+            raise SubjectNotFound(subject_id) from None
+
+    def subject_ref(self, subject_id: str) -> str:
+        return self._references.subject_ref(self.subject(subject_id).id)
+
+    # Access and portability -------------------------------------------------------------
+
+    async def access(self, subject_id: str) -> dict[str, Any]:
+        """Everything held about a person: identity, consents, readings, queue, disclosures."""
+        subject = self.subject(subject_id)
+        ref = self._references.subject_ref(subject_id)
+        held = await self._database.call(lambda c: self._held(c, ref))
+        return {
+            "subject": {
+                "id": subject.id,
+                "company_id": subject.company_id,
+                "birth_date": subject.birth_date.isoformat(),
+                "reference": ref,
+            },
+            "consents": held["consents"],
+            "restricted": self._restrictions.is_restricted(ref),
+            "readings": held["readings"],
+            "queued": held["queued"],
+            "dead_letters": held["dead_letters"],
+            "audit": held["audit"],
+            "generated_at": datetime.now(UTC).isoformat(),
+        }
+
+    def _held(self, connection: sqlite3.Connection, ref: str) -> dict[str, Any]:
+        readings = [
+            orjson.loads(self._sealer.open(payload, reading_aad(reading_id)))
+            for reading_id, payload in connection.execute(
+                "SELECT reading_id, payload FROM readings WHERE subject_ref = ?"
+                " ORDER BY received_at",
+                (ref,),
+            )
+        ]
+        consents = {
+            purpose: {"granted": bool(granted), "changed_at": changed_at, "source": source}
+            for purpose, granted, changed_at, source in connection.execute(
+                "SELECT purpose, granted, changed_at, source FROM consents WHERE subject_ref = ?"
+                " ORDER BY purpose",
+                (ref,),
+            )
+        }
+        queued = [
+            {
+                "destination": d,
+                "purpose": p,
+                "category": c,
+                "reading_id": r,
+                "queued_at": datetime.fromtimestamp(t, UTC).isoformat(),
+                "attempts": a,
+            }
+            for d, p, c, r, t, a in connection.execute(
+                "SELECT destination, purpose, category, reading_id, created_at, attempts"
+                " FROM outbox WHERE subject_ref = ? ORDER BY id",
+                (ref,),
+            )
+        ]
+        dead_letters = [
+            {
+                "destination": d,
+                "purpose": p,
+                "category": c,
+                "reading_id": r,
+                "status": s,
+                "failed_at": datetime.fromtimestamp(t, UTC).isoformat(),
+            }
+            for d, p, c, r, s, t in connection.execute(
+                "SELECT destination, purpose, category, reading_id, status, failed_at"
+                " FROM dead_letters WHERE subject_ref = ? ORDER BY id",
+                (ref,),
+            )
+        ]
+        entries = [
+            {"seq": e.seq, "at": e.at, "event": e.event, **e.data}
+            for e in audit.entries(connection, subject_ref=ref, limit=100_000)
+        ]
+        return {
+            "readings": readings,
+            "consents": consents,
+            "queued": queued,
+            "dead_letters": dead_letters,
+            "audit": entries,
+        }
+
+    async def export_json(self, subject_id: str) -> dict[str, Any]:
+        data = await self.access(subject_id)
+        ref = data["subject"]["reference"]
+        await self._database.call(
+            lambda c: self._audit_once(
+                c, "subject.exported", {"format": "json", "readings": len(data["readings"])}, ref
+            )
+        )
+        return {"format": "health-gateway/export-v1", **data}
+
+    async def export_fhir(self, subject_id: str, identifier_system: str) -> dict[str, Any]:
+        """The person's readings as a FHIR R4 ``collection`` Bundle of Devices and Observations."""
+        data = await self.access(subject_id)
+        entries: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for event in data["readings"]:
+            for entry in reading_entries(event, identifier_system):
+                if entry["fullUrl"] not in seen:
+                    seen.add(entry["fullUrl"])
+                    entries.append({"fullUrl": entry["fullUrl"], "resource": entry["resource"]})
+        ref = data["subject"]["reference"]
+        await self._database.call(
+            lambda c: self._audit_once(
+                c, "subject.exported", {"format": "fhir", "readings": len(data["readings"])}, ref
+            )
+        )
+        return {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "entry": entries,
+        }
+
+    @staticmethod
+    def _audit_once(
+        connection: sqlite3.Connection, event: str, data: dict[str, Any], ref: str
+    ) -> None:
+        with Transaction(connection):
+            audit.append(connection, event, data, subject_ref=ref)
+
+    # Erasure ------------------------------------------------------------------------------
+
+    async def erase(self, subject_id: str, source: str) -> dict[str, int]:
+        """Delete readings, queued items, dead letters and consents; withdraw every purpose.
+
+        Consents are recorded as withdrawn (not merely deleted) so that the config's initial
+        consents do not silently come back at the next start. The audit log keeps a tombstone
+        with counts only, no health values.
+        """
+        ref = self.subject_ref(subject_id)
+        purposes = set(self._consents.purposes(ref)) | set(self.subject(subject_id).consent)
+
+        def erase(connection: sqlite3.Connection) -> tuple[dict[str, int], dict[str, bool]]:
+            with Transaction(connection):
+                counts = {
+                    "readings": connection.execute(
+                        "DELETE FROM readings WHERE subject_ref = ?", (ref,)
+                    ).rowcount,
+                    "queued": Outbox.purge(connection, ref),
+                    "dead_letters": connection.execute(
+                        "DELETE FROM dead_letters WHERE subject_ref = ?", (ref,)
+                    ).rowcount,
+                    "consents": connection.execute(
+                        "DELETE FROM consents WHERE subject_ref = ?", (ref,)
+                    ).rowcount,
+                }
+                connection.execute("DELETE FROM restrictions WHERE subject_ref = ?", (ref,))
+                withdrawn = {purpose: False for purpose in sorted(purposes)}
+                self._consents.write(connection, ref, withdrawn, source=f"erasure:{source}")
+                audit.append(
+                    connection,
+                    "subject.erased",
+                    {"counts": counts, "source": source},
+                    subject_ref=ref,
+                )
+            return counts, withdrawn
+
+        counts, withdrawn = await self._database.call(erase)
+        self._consents.apply(ref, withdrawn)
+        self._restrictions.apply(ref, False)
+        return counts
+
+    # Restriction and consent ----------------------------------------------------------------
+
+    async def set_restriction(self, subject_id: str, restricted: bool, source: str) -> bool:
+        ref = self.subject_ref(subject_id)
+
+        def write(connection: sqlite3.Connection) -> None:
+            with Transaction(connection):
+                connection.execute(
+                    "INSERT INTO restrictions (subject_ref, restricted, changed_at, source)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (subject_ref) DO UPDATE SET"
+                    " restricted = excluded.restricted, changed_at = excluded.changed_at,"
+                    " source = excluded.source",
+                    (ref, int(restricted), datetime.now(UTC).isoformat(), source),
+                )
+                audit.append(
+                    connection,
+                    "restriction.changed",
+                    {"restricted": restricted, "source": source},
+                    subject_ref=ref,
+                )
+
+        await self._database.call(write)
+        self._restrictions.apply(ref, restricted)
+        return restricted
+
+    async def change_consent(
+        self, subject_id: str, changes: dict[str, bool], source: str
+    ) -> ConsentChange:
+        """Grant or withdraw purposes; a withdrawal purges what is queued for that purpose."""
+        ref = self.subject_ref(subject_id)
+        effective = {p: g for p, g in changes.items() if self._consents.is_granted(ref, p) != g}
+
+        def write(connection: sqlite3.Connection) -> dict[str, int]:
+            purged: dict[str, int] = {}
+            with Transaction(connection):
+                if effective:
+                    self._consents.write(connection, ref, effective, source=source)
+                for purpose, granted in effective.items():
+                    if not granted:
+                        purged[purpose] = Outbox.purge(connection, ref, purpose)
+                        audit.append(
+                            connection,
+                            "consent.withdrawn.purged",
+                            {"purpose": purpose, "queued_items_removed": purged[purpose]},
+                            subject_ref=ref,
+                        )
+            return purged
+
+        purged = await self._database.call(write)
+        self._consents.apply(ref, effective)
+        return ConsentChange(effective, purged)
