@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import aiohttp
 import structlog
 
 from devices.source import BleSource, DeviceTarget
+from gateway import __version__
 from gateway.activity import Activity
 from gateway.alerts import AlertEngine
 from gateway.consent import ConsentRegistry
@@ -35,6 +37,10 @@ from gateway.simulation import simulated_radio
 from gateway.store import Database, Transaction
 
 log = structlog.get_logger(__name__)
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 class GatewayError(Exception):
@@ -165,6 +171,54 @@ class Gateway:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             await self._shutdown(stopped, source_task, pipeline_task, worker_tasks)
+
+    async def status(self) -> dict[str, Any]:
+        """A snapshot for operators: devices, per-destination queue and health, pipeline counts."""
+        depth = await self.database.call(Outbox.depth)
+        dead = dict(
+            await self.database.call(
+                lambda c: c.execute(
+                    "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
+                ).fetchall()
+            )
+        )
+        destinations = []
+        kinds = {d.name: d.kind for d in self.settings.destinations}
+        for worker in self.workers:
+            name = worker.sink.name
+            queued, oldest = depth.get(name, (0, None))
+            stats = worker.stats
+            destinations.append(
+                {
+                    "name": name,
+                    "kind": kinds[name],
+                    "purpose": worker.purpose,
+                    "queued": queued,
+                    "oldest_queued_at": _iso(oldest),
+                    "dead_letters": dead.get(name, 0),
+                    "delivered": stats.delivered,
+                    "retries": stats.retries,
+                    "withheld": stats.withheld,
+                    "last_error": stats.last_error,
+                    "last_error_at": _iso(stats.last_error_at),
+                    "last_delivery_at": _iso(stats.last_delivery_at),
+                }
+            )
+        devices = [
+            {
+                **asdict(device),
+                "last_seen": device.last_seen.isoformat() if device.last_seen else None,
+            }
+            for device in (self.source.status() if self.source else [])
+        ]
+        return {
+            "version": __version__,
+            "ready": self.ready.is_set(),
+            "simulated_radio": self.settings.uses_simulated_radio,
+            "devices": devices,
+            "destinations": destinations,
+            "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
+        }
 
     @contextlib.asynccontextmanager
     async def _radio(self) -> AsyncIterator[None]:

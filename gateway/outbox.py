@@ -194,3 +194,45 @@ class Outbox:
             "SELECT destination, COUNT(*), MIN(created_at) FROM outbox GROUP BY destination"
         )
         return {destination: (count, oldest) for destination, count, oldest in rows}
+
+    @staticmethod
+    def dead_letters(connection: sqlite3.Connection, limit: int = 500) -> list[dict[str, Any]]:
+        """Dead letters, newest first, without their (sealed) payloads."""
+        rows = connection.execute(
+            "SELECT id, destination, purpose, category, subject_ref, reading_id, attempts,"
+            " created_at, failed_at, status, response FROM dead_letters ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        names = (
+            "id",
+            "destination",
+            "purpose",
+            "category",
+            "subject_ref",
+            "reading_id",
+            "attempts",
+            "created_at",
+            "failed_at",
+            "status",
+            "response",
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    @staticmethod
+    def requeue(connection: sqlite3.Connection, ids: list[int], now: float) -> int:
+        """Move dead letters back into the outbox (inside the caller's transaction)."""
+        moved = 0
+        for id_ in ids:
+            cursor = connection.execute(
+                "INSERT OR IGNORE INTO outbox (destination, purpose, category, priority,"
+                " subject_ref, reading_id, idempotency_key, legal_basis, fields, payload, size,"
+                " created_at, attempts, next_attempt_at)"
+                " SELECT destination, purpose, category, priority, subject_ref, reading_id,"
+                " idempotency_key, legal_basis, fields, payload, size, created_at, 0, ?"
+                " FROM dead_letters WHERE id = ?",
+                (now, id_),
+            )
+            if cursor.rowcount:
+                connection.execute("DELETE FROM dead_letters WHERE id = ?", (id_,))
+                moved += 1
+        return moved

@@ -250,3 +250,28 @@ def test_backoff_is_full_jitter_and_capped():
     early = [backoff_delay(0, 1.0, 60.0, rng) for _ in range(200)]
     assert max(early) <= 1.0 and min(early) < 0.2
     assert max(backoff_delay(10, 1.0, 60.0, rng) for _ in range(200)) > 30
+
+
+async def test_dead_letters_can_be_listed_and_requeued(database, receiver):
+    outbox = Outbox(Sealer(b"k" * 32))
+    receiver.script.append(Answer(422, body=b"unprocessable"))
+    await enqueue(database, outbox, [fhir_item(1)])
+    async with aiohttp.ClientSession() as session:
+        watcher = Watcher()
+        worker = worker_for(fhir_sink(session, receiver.url), database, outbox, watcher=watcher)
+        await run_until(worker, lambda: watcher.until("dead_letter", 1))
+        [letter] = await database.call(Outbox.dead_letters)
+        assert (letter["reading_id"], letter["status"], letter["response"]) == (
+            "r-1",
+            422,
+            "unprocessable",
+        )
+
+        def requeue(connection):
+            with Transaction(connection):
+                return Outbox.requeue(connection, [letter["id"]], time.time())
+
+        assert await database.call(requeue) == 1
+        assert await database.call(Outbox.dead_letters) == []
+        await run_until(worker, lambda: watcher.until("delivered", 1))
+    assert observation_ids(receiver) == ["o1"]
