@@ -72,6 +72,9 @@ class Received:
     characteristic: str  # full 128-bit UUID
     measurement: Measurement
     received_at: datetime  # timezone-aware UTC, when the gateway got it
+    # How far the device's clock is ahead of the gateway's (device - gateway, seconds), when
+    # known from a Current Time sync on connect; None when the device has no clock service.
+    clock_offset_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 MASK = "[redacted]"
-MAC_LIKE = re.compile(r"\b[0-9A-Fa-f]{2}(?:[:_-][0-9A-Fa-f]{2}){5}\b")
+# No word boundaries: BlueZ object paths embed addresses as "dev_C4_7C_8D_6A_12_34".
+MAC_LIKE = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{2}(?:[:_-][0-9A-Fa-f]{2}){5}(?![0-9A-Fa-f])")
 HEALTH_VALUE_KEYS = frozenset(
     {
         "values",

@@ -27,6 +27,7 @@ class BoundReading:
     profile: str
     measurement: Measurement
     received_at: datetime  # UTC
+    clock_offset_s: float | None = None  # device clock minus gateway clock, when known
 
 
 def age_on(birth_date: date, day: date) -> int:
@@ -54,6 +55,7 @@ def reading_event(reading: BoundReading) -> dict[str, Any]:
         "measured_hour": when.replace(minute=0, second=0, microsecond=0).isoformat(),
         "received_at": reading.received_at.isoformat(),
         "status": measurement.status,
+        "device_clock_offset_s": reading.clock_offset_s,
         "subject": reading.subject_id,
         "company": reading.company_id,
         "birth_date": reading.birth_date.isoformat(),

@@ -8,15 +8,17 @@ status ``final``, and an identifier derived from the reading used with ``request
 that a resend never creates a duplicate.
 
 ``effectiveDateTime``: the device's clock is timezone-naive; it is read in the hub's local time
-zone and written with that zone's UTC offset, so the instant is exact and the offset shows how it
-was interpreted. A reading without a device timestamp uses the time the gateway received it (UTC).
+zone, corrected by the device clock's offset from the gateway's clock when the gateway measured it
+(Current Time sync on connect), and written with the zone's UTC offset, so the instant is exact
+and the offset shows how it was interpreted. A reading without a device timestamp uses the time
+the gateway received it (UTC).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 MDC = "urn:iso:std:iso:11073:10101"
@@ -129,10 +131,15 @@ def bluetooth_identifier(address: str) -> str:
 
 
 def effective_time(event: dict[str, Any]) -> str:
+    """The instant of measurement: the device clock, corrected by its known offset, or receipt."""
     measured = event.get("measured_at")
-    if measured:
-        return datetime.fromisoformat(measured).astimezone().isoformat()
-    return str(event["received_at"])
+    if not measured:
+        return str(event["received_at"])
+    local = datetime.fromisoformat(measured).astimezone()
+    offset = event.get("device_clock_offset_s")
+    if offset:
+        local -= timedelta(seconds=offset)
+    return local.isoformat(timespec="seconds")
 
 
 def device_entry(address: str) -> dict[str, Any]:

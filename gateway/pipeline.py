@@ -35,6 +35,9 @@ from gateway.store import Database, Transaction, reading_aad
 log = structlog.get_logger(__name__)
 
 ADULT_AGE = 18
+# Values a device sends along the way, not measurements: the cuff pressure during inflation,
+# and glucose context records (joined to their measurement by the source).
+TRANSIENT_KINDS = frozenset({"cuff_pressure", "glucose_context"})
 MAX_BATCH = 256
 
 
@@ -58,6 +61,7 @@ class PipelineStats:
     duplicates: int = 0
     dropped_minor: int = 0
     dropped_unbound: int = 0
+    transient: int = 0
     fanout_failures: int = 0
     alerts: int = 0
     queued: dict[str, int] = field(default_factory=dict)
@@ -97,7 +101,7 @@ class Pipeline:
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
         self._in_flight: list[Received] = []
         self._subjects = {subject.id: subject for subject in settings.subjects}
-        self._device_subject = {device.address: device.subject for device in settings.devices}
+        self._devices = {device.address: device for device in settings.devices}
         self._contexts = {
             route.name: ChainContext(route.name, route.purpose, consents.is_granted, is_restricted)
             for route in routes
@@ -172,10 +176,24 @@ class Pipeline:
     def _bind(self, received: Received) -> BoundReading | None:
         measurement = received.measurement
         target = received.target
-        subject_id = self._device_subject.get(target.address)
+        if measurement.kind in TRANSIENT_KINDS:
+            self.stats.transient += 1
+            return None
+        subject_id = self._subject_of(received)
         if subject_id is None:
             self.stats.dropped_unbound += 1
-            log.warning("reading_dropped", reason="unknown device", device=target.ref)
+            log.warning(
+                "reading_dropped",
+                reason="no subject for this device user",
+                device=target.ref,
+                user_index=measurement.user_index,
+            )
+            self._activity.emit(
+                "dropped",
+                device=target.ref,
+                kind=measurement.kind,
+                reason="unknown user of a shared device",
+            )
             return None
         subject = self._subjects[subject_id]
         when = (measurement.measured_at or received.received_at.replace(tzinfo=None)).date()
@@ -198,7 +216,18 @@ class Pipeline:
             profile=target.profile,
             measurement=measurement,
             received_at=received.received_at.astimezone(UTC),
+            clock_offset_s=received.clock_offset_s,
         )
+
+    def _subject_of(self, received: Received) -> str | None:
+        """The person a reading belongs to; a shared device's unmapped user is never guessed."""
+        device = self._devices.get(received.target.address)
+        if device is None:
+            return None
+        if device.users is None:
+            return device.subject
+        index = received.measurement.user_index
+        return None if index is None else device.users.get(index)
 
     def _prepare(self, reading: BoundReading) -> _Prepared:
         event = reading_event(reading)
@@ -271,7 +300,25 @@ class Pipeline:
                 passed=False,
             )
             return None
-        body = route.format(result)
+        try:
+            body = route.format(result)
+        except ValueError as exc:  # e.g. a kind this destination's format cannot express
+            log.warning(
+                "destination_cannot_take",
+                destination=route.name,
+                kind=reading.measurement.kind,
+                reason=str(exc),
+            )
+            self._activity.emit(
+                "filtered",
+                destination=route.name,
+                purpose=route.purpose,
+                category=category,
+                reading_id=reading.reading_id,
+                passed=False,
+                reason="format",
+            )
+            return None
         enforce_allow_list(result, route.allowed)
         self._activity.emit(
             "filtered",

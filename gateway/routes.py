@@ -22,7 +22,16 @@ from gateway.webhooks import SecretFormatError, parse_secret
 
 # What the care platform needs to file an Observation, and nothing else from the event.
 FHIR_FIELDS = frozenset(
-    {"reading_id", "kind", "values", "measured_at", "received_at", "subject", "device_address"}
+    {
+        "reading_id",
+        "kind",
+        "values",
+        "measured_at",
+        "received_at",
+        "subject",
+        "device_address",
+        "device_clock_offset_s",
+    }
 )
 ALERT_FIELDS = frozenset(
     {

@@ -90,6 +90,7 @@ class DeviceSettings(_Section):
     address: str
     profile: str
     subject: str | None = None
+    users: dict[int, str] | None = None  # multi-user devices: user index -> subject id
     name: str | None = None
     simulated: bool = False
     simulation: SimulationSettings | None = None
@@ -111,8 +112,11 @@ class DeviceSettings(_Section):
 
     @model_validator(mode="after")
     def _subject_and_simulation(self) -> DeviceSettings:
-        if self.subject is None:
-            raise ValueError("a device needs `subject` (the id of the person who uses it)")
+        if (self.subject is None) == (self.users is None):
+            raise ValueError(
+                "a device needs either `subject` (the person who uses it) or a [devices.users]"
+                " table (user index -> subject id) for a multi-user device, not both"
+            )
         if self.simulation is not None and not self.simulated:
             raise ValueError("[devices.simulation] is only allowed with simulated = true")
         return self
@@ -206,11 +210,17 @@ class Settings(_Section):
             raise ValueError("devices: the same address is configured twice")
         known = set(subject_ids)
         for index, device in enumerate(self.devices):
-            if device.subject not in known:
+            if device.subject is not None and device.subject not in known:
                 raise ValueError(
                     f"devices[{index}].subject: no [[subjects]] entry has id {device.subject!r}; "
                     "add the subject or fix the id"
                 )
+            for user, subject_id in (device.users or {}).items():
+                if subject_id not in known:
+                    raise ValueError(
+                        f"devices[{index}].users.{user}: no [[subjects]] entry has id "
+                        f"{subject_id!r}; add the subject or fix the id"
+                    )
         simulated = {device.simulated for device in self.devices}
         if len(simulated) > 1:
             raise ValueError(

@@ -97,3 +97,15 @@ def test_glucose_loinc_code_follows_the_unit():
         bundle = transaction_bundle([reading_entries(event, SYSTEM)])
         Bundle.model_validate(bundle)
         assert (LOINC, loinc) in codes(bundle["entry"][1]["resource"]["code"])
+
+
+def test_effective_time_is_corrected_by_the_device_clock_offset():
+    from datetime import datetime
+
+    plain = reading_event(bound(bp_measurement()))
+    skewed = dict(plain, device_clock_offset_s=3600.0)  # device clock one hour ahead
+    effective = reading_entries(skewed, SYSTEM)[1]["resource"]["effectiveDateTime"]
+    expected = reading_entries(plain, SYSTEM)[1]["resource"]["effectiveDateTime"]
+    assert (
+        datetime.fromisoformat(expected) - datetime.fromisoformat(effective)
+    ).total_seconds() == 3600

@@ -40,3 +40,9 @@ def test_stdlib_and_structlog_lines_are_redacted(capsys):
     lines = [json.loads(line) for line in err.strip().splitlines()]
     assert [line["event"] for line in lines] == ["delivered", f"device {MASK} disconnected"]
     assert PERSON not in err and ADDRESS not in err
+
+
+def test_addresses_inside_bluez_object_paths_are_masked():
+    redactor = Redactor([])
+    event = redactor(None, "warning", {"event": "failed /org/bluez/hci0/dev_AA_BB_CC_DD_EE_0F/x"})
+    assert event["event"] == f"failed /org/bluez/hci0/dev_{MASK}/x"
