@@ -22,6 +22,7 @@ import structlog
 from devices.source import BleSource, DeviceTarget
 from gateway import __version__
 from gateway.activity import Activity
+from gateway.aggregates import AggregateWindows
 from gateway.alerts import AlertEngine
 from gateway.consent import ConsentRegistry
 from gateway.crypto import Sealer
@@ -30,10 +31,13 @@ from gateway.keys import load_or_create_key
 from gateway.outbox import Outbox, QueuedItem
 from gateway.pipeline import Pipeline
 from gateway.references import References
+from gateway.retention import Retention
 from gateway.rights import Restrictions, Rights
 from gateway.routes import build_destinations
-from gateway.settings import Settings
+from gateway.secrets import read_secret
+from gateway.settings import AggregateDestination, Settings
 from gateway.simulation import simulated_radio
+from gateway.sinks.analytics import JsonBatchSink
 from gateway.store import Database, Transaction
 
 log = structlog.get_logger(__name__)
@@ -88,6 +92,7 @@ class Gateway:
         self.pipeline: Pipeline | None = None
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down without losing anything."""
@@ -138,6 +143,7 @@ class Gateway:
             )
             destination.route.wake = worker.wake
             self.workers.append(worker)
+        aggregators = self._aggregators(session, outbox, sealer)
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -158,6 +164,16 @@ class Gateway:
                 for worker in self.workers
             ]
             source_task = asyncio.create_task(self.source.run(), name="ble-source")
+            self._background = [
+                asyncio.create_task(
+                    Retention(self.settings.gateway.retention_days, self.database).run(),
+                    name="retention",
+                ),
+                *(
+                    asyncio.create_task(a.run(), name=f"aggregate:{a.destination.name}")
+                    for a in aggregators
+                ),
+            ]
             log.info(
                 "gateway_started",
                 devices=len(self.settings.devices),
@@ -228,8 +244,56 @@ class Gateway:
         async with simulated_radio(self.settings, self.paths.simulation):
             yield
 
+    def _aggregators(
+        self, session: aiohttp.ClientSession, outbox: Outbox, sealer: Sealer
+    ) -> list[AggregateWindows]:
+        aggregators = []
+        for destination in self.settings.destinations:
+            if not isinstance(destination, AggregateDestination):
+                continue
+            token = read_secret(
+                f"destinations.{destination.name}.token",
+                destination.token_file,
+                destination.token_env,
+                required=False,
+            )
+            sink = JsonBatchSink(
+                destination,
+                session,
+                token,
+                key="reports",
+                max_batch=1,
+                max_bytes=None,
+                linger_s=0.0,
+            )
+            worker = DeliveryWorker(
+                sink,
+                self.database,
+                outbox,
+                self.activity,
+                purpose=destination.purpose,
+                may_send=self._may_send,
+                retry_initial_s=destination.retry_initial_s,
+                retry_max_s=destination.retry_max_s,
+            )
+            self.workers.append(worker)
+            aggregators.append(
+                AggregateWindows(
+                    destination,
+                    self.database,
+                    outbox,
+                    sealer,
+                    self.consents,
+                    self.restrictions.is_restricted,
+                    worker.wake,
+                )
+            )
+        return aggregators
+
     def _may_send(self, item: QueuedItem) -> bool:
         """Consent and restriction are checked again when sending, not only when queuing."""
+        if item.category == "aggregate":
+            return True  # anonymous: built only from consenting, unrestricted people's readings
         if self.restrictions.is_restricted(item.subject_ref):
             return False
         if item.legal_basis == "vital_interest":
@@ -244,6 +308,9 @@ class Gateway:
         worker_tasks: list[asyncio.Task[None]],
     ) -> None:
         log.info("gateway_stopping")
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         stopped.cancel()
         source_task.cancel()
         await asyncio.gather(source_task, return_exceptions=True)

@@ -102,7 +102,9 @@ class DeliveryWorker:
     async def _due(self) -> list[QueuedItem]:
         now = time.time()
         return await self._database.call(
-            lambda c: self._outbox.due(c, self.sink.name, self.sink.max_batch, now)
+            lambda c: self._outbox.due(
+                c, self.sink.name, self.sink.max_batch, now, self.sink.max_bytes
+            )
         )
 
     async def _deliver(self, batch: list[QueuedItem]) -> None:
@@ -136,7 +138,7 @@ class DeliveryWorker:
                         "fields": list(item.fields),
                         "reading_id": item.reading_id,
                     },
-                    subject_ref=item.subject_ref,
+                    subject_ref=None if item.category == "aggregate" else item.subject_ref,
                 )
             for item in withheld:
                 audit.append(

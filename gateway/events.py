@@ -28,6 +28,8 @@ class BoundReading:
     measurement: Measurement
     received_at: datetime  # UTC
     clock_offset_s: float | None = None  # device clock minus gateway clock, when known
+    sex: str = "unknown"
+    device_model: str | None = None
 
 
 def age_on(birth_date: date, day: date) -> int:
@@ -61,5 +63,7 @@ def reading_event(reading: BoundReading) -> dict[str, Any]:
         "birth_date": reading.birth_date.isoformat(),
         "age_band": age_band(age_on(reading.birth_date, when.date())),
         "device_address": reading.device_address,
+        "device_model": reading.device_model,
+        "sex": reading.sex,
         "profile": reading.profile,
     }

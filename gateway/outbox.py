@@ -96,16 +96,31 @@ class Outbox:
         return connection.total_changes - before
 
     def due(
-        self, connection: sqlite3.Connection, destination: str, limit: int, now: float
+        self,
+        connection: sqlite3.Connection,
+        destination: str,
+        limit: int,
+        now: float,
+        max_bytes: int | None = None,
     ) -> list[QueuedItem]:
+        """Items due for delivery, in priority then queue order, at most ``limit`` of them and,
+        when ``max_bytes`` is given, no more payload than that (but always at least one)."""
         rows = connection.execute(
             "SELECT id, destination, purpose, category, subject_ref, reading_id, idempotency_key,"
-            " legal_basis, fields, payload, attempts, created_at FROM outbox"
+            " legal_basis, fields, payload, attempts, created_at, size FROM outbox"
             " WHERE destination = ? AND next_attempt_at <= ?"
             " ORDER BY priority, id LIMIT ?",
             (destination, now, limit),
         ).fetchall()
-        return [self._item(row) for row in rows]
+        if max_bytes is not None:
+            total, cut = 0, len(rows)
+            for index, row in enumerate(rows):
+                total += row[-1]
+                if total > max_bytes and index > 0:
+                    cut = index
+                    break
+            rows = rows[:cut]
+        return [self._item(row[:-1]) for row in rows]
 
     def _item(self, row: tuple[Any, ...]) -> QueuedItem:
         (

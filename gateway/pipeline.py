@@ -9,6 +9,7 @@ before anything is sent; delivery workers take it from there.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -53,6 +54,9 @@ class Route:
     allowed: frozenset[str]
     format: Callable[[Item], dict[str, Any]]
     wake: Callable[[], None] = lambda: None
+    # Destinations whose purpose needs no direct identifier: the serialised payload is checked
+    # for every configured identifier before it may enter the outbox.
+    forbid_identifiers: bool = False
 
 
 @dataclass(slots=True)
@@ -62,6 +66,7 @@ class PipelineStats:
     dropped_minor: int = 0
     dropped_unbound: int = 0
     transient: int = 0
+    identifier_blocked: int = 0
     fanout_failures: int = 0
     alerts: int = 0
     queued: dict[str, int] = field(default_factory=dict)
@@ -102,6 +107,7 @@ class Pipeline:
         self._in_flight: list[Received] = []
         self._subjects = {subject.id: subject for subject in settings.subjects}
         self._devices = {device.address: device for device in settings.devices}
+        self._identifier_guard = identifier_pattern(settings)
         self._contexts = {
             route.name: ChainContext(route.name, route.purpose, consents.is_granted, is_restricted)
             for route in routes
@@ -217,6 +223,8 @@ class Pipeline:
             measurement=measurement,
             received_at=received.received_at.astimezone(UTC),
             clock_offset_s=received.clock_offset_s,
+            sex=subject.sex,
+            device_model=self._devices[target.address].model,
         )
 
     def _subject_of(self, received: Received) -> str | None:
@@ -320,6 +328,10 @@ class Pipeline:
             )
             return None
         enforce_allow_list(result, route.allowed)
+        if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body)):
+            self.stats.identifier_blocked += 1
+            log.error("identifier_blocked", destination=route.name, kind=reading.measurement.kind)
+            return None
         self._activity.emit(
             "filtered",
             destination=route.name,
@@ -361,6 +373,21 @@ class Pipeline:
                 rows,
             )
             self._outbox.enqueue(connection, [i for entry in prepared for i in entry.items], now)
+
+
+def identifier_pattern(settings: Settings) -> re.Pattern[bytes]:
+    """Every direct identifier the config knows, as one pattern over serialised payloads."""
+    identifiers: set[str] = set()
+    for subject in settings.subjects:
+        identifiers.update({subject.id, subject.birth_date.isoformat()})
+        if subject.company_id:
+            identifiers.add(subject.company_id)
+    for device in settings.devices:
+        identifiers.update(
+            {device.address, device.address.replace(":", "-"), device.address.replace(":", "")}
+        )
+    alternatives = sorted((re.escape(i.encode()) for i in identifiers), key=len, reverse=True)
+    return re.compile(b"|".join(alternatives) or b"(?!)", re.IGNORECASE)
 
 
 def _existing_readings(connection: sqlite3.Connection, ids: list[str]) -> set[str]:

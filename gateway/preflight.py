@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from devices.profiles import PROFILES
+from gateway.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
-from gateway.settings import ConfigError, FhirDestination, Settings, WebhookDestination
+from gateway.settings import (
+    AggregateDestination,
+    AnalyticsDestination,
+    ConfigError,
+    FhirDestination,
+    Settings,
+    WebhookDestination,
+)
 from gateway.simulation import check_simulation
 from gateway.units import convertible
 from gateway.webhooks import SecretFormatError, parse_secret
@@ -14,6 +22,15 @@ def preflight(settings: Settings) -> None:
     """Raise ``ConfigError`` naming the key for anything the config file alone cannot show."""
     for destination in settings.destinations:
         prefix = f"destinations.{destination.name}"
+        if isinstance(destination, AnalyticsDestination | AggregateDestination):
+            read_secret(
+                f"{prefix}.token", destination.token_file, destination.token_env, required=False
+            )
+        if (
+            isinstance(destination, AnalyticsDestination)
+            and destination.pseudonym_key_file.exists()
+        ):
+            load_key_ring(destination.pseudonym_key_file, f"{prefix}.pseudonym_key_file")
         if isinstance(destination, FhirDestination):
             read_secret(
                 f"{prefix}.token", destination.token_file, destination.token_env, required=False

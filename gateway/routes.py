@@ -8,14 +8,25 @@ import aiohttp
 
 from filters.chain import Item
 from filters.consent import not_restricted, require_consent
+from filters.generalise import round_values
 from filters.minimise import allow_fields
+from filters.pseudonymise import pseudonymise
 from gateway.alerts import AlertEvent
 from gateway.fhir import reading_entries
 from gateway.outbox import PRIORITY_ALERT, PRIORITY_CARE, PRIORITY_OTHER
 from gateway.pipeline import Route
+from gateway.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
-from gateway.settings import ConfigError, FhirDestination, Settings, WebhookDestination
+from gateway.settings import (
+    PSEUDONYMISED_FIELDS,
+    AnalyticsDestination,
+    ConfigError,
+    FhirDestination,
+    Settings,
+    WebhookDestination,
+)
 from gateway.sinks import Sink
+from gateway.sinks.analytics import JsonBatchSink
 from gateway.sinks.fhir import FhirSink
 from gateway.sinks.webhook import WebhookSink
 from gateway.webhooks import SecretFormatError, parse_secret
@@ -112,11 +123,59 @@ def _webhook(destination: WebhookDestination, session: aiohttp.ClientSession) ->
     return Built(route, sink, destination.retry_initial_s, destination.retry_max_s)
 
 
+def _analytics(destination: AnalyticsDestination, session: aiohttp.ClientSession) -> Built:
+    prefix = f"destinations.{destination.name}"
+    token = read_secret(
+        f"{prefix}.token", destination.token_file, destination.token_env, required=False
+    )
+    keys = load_key_ring(destination.pseudonym_key_file, f"{prefix}.pseudonym_key_file")
+    fields = tuple(destination.fields)
+    identifiers = [field for field in PSEUDONYMISED_FIELDS if field in fields]
+    name = destination.name
+
+    def to_event(item: Item) -> dict[str, object]:
+        # A per-destination id for de-duplication; unlinkable to other destinations' ids.
+        return {"event_id": keys.pseudonym(name, "event", item.reading_id), **item.payload}
+
+    route = Route(
+        name=name,
+        purpose=destination.purpose,
+        category="reading",
+        priority=PRIORITY_OTHER,
+        steps=[
+            require_consent,
+            not_restricted,
+            round_values(destination.round),
+            allow_fields(fields),
+            pseudonymise(keys, identifiers),
+        ],
+        allowed=frozenset(fields),
+        format=to_event,
+        forbid_identifiers=True,
+    )
+    sink = JsonBatchSink(
+        destination,
+        session,
+        token,
+        key="events",
+        max_batch=destination.batch_max_items,
+        max_bytes=destination.batch_max_bytes,
+        linger_s=destination.linger_s,
+    )
+    return Built(route, sink, destination.retry_initial_s, destination.retry_max_s)
+
+
 def build_destinations(settings: Settings, session: aiohttp.ClientSession) -> list[Built]:
+    """Routes and sinks for the destinations that take readings or alerts.
+
+    Aggregate destinations take neither: their windows are built by ``gateway.aggregates``.
+    """
     built = []
     for destination in settings.destinations:
         if isinstance(destination, FhirDestination):
             built.append(_fhir(destination, session))
-        else:
+        elif isinstance(destination, WebhookDestination):
             built.append(_webhook(destination, session))
+        elif isinstance(destination, AnalyticsDestination):
+            built.append(_analytics(destination, session))
     return built

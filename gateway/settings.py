@@ -28,6 +28,34 @@ from devices.profiles import PROFILES
 
 PURPOSES = ("care", "alerting", "analytics", "research", "employer_statistics")
 MAC_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+# The EU member states plus Iceland, Liechtenstein and Norway (ISO 3166-1 alpha-2), and "EU".
+EEA_REGIONS = frozenset(
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
+    "IS LI NO EU".split()
+)
+# The event schema (gateway/events.py) fields an analytics destination may list. Direct
+# identifiers are not among them: `subject` and `company` are always sent as keyed pseudonyms,
+# and `birth_date` / `device_address` never leave for analytics (use `age_band`, `device_model`).
+ANALYTICS_FIELDS = frozenset(
+    {
+        "kind",
+        "values",
+        "measured_at",
+        "measured_day",
+        "measured_hour",
+        "received_at",
+        "age_band",
+        "sex",
+        "subject",
+        "company",
+        "device_model",
+        "profile",
+        "status",
+        "device_clock_offset_s",
+    }
+)
+PSEUDONYMISED_FIELDS = ("subject", "company")
+AGGREGATE_GROUPS = frozenset({"company", "kind", "age_band", "sex", "profile", "device_model"})
 
 
 class ConfigError(Exception):
@@ -58,16 +86,52 @@ def _check_url(url: str) -> str:
     return url
 
 
+# Who may reach the local API and the hub page: loopback and the private (home LAN) ranges.
+DEFAULT_ALLOWED_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 hosts may be bracketed: ``[::]:8080``) -> (host, port)."""
+    host, _sep, port = value.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 class ApiSettings(_Section):
-    listen: str = "127.0.0.1:8080"
-    token_file: Path | None = None
+    """The local HTTP API and the hub page (README "Operator API and CLI", "The hub page")."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"  # port 0: any free port (tests); 0.0.0.0:8080 for the home LAN
+    token_file: Path | None = None  # default: data_dir/api-token, created (0600) at first start
+    pin_file: Path | None = None  # lines "SUBJECT_ID PIN": each person's PIN for the hub page
+    allowed_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_NETWORKS))
+    session_idle_s: float = Field(default=12 * 3600.0, gt=0)
 
     @field_validator("listen")
     @classmethod
     def _listen_has_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"{value!r} must be host:port, for example 127.0.0.1:8080")
+        return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{network!r} is not a network; write it as 192.168.1.0/24 or fd00::/8"
+                ) from None
         return value
 
 
@@ -78,6 +142,9 @@ class GatewaySettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     outbox_key_file: Path | None = None
     shutdown_grace_s: float = Field(default=5.0, ge=0)
+    retention_days: int = Field(default=365, ge=1)
+    require_eea: bool = True
+    max_queued_items: int = Field(default=1_000_000, ge=100)
 
 
 class SimulationSettings(_Section):
@@ -92,6 +159,7 @@ class DeviceSettings(_Section):
     subject: str | None = None
     users: dict[int, str] | None = None  # multi-user devices: user index -> subject id
     name: str | None = None
+    model: str | None = None  # e.g. "A&D UA-651BLE": the device_model analytics may receive
     simulated: bool = False
     simulation: SimulationSettings | None = None
 
@@ -126,6 +194,7 @@ class SubjectSettings(_Section):
     id: str = Field(min_length=1)
     company_id: str | None = None
     birth_date: date
+    sex: Literal["female", "male", "other", "unknown"] = "unknown"
     consent: dict[str, bool] = Field(default_factory=dict)
 
 
@@ -133,9 +202,19 @@ class _Destination(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     purpose: str = Field(min_length=1, pattern=r"^[a-z_]+$")
     url: str
+    region: str | None = None  # ISO 3166 country code where the recipient processes the data
     timeout_s: float = Field(default=10.0, gt=0)
     retry_initial_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("region")
+    @classmethod
+    def _region_code(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError(f"{value!r} is not a two-letter country code such as SE or DE")
+        return value.upper()
 
     @field_validator("url")
     @classmethod
@@ -168,7 +247,69 @@ class WebhookDestination(_Destination):
         return self
 
 
-Destination = Annotated[FhirDestination | WebhookDestination, Field(discriminator="kind")]
+class AnalyticsDestination(_Destination):
+    """Product analytics: minimised, generalised events with keyed pseudonyms, in JSON batches."""
+
+    kind: Literal["analytics"]
+    fields: list[str] = Field(min_length=1)
+    pseudonym_key_file: Path
+    token_file: Path | None = None
+    token_env: str | None = None
+    round: dict[str, float] = Field(default_factory=dict)  # value name -> step, e.g. systolic = 5
+    batch_max_items: int = Field(default=500, ge=1, le=10_000)
+    batch_max_bytes: int = Field(default=512 * 1024, ge=1024)
+    linger_s: float = Field(default=1.0, ge=0)
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: list[str]) -> list[str]:
+        for field in value:
+            if field in ("birth_date", "device_address"):
+                hint = "age_band" if field == "birth_date" else "device_model"
+                raise ValueError(
+                    f"{field!r} is a direct identifier and never goes to analytics; use {hint!r}"
+                )
+            if field not in ANALYTICS_FIELDS:
+                raise ValueError(
+                    f"unknown field {field!r}; use any of " + ", ".join(sorted(ANALYTICS_FIELDS))
+                )
+        return value
+
+    @field_validator("round")
+    @classmethod
+    def _positive_steps(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, step in value.items():
+            if step <= 0:
+                raise ValueError(f"round.{name}: the rounding step must be positive")
+        return value
+
+
+class AggregateDestination(_Destination):
+    """Anonymous aggregates for employers and researchers: per window, per group, k-suppressed."""
+
+    kind: Literal["aggregate"]
+    group_by: list[str] = Field(default_factory=lambda: ["company", "kind"])
+    window_s: int = Field(default=86_400, ge=1)
+    k: int = Field(default=5, ge=2)
+    company_labels: dict[str, str] = Field(default_factory=dict)  # company id -> label to send
+    token_file: Path | None = None
+    token_env: str | None = None
+
+    @field_validator("group_by")
+    @classmethod
+    def _known_groups(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - AGGREGATE_GROUPS)
+        if unknown:
+            raise ValueError(
+                f"cannot group by {unknown}; use any of " + ", ".join(sorted(AGGREGATE_GROUPS))
+            )
+        return value
+
+
+Destination = Annotated[
+    FhirDestination | WebhookDestination | AnalyticsDestination | AggregateDestination,
+    Field(discriminator="kind"),
+]
 
 
 class AlertRuleSettings(_Section):
@@ -221,6 +362,14 @@ class Settings(_Section):
                         f"devices[{index}].users.{user}: no [[subjects]] entry has id "
                         f"{subject_id!r}; add the subject or fix the id"
                     )
+        if self.gateway.require_eea:
+            for index, destination in enumerate(self.destinations):
+                if destination.region is not None and destination.region not in EEA_REGIONS:
+                    raise ValueError(
+                        f"destinations[{index}].region: {destination.name!r} processes data in "
+                        f"{destination.region}, outside the EU/EEA; data stays in the EU/EEA "
+                        "unless gateway.require_eea = false (only with a legal transfer basis)"
+                    )
         simulated = {device.simulated for device in self.devices}
         if len(simulated) > 1:
             raise ValueError(
@@ -240,12 +389,15 @@ class Settings(_Section):
         raise KeyError(subject_id)
 
 
+DESTINATION_KINDS = ("fhir", "webhook", "analytics", "aggregate")
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for element in loc:
         if isinstance(element, int):
             parts.append(f"[{element}]")
-        elif element in ("fhir", "webhook") and parts and parts[-1].endswith("]"):
+        elif element in DESTINATION_KINDS and parts and parts[-1].endswith("]"):
             continue  # the discriminator tag pydantic inserts into the path
         else:
             parts.append(("." if parts else "") + element)
@@ -259,7 +411,9 @@ def _describe(error: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return "unknown destination kind; use kind = 'fhir' or 'webhook'"
+        return "unknown destination kind; use kind = " + " or ".join(
+            repr(kind) for kind in DESTINATION_KINDS
+        )
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS consents (
     PRIMARY KEY (subject_ref, purpose)
 );
 
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS restrictions (
     subject_ref  TEXT PRIMARY KEY,
     restricted   INTEGER NOT NULL,

@@ -26,6 +26,7 @@ class Outcome:
 class Sink(Protocol):
     name: str
     max_batch: int
+    max_bytes: int | None  # cap on the summed payload sizes of one batch (None: count only)
     linger_s: float
 
     async def deliver(self, items: list[QueuedItem]) -> Outcome: ...

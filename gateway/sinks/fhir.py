@@ -18,6 +18,7 @@ class FhirSink:
     ) -> None:
         self.name = settings.name
         self.max_batch = settings.batch_max_items
+        self.max_bytes: int | None = None
         self.linger_s = settings.linger_s
         self._settings = settings
         self._session = session

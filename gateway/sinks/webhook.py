@@ -16,6 +16,7 @@ from gateway.webhooks import sign
 
 class WebhookSink:
     max_batch = 1
+    max_bytes: int | None = None
     linger_s = 0.0
 
     def __init__(

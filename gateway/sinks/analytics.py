@@ -1,0 +1,62 @@
+"""The analytics sink: JSON batches of minimised, pseudonymous events (bearer token auth)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import aiohttp
+import orjson
+
+from gateway.outbox import QueuedItem
+from gateway.settings import AggregateDestination, AnalyticsDestination
+from gateway.sinks import Outcome
+from gateway.sinks.http import post
+
+
+class JsonBatchSink:
+    """POSTs ``{"sent_at": ..., "<key>": [payload, ...]}``; one idempotency key per batch."""
+
+    def __init__(
+        self,
+        settings: AnalyticsDestination | AggregateDestination,
+        session: aiohttp.ClientSession,
+        token: str | None,
+        *,
+        key: str,
+        max_batch: int,
+        max_bytes: int,
+        linger_s: float,
+    ) -> None:
+        self.name = settings.name
+        self.max_batch = max_batch
+        self.max_bytes = max_bytes
+        self.linger_s = linger_s
+        self._settings = settings
+        self._session = session
+        self._key = key
+        self._headers = {"Content-Type": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+
+    async def deliver(self, items: list[QueuedItem]) -> Outcome:
+        keys = "\n".join(item.idempotency_key for item in items).encode()
+        headers = {**self._headers, "Idempotency-Key": hashlib.sha256(keys).hexdigest()}
+        body = orjson.dumps(
+            {
+                "sent_at": datetime.now(UTC).isoformat(),
+                self._key: [item.payload for item in items],
+            }
+        )
+        outcome, _status, _text = await post(
+            self._session,
+            self._settings.url,
+            body,
+            headers,
+            self._settings.timeout_s,
+            [item.id for item in items],
+        )
+        return outcome
+
+    async def close(self) -> None:
+        return None
