@@ -1,0 +1,174 @@
+"""Backlog drain: a million readings queued while the care platform was down, then it is up.
+
+The outbox is filled through the real ``Outbox.enqueue`` (sealed payloads, the same rows the
+pipeline writes) in big transactions, with FHIR payloads made by the real mapper
+(``gateway.fhir.reading_entries``) from real reading events, as the pipeline would have queued
+them. Then ``health-gateway run`` starts as a process, with the care platform (the receiver
+process) reachable, and the clock runs until the receiver has every reading. The gateway's RSS
+is read from /proc right after the drain (and its peak, VmHWM), then it is stopped with SIGTERM
+and the outbox is checked to be empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.harness import GatewayProcess, ReceiverProcess, cpu_seconds, memory_kib
+from bench.workload import (
+    IDENTIFIER_SYSTEM,
+    PEOPLE,
+    gateway_config,
+    measurement,
+    webhook_secret_file,
+)
+from gateway.app import Paths
+from gateway.crypto import Sealer
+from gateway.events import BoundReading, reading_event
+from gateway.fhir import reading_entries
+from gateway.keys import load_or_create_key
+from gateway.outbox import PRIORITY_CARE, NewItem, Outbox
+from gateway.references import References
+from gateway.routes import FHIR_FIELDS
+from gateway.store import Database, Transaction
+from tests.configs import write_config
+
+FILL_TRANSACTION = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class DrainResult:
+    readings: int
+    fill_s: float
+    drain_s: float  # gateway start -> last reading received
+    delivery_s: float  # first request -> last request received
+    gateway_cpu_s: float
+    rss_after_kib: int
+    peak_rss_kib: int
+    left_in_outbox: int
+    requests: int
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.readings / self.drain_s
+
+
+def _items(references: References, start: int, count: int) -> list[NewItem]:
+    fields = tuple(sorted(FHIR_FIELDS))
+    received = datetime(2026, 1, 1, tzinfo=UTC)
+    items = []
+    for index in range(start, start + count):
+        person = PEOPLE[index % len(PEOPLE)]
+        taken = measurement(index, epoch=6)
+        reading_id = references.reading_id(person.address, taken.kind, taken, received)
+        subject_ref = references.subject_ref(person.subject_id)
+        reading = BoundReading(
+            reading_id=reading_id,
+            subject_id=person.subject_id,
+            subject_ref=subject_ref,
+            company_id=person.company_id,
+            birth_date=datetime.fromisoformat(person.birth_date).date(),
+            device_address=person.address,
+            device_ref=f"device-{index % len(PEOPLE) + 1}",
+            profile="blood_pressure",
+            measurement=taken,
+            received_at=received + timedelta(seconds=index),
+        )
+        event = reading_event(reading)
+        event = {name: value for name, value in event.items() if name in FHIR_FIELDS}
+        items.append(
+            NewItem(
+                destination="care-platform",
+                purpose="care",
+                category="reading",
+                priority=PRIORITY_CARE,
+                subject_ref=subject_ref,
+                reading_id=reading_id,
+                idempotency_key=reading_id,
+                legal_basis="consent",
+                fields=fields,
+                payload={"entries": reading_entries(event, IDENTIFIER_SYSTEM)},
+            )
+        )
+    return items
+
+
+async def fill_outbox(data_dir: Path, readings: int) -> float:
+    """Queue ``readings`` FHIR items as the pipeline would have; returns the seconds it took."""
+    paths = Paths(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    outbox = Outbox(Sealer(load_or_create_key(paths.storage_key)))
+    references = References(load_or_create_key(paths.reference_key))
+    database = Database(paths.database)
+    await database.open()
+    began = time.perf_counter()
+    try:
+        for start in range(0, readings, FILL_TRANSACTION):
+            items = _items(references, start, min(FILL_TRANSACTION, readings - start))
+
+            def write(
+                connection: sqlite3.Connection,
+                items: list[NewItem] = items,
+                now: float = time.time(),
+            ) -> None:
+                with Transaction(connection):
+                    outbox.enqueue(connection, items, now)
+
+            await database.call(write)
+    finally:
+        await database.close()
+    return time.perf_counter() - began
+
+
+def queued(database: Path) -> int:
+    connection = sqlite3.connect(database)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    finally:
+        connection.close()
+
+
+async def measure_drain(workdir: Path, readings: int) -> DrainResult:
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    data_dir = workdir / "data"
+    fill_s = await fill_outbox(data_dir, readings)
+    secret_file = webhook_secret_file(workdir)
+    receiver = await ReceiverProcess(secret_file).start()
+    try:
+        config = gateway_config(data_dir, receiver.url, secret_file, log_level="info")
+        gateway = GatewayProcess(write_config(workdir / "gateway.toml", config))
+        began_ns = time.monotonic_ns()
+        await gateway.start()
+        try:
+            await receiver.wait_for(
+                lambda c: c.fhir_readings >= readings, within_s=max(600.0, readings / 500)
+            )
+            ended_ns = receiver.counts.last_ns or time.monotonic_ns()
+            first_ns = receiver.counts.first_ns or began_ns
+            await asyncio.sleep(1.0)  # the last batch's transaction, then idle
+            memory = memory_kib(gateway.pid)
+            cpu = cpu_seconds(gateway.pid)
+        finally:
+            code = await gateway.stop()
+        if code != 0:
+            tail = "\n".join(gateway.lines[-20:])
+            raise RuntimeError(f"gateway exited with {code}:\n{tail}")
+        return DrainResult(
+            readings=readings,
+            fill_s=fill_s,
+            drain_s=(ended_ns - began_ns) / 1e9,
+            delivery_s=(ended_ns - first_ns) / 1e9,
+            gateway_cpu_s=cpu,
+            rss_after_kib=memory["VmRSS"],
+            peak_rss_kib=memory["VmHWM"],
+            left_in_outbox=queued(Paths(data_dir).database),
+            requests=receiver.counts.fhir_requests,
+        )
+    finally:
+        await receiver.stop()
