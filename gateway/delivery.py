@@ -70,6 +70,7 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._draining = False
+        self._drain_requested = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
@@ -77,6 +78,7 @@ class DeliveryWorker:
     def drain(self) -> None:
         """Deliver what is due now, then return from ``run`` instead of waiting for more."""
         self._draining = True
+        self._drain_requested.set()
         self._wake.set()
 
     async def run(self) -> None:
@@ -85,7 +87,7 @@ class DeliveryWorker:
             self._wake.clear()  # before looking, so an enqueue after the look still wakes us
             batch = await self._due()
             if batch and len(batch) < self.sink.max_batch and self.sink.linger_s > 0:
-                await asyncio.sleep(self.sink.linger_s)  # let a burst fill the batch
+                await self._linger()
                 batch = await self._due()
             if batch:
                 await self._deliver(batch)
@@ -98,6 +100,15 @@ class DeliveryWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+    async def _linger(self) -> None:
+        """Let a burst fill the batch; cut short when the gateway is shutting down."""
+        if self._draining:
+            return
+        try:
+            await asyncio.wait_for(self._drain_requested.wait(), self.sink.linger_s)
+        except TimeoutError:
+            pass
 
     async def _due(self) -> list[QueuedItem]:
         now = time.time()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,23 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def base_config(
     data_dir: Path, secret_file: Path, care_url: str, alerts_url: str
 ) -> dict[str, Any]:
     return {
-        "gateway": {"data_dir": str(data_dir), "log_format": "json", "shutdown_grace_s": 3.0},
+        "gateway": {
+            "data_dir": str(data_dir),
+            "log_format": "json",
+            "shutdown_grace_s": 3.0,
+            "api": {"listen": f"127.0.0.1:{free_port()}"},
+        },
         "subjects": [
             {
                 "id": ADULT,

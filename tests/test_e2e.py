@@ -29,6 +29,7 @@ class GatewayProcess:
         self.lines: list[str] = []
         self.events: list[dict] = []
         self._changed = asyncio.Condition()
+        self.ended = False
         self.process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -57,12 +58,20 @@ class GatewayProcess:
                 except orjson.JSONDecodeError:
                     pass
                 self._changed.notify_all()
+        async with self._changed:
+            self.ended = True
+            self._changed.notify_all()
 
     async def wait_for_event(self, predicate, timeout: float = 30.0) -> dict:
         async def find() -> dict:
             async with self._changed:
-                await self._changed.wait_for(lambda: any(predicate(e) for e in self.events))
-                return next(e for e in self.events if predicate(e))
+                await self._changed.wait_for(
+                    lambda: self.ended or any(predicate(e) for e in self.events)
+                )
+                for event in self.events:
+                    if predicate(event):
+                        return event
+                raise AssertionError("the gateway exited:\n" + "\n".join(self.lines[-40:]))
 
         return await asyncio.wait_for(find(), timeout)
 

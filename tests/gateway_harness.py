@@ -1,0 +1,71 @@
+"""The real Gateway, in-process, with readings injected at the BLE callback boundary.
+
+Destinations point at a closed loopback port with a long retry delay, so everything the
+pipeline decides stays in the outbox where the test can read it back (decrypted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from devices.source import DeviceTarget, Received
+from gateway.app import Gateway, device_targets
+from gateway.models import Measurement
+from gateway.settings import Settings
+
+
+def closed_port_url(path: str) -> str:
+    """A loopback URL nobody listens on (the port was bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    gateway = Gateway(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    ready = asyncio.create_task(gateway.ready.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        await task  # raises what made the gateway fail at start
+    try:
+        yield gateway
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def target_for(settings: Settings, address: str) -> DeviceTarget:
+    return next(t for t in device_targets(settings) if t.address == address)
+
+
+async def inject(gateway: Gateway, address: str, measurements: list[Measurement]) -> None:
+    """Hand readings to the pipeline as the BLE callback would, and wait until ingested."""
+    assert gateway.pipeline is not None
+    target = target_for(gateway.settings, address)
+    now = datetime.now(UTC)
+    batch = [Received(target, "00002a35-0000-1000-8000-00805f9b34fb", m, now) for m in measurements]
+    await gateway.pipeline.ingest(batch)
+
+
+async def queued(gateway: Gateway, destination: str) -> list[Any]:
+    """Everything queued for a destination (decrypted QueuedItems), oldest first."""
+    from gateway.crypto import Sealer
+    from gateway.keys import load_or_create_key
+    from gateway.outbox import Outbox
+
+    outbox = Outbox(Sealer(load_or_create_key(gateway.paths.storage_key)))
+    return await gateway.database.call(lambda c: outbox.due(c, destination, 10**9, float("inf")))
+
+
+async def table_count(gateway: Gateway, sql: str, *args: object) -> int:
+    return (await gateway.database.call(lambda c: c.execute(sql, args).fetchone()))[0]
