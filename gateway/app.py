@@ -156,7 +156,11 @@ class Gateway:
             self.activity,
             is_restricted=self.restrictions.is_restricted,
         )
-        self.source = BleSource(device_targets(self.settings), self.pipeline.submit)
+        self.source = BleSource(
+            device_targets(self.settings),
+            self.pipeline.submit,
+            state_dir=self.paths.data_dir / "devices",
+        )
         async with self._radio():
             pipeline_task = asyncio.create_task(self.pipeline.run(), name="pipeline")
             worker_tasks = [

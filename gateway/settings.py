@@ -148,9 +148,24 @@ class GatewaySettings(_Section):
 
 
 class SimulationSettings(_Section):
+    """How a simulated device behaves (``devices.sim``; README "Supported devices")."""
+
     interval_s: float = Field(default=0.5, gt=0)
     readings: list[dict[str, float | int | str]] | None = None
     clock_offset_s: float = 0.0
+    # "connected": stays connected and streams; "cycle": measure, advertise, burst, hang up.
+    mode: Literal["connected", "cycle"] = "connected"
+    advertise_s: float = Field(default=10.0, gt=0)  # cycle: advertising after a measurement
+    linger_s: float = Field(default=1.0, gt=0)  # cycle: stays connected after the last exchange
+    battery_level: int | None = Field(default=100, ge=0, le=100)  # None: no Battery Service
+    current_time: bool = True  # has the Current Time Service (devices that keep a clock)
+    requires_pairing: bool = False  # refuses reads, writes and subscriptions until bonded
+    users: list[int] = Field(default_factory=lambda: [1, 2])  # scales: the User IDs it serves
+    continuous: bool = False  # pulse oximeter: also stream PLX Continuous Measurement
+    # Fault injection.
+    drop_link_after: int | None = Field(default=None, ge=1)  # drop the link after N values, once
+    malformed_every: int = Field(default=0, ge=0)  # a truncated copy before every N-th value
+    discovery_delay_s: float = Field(default=0.0, ge=0)  # slow service discovery
 
 
 class DeviceSettings(_Section):

@@ -2,6 +2,8 @@
 
 The gateway's BLE code is not told about any of this: ``SimulatedRadio`` points the system bus
 at a private dbus-daemon that hosts a simulated BlueZ, and bleak talks to it as to the real one.
+Every profile has a model (``SIMULATORS``); ``[devices.simulation]`` (``SimulationSettings``)
+sets its script, clock, behaviour and faults.
 """
 
 from __future__ import annotations
@@ -10,18 +12,36 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from devices.sim.blood_pressure_cuff import SimulatedBloodPressureCuff
+from devices.sim.body_composition_scale import SimulatedBodyCompositionScale
+from devices.sim.glucose_meter import SimulatedGlucoseMeter
+from devices.sim.health_device import Faults, SimulatedHealthDevice
+from devices.sim.heart_rate_strap import SimulatedHeartRateStrap
 from devices.sim.peripheral import Peripheral
+from devices.sim.pulse_oximeter import SimulatedPulseOximeter
 from devices.sim.radio import SimulatedRadio
 from devices.sim.script import script_to_measurements
+from devices.sim.thermometer import SimulatedThermometer
+from devices.sim.weight_scale import SimulatedWeightScale
 from gateway.models import Measurement
 from gateway.settings import ConfigError, DeviceSettings, Settings, SimulationSettings
 
-SIMULATORS = {"blood_pressure": SimulatedBloodPressureCuff}
+SIMULATORS: dict[str, type[SimulatedHealthDevice]] = {
+    "blood_pressure": SimulatedBloodPressureCuff,
+    "weight": SimulatedWeightScale,
+    "body_composition": SimulatedBodyCompositionScale,
+    "glucose": SimulatedGlucoseMeter,
+    "temperature": SimulatedThermometer,
+    "heart_rate": SimulatedHeartRateStrap,
+    "spo2": SimulatedPulseOximeter,
+}
+
+_MULTI_USER = (SimulatedWeightScale, SimulatedBodyCompositionScale)
 
 
-def _simulator(device: DeviceSettings, key: str) -> type[SimulatedBloodPressureCuff]:
+def _simulator(device: DeviceSettings, key: str) -> type[SimulatedHealthDevice]:
     simulator = SIMULATORS.get(device.profile)
     if simulator is None:
         raise ConfigError(
@@ -41,25 +61,69 @@ def _script(device: DeviceSettings, key: str) -> list[Measurement] | None:
         raise ConfigError(f"{key}.simulation.readings: {exc}") from None
 
 
+def _options(
+    simulator: type[SimulatedHealthDevice], simulation: SimulationSettings
+) -> dict[str, Any]:
+    """The model's keyword arguments from ``[devices.simulation]``."""
+    options: dict[str, Any] = {
+        "mode": simulation.mode,
+        "advertise_s": simulation.advertise_s,
+        "linger_s": simulation.linger_s,
+        "battery_level": simulation.battery_level,
+        "current_time_service": simulation.current_time and simulator.KEEPS_TIME,
+        "requires_pairing": simulation.requires_pairing,
+        "faults": Faults(
+            drop_link_after=simulation.drop_link_after,
+            malformed_every=simulation.malformed_every,
+            discovery_delay_s=simulation.discovery_delay_s,
+        ),
+    }
+    if issubclass(simulator, _MULTI_USER):
+        options["users"] = simulation.users
+    if issubclass(simulator, SimulatedPulseOximeter):
+        options["continuous"] = simulation.continuous
+    return options
+
+
 def peripheral_for(device: DeviceSettings, index: int, state_dir: Path) -> Peripheral:
     key = f"devices[{index}]"
     simulation = device.simulation or SimulationSettings()
-    return _simulator(device, key)(
-        address=device.address,
-        name=device.name or f"Simulated {device.profile.replace('_', ' ')}",
-        readings=_script(device, key),
-        interval_s=simulation.interval_s,
-        state_file=state_dir / (device.address.replace(":", "") + ".json"),
-        clock_offset_s=simulation.clock_offset_s,
-    )
+    simulator = _simulator(device, key)
+    try:
+        return simulator(
+            device.address,
+            device.name or f"Simulated {device.profile.replace('_', ' ')}",
+            _script(device, key),
+            simulation.interval_s,
+            state_dir / (device.address.replace(":", "") + ".json"),
+            simulation.clock_offset_s,
+            **_options(simulator, simulation),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{key}.simulation: {exc}") from None
 
 
 def check_simulation(settings: Settings) -> None:
     """Fail at start, with the key named, for a simulated device the simulator cannot play."""
     for index, device in enumerate(settings.devices):
         if device.simulated:
-            _simulator(device, f"devices[{index}]")
-            _script(device, f"devices[{index}]")
+            key = f"devices[{index}]"
+            simulator = _simulator(device, key)
+            _script(device, key)
+            simulation = device.simulation or SimulationSettings()
+            try:
+                # Builds the model without a radio or state file: the script's bytes are checked.
+                simulator(
+                    device.address,
+                    device.name or device.profile,
+                    _script(device, key),
+                    simulation.interval_s,
+                    None,
+                    simulation.clock_offset_s,
+                    **_options(simulator, simulation),
+                )
+            except ValueError as exc:
+                raise ConfigError(f"{key}.simulation: {exc}") from None
 
 
 @contextlib.asynccontextmanager

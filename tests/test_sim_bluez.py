@@ -21,6 +21,7 @@ from devices.profiles import (
     BLOOD_PRESSURE_FEATURE,
     BLOOD_PRESSURE_MEASUREMENT,
     BLOOD_PRESSURE_SERVICE,
+    INTERMEDIATE_CUFF_PRESSURE,
     uuid16,
 )
 from devices.sim.blood_pressure_cuff import SimulatedBloodPressureCuff
@@ -135,7 +136,11 @@ async def test_connect_resolves_services_with_bluez_handles(bluez: SimulatedBlue
         service = client.services.get_service(BLOOD_PRESSURE_SERVICE)
         assert service is not None
         chars = {c.uuid: c for c in service.characteristics}
-        assert set(chars) == {BLOOD_PRESSURE_MEASUREMENT, BLOOD_PRESSURE_FEATURE}
+        assert set(chars) == {
+            BLOOD_PRESSURE_MEASUREMENT,
+            INTERMEDIATE_CUFF_PRESSURE,
+            BLOOD_PRESSURE_FEATURE,
+        }
         measurement = chars[BLOOD_PRESSURE_MEASUREMENT]
         assert measurement.properties == ["indicate"]
         assert [d.uuid for d in measurement.descriptors] == [CCCD]
@@ -181,13 +186,13 @@ async def test_reading_without_timestamp_gets_the_cuff_clock(bluez: SimulatedBlu
     bluez.add_peripheral(cuff)
     received: asyncio.Queue[bytes] = asyncio.Queue()
 
-    before = cuff.clock()
+    before = cuff.clock.stamp()
     async with BleakClient(await find(CUFF_ADDRESS), timeout=STEP) as client:
         await client.start_notify(
             BLOOD_PRESSURE_MEASUREMENT, lambda _char, data: received.put_nowait(bytes(data))
         )
         decoded = decode(BLOOD_PRESSURE_MEASUREMENT, await asyncio.wait_for(received.get(), STEP))
-    after = cuff.clock()
+    after = cuff.clock.stamp()
 
     assert decoded.measured_at is not None
     assert before <= decoded.measured_at <= after

@@ -17,6 +17,13 @@ Peripheral models (:class:`devices.sim.peripheral.Peripheral`) are attached with
   descZZZZ``, 4 hex digits of the attribute handle): bleak parses handles out of them and
   finds the device of a notification by cutting a fixed length off the characteristic path.
 * Notifications are ``PropertiesChanged(Value)`` on the characteristic, broadcast.
+* ATT errors from a model reach the client as bluetoothd words them (``create_gatt_dbus_error``
+  in bluetoothd): 0x05/0x0C/0x0F as ``NotPermitted: Not paired``, 0x08 as ``NotAuthorized``,
+  the rest as ``Failed: Operation failed with ATT error: 0xNN``.
+* ``Pair`` is Just Works (bleak registers no agent); a model that is not in pairing mode
+  (``accepts_pairing`` False) makes it fail with ``AuthenticationFailed``. A model with
+  ``discovery_delay_s`` resolves its services that much after ``Connected`` (a slow device);
+  a disconnect during that time cancels the discovery.
 
 Discovery and notification sessions are kept per D-Bus client, as bluetoothd keeps them:
 ``StartDiscovery`` twice from one client is one session, ``StopDiscovery`` without one is an
@@ -84,6 +91,12 @@ _ERR_NOT_PERMITTED = "org.bluez.Error.NotPermitted"
 _ERR_NOT_SUPPORTED = "org.bluez.Error.NotSupported"
 _ERR_DOES_NOT_EXIST = "org.bluez.Error.DoesNotExist"
 _ERR_ALREADY_EXISTS = "org.bluez.Error.AlreadyExists"
+_ERR_NOT_AUTHORIZED = "org.bluez.Error.NotAuthorized"
+_ERR_AUTHENTICATION_FAILED = "org.bluez.Error.AuthenticationFailed"
+
+# ATT errors bluetoothd reports as "Not paired" (create_gatt_dbus_error in src/gatt-client.c).
+_NOT_PAIRED_ATT_ERRORS = frozenset({0x05, 0x0C, 0x0F})
+_ATT_INSUFFICIENT_AUTHORIZATION = 0x08
 
 _DISCOVERY_FILTER_KEYS = {
     "UUIDs",
@@ -284,9 +297,13 @@ class _DeviceInterface(ServiceInterface):
         if self.paired:
             raise DBusError(_ERR_ALREADY_EXISTS, "Already Exists")
         self._device.connect()
+        if not self._peripheral.accepts_pairing:
+            # The device is not in pairing mode: it rejects the pairing request.
+            raise DBusError(_ERR_AUTHENTICATION_FAILED, "Authentication Failed")
         # Just Works: no agent is involved, as bleak registers none.
         self.paired = True
         self.emit_properties_changed({"Paired": True, "Bonded": True})
+        self._peripheral.handle_paired(True)
 
     @dbus_method()
     def CancelPairing(self) -> None:
@@ -431,6 +448,11 @@ class _GattDescriptorInterface(ServiceInterface):
 
 
 def _att_error(exc: AttError) -> DBusError:
+    """The D-Bus error bluetoothd answers with for this ATT error code."""
+    if exc.code in _NOT_PAIRED_ATT_ERRORS:
+        return DBusError(_ERR_NOT_PERMITTED, "Not paired")
+    if exc.code == _ATT_INSUFFICIENT_AUTHORIZATION:
+        return DBusError(_ERR_NOT_AUTHORIZED, "Not Authorized")
     # bleak turns this exact text back into a BleakGATTProtocolError with the code.
     return DBusError(_ERR_FAILED, f"Operation failed with ATT error: 0x{exc.code:02x}")
 
@@ -484,6 +506,7 @@ class _SimDevice:
         self.exported = False
         self.gatt: _GattTree | None = None
         self._rssi_steps = itertools.cycle((0, -1, -2, -1))
+        self._discovery: asyncio.TimerHandle | None = None
 
     # PeripheralLink ----------
 
@@ -518,23 +541,38 @@ class _SimDevice:
         if not self.peripheral.advertising:
             # Out of range or asleep: the LE connection attempt times out.
             raise DBusError(_ERR_FAILED, "Software caused connection abort")
-        bus = self.sim.bus
         self.iface.connected = True
         self.iface.emit_properties_changed({"Connected": True})
+        log.debug("sim.connected", device=self.peripheral.name)
+        self.peripheral.handle_connect()
+        delay = self.peripheral.discovery_delay_s
+        if delay > 0:
+            self._discovery = asyncio.get_running_loop().call_later(delay, self._resolve_services)
+        else:
+            self._resolve_services()
+
+    def _resolve_services(self) -> None:
+        """Service discovery done: export the GATT objects, then ``ServicesResolved``."""
+        self._discovery = None
+        if not self.iface.connected or self.gatt is not None:
+            return
+        bus = self.sim.bus
         self.gatt = _GattTree(self)
         for path, obj in self.gatt.objects:
             bus.export(path, obj)
         self.iface.services_resolved = True
         self.iface.emit_properties_changed({"ServicesResolved": True})
-        log.debug("sim.connected", device=self.peripheral.name)
-        self.peripheral.handle_connect()
 
     def disconnect(self) -> None:
         if not self.iface.connected:
             return
         bus = self.sim.bus
-        self.iface.services_resolved = False
-        self.iface.emit_properties_changed({"ServicesResolved": False})
+        if self._discovery is not None:
+            self._discovery.cancel()
+            self._discovery = None
+        if self.iface.services_resolved:
+            self.iface.services_resolved = False
+            self.iface.emit_properties_changed({"ServicesResolved": False})
         if self.gatt is not None:
             for path, obj in reversed(self.gatt.objects):
                 bus.unexport(path, obj)
@@ -551,6 +589,11 @@ class _SimDevice:
             raise DBusError(_ERR_NOT_SUPPORTED, "Operation is not supported")
         if sender in char.notify_sessions:
             return
+        try:
+            # Enabling the CCCD is a write the device may refuse on an unbonded link.
+            self.peripheral.check_access(char.char.uuid)
+        except AttError as exc:
+            raise _att_error(exc) from exc
         first = not char.notify_sessions
         char.notify_sessions.add(sender)
         if first:
@@ -595,8 +638,9 @@ class _SimDevice:
         if self.exported:
             self.sim.bus.unexport(self.path, self.iface)
             self.exported = False
-        # A removed device comes back as a new object with fresh state.
+        # A removed device comes back as a new object with fresh state; the bond is gone.
         self.iface = _DeviceInterface(self)
+        self.peripheral.handle_paired(False)
 
 
 class SimulatedBlueZ:

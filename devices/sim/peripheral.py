@@ -4,6 +4,15 @@ A :class:`Peripheral` knows what a device is (address, name, what it advertises,
 table) and how it behaves (the ``on_*`` hooks a model overrides). It knows nothing about
 D-Bus: the simulated BlueZ adapter (``devices.sim.bluez``) attaches a :class:`PeripheralLink`
 and drives the ``handle_*`` entry points when a central connects, subscribes, reads or writes.
+
+Two link-level behaviours of real devices live here, so every model has them:
+
+* ``requires_pairing``: until the central has bonded (``Device1.Pair``), every read, write and
+  subscription outside the Battery Service is refused with ATT error 0x05 "Insufficient
+  Authentication", which bluetoothd reports as ``org.bluez.Error.NotPermitted: Not paired``.
+  ``accepts_pairing`` False models a device that is not in pairing mode: ``Pair`` fails.
+* ``discovery_delay_s``: how long service discovery takes after the link is up (a slow
+  device); ``ServicesResolved`` comes that much later.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -40,6 +50,11 @@ CHARACTERISTIC_FLAGS = frozenset(
 
 # The smallest ATT MTU every LE link supports; a notification carries at most MTU - 3 bytes.
 DEFAULT_ATT_MTU = 23
+
+# ATT error "Insufficient Authentication": the attribute needs an authenticated (bonded) link.
+ATT_INSUFFICIENT_AUTHENTICATION = 0x05
+# Readable without bonding on every device here: the Battery Service.
+_UNPROTECTED_SERVICES = frozenset({uuid16(0x180F)})
 
 
 def normalize_uuid(value: str | int) -> str:
@@ -134,6 +149,8 @@ class Peripheral:
         tx_power: int = 0,
         rssi: int = -60,
         mtu: int = DEFAULT_ATT_MTU,
+        requires_pairing: bool = False,
+        discovery_delay_s: float = 0.0,
     ) -> None:
         address = address.upper()
         if not _ADDRESS.match(address):
@@ -161,11 +178,24 @@ class Peripheral:
         self.tx_power = tx_power
         self.rssi = rssi
         self.mtu = mtu
+        if discovery_delay_s < 0:
+            raise ValueError("discovery_delay_s must not be negative")
+        self.requires_pairing = requires_pairing
+        self.accepts_pairing = True
+        self.discovery_delay_s = discovery_delay_s
+        self._bonded = False
+        self._protected = {
+            char.uuid
+            for service in self.services
+            if service.uuid not in _UNPROTECTED_SERVICES
+            for char in service.characteristics
+        }
         self._advertising = True
         self._connected = False
         self._notifying: set[str] = set()
         self._link: PeripheralLink | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- what the model looks like ------------------------------------------------------------
 
@@ -195,6 +225,11 @@ class Peripheral:
         """Whether a central has enabled notifications/indications on this characteristic."""
         return normalize_uuid(char_uuid) in self._notifying
 
+    @property
+    def bonded(self) -> bool:
+        """Whether the device holds a bond with the central (it paired)."""
+        return self._bonded
+
     # -- hooks a model overrides ----------------------------------------------------------------
 
     def on_connected(self) -> None:
@@ -218,6 +253,12 @@ class Peripheral:
 
     def on_value_sent(self, char_uuid: str, data: bytes) -> None:
         """A notification/indication was handed to the radio (called from :meth:`notify`)."""
+
+    def on_attached(self) -> None:
+        """The device is in range of a running radio; start device-lifetime tasks here."""
+
+    def on_paired(self) -> None:
+        """A central bonded with the device."""
 
     # -- actions the model (or a test) takes ------------------------------------------------------
 
@@ -257,11 +298,21 @@ class Peripheral:
             raise RuntimeError("spawn() needs a connection")
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}: {name}")
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(partial(self._task_done, self._tasks))
         return task
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+    def spawn_background(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as long as the device is attached to a radio (e.g. a measuring timer)."""
+        if self._link is None:
+            coro.close()
+            raise RuntimeError("spawn_background() needs an attached radio")
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}: {name}")
+        self._background.add(task)
+        task.add_done_callback(partial(self._task_done, self._background))
+        return task
+
+    def _task_done(self, owner: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+        owner.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error(
                 "sim.peripheral_task_failed",
@@ -276,6 +327,7 @@ class Peripheral:
         if self._link is not None:
             raise RuntimeError(f"{self.name!r} is already attached to a radio")
         self._link = link
+        self.on_attached()
 
     async def detach(self) -> None:
         """Forget the radio; the caller has already torn down any connection."""
@@ -304,15 +356,32 @@ class Peripheral:
             self._notifying.discard(uuid)
             self.on_notify_stopped(uuid)
 
+    def handle_paired(self, bonded: bool) -> None:
+        """The central bonded (True) or forgot the bond (False, e.g. ``RemoveDevice``)."""
+        was, self._bonded = self._bonded, bonded
+        if bonded and not was:
+            self.on_paired()
+
+    def check_access(self, char_uuid: str) -> None:
+        """AttError 0x05 for a protected characteristic while the link is not bonded."""
+        if (
+            self.requires_pairing
+            and not self._bonded
+            and normalize_uuid(char_uuid) in self._protected
+        ):
+            raise AttError(ATT_INSUFFICIENT_AUTHENTICATION, "Insufficient Authentication")
+
     def handle_read(self, char_uuid: str) -> bytes:
+        self.check_access(char_uuid)
         return bytes(self.on_read(normalize_uuid(char_uuid)))
 
     def handle_write(self, char_uuid: str, data: bytes) -> None:
+        self.check_access(char_uuid)
         self.on_write(normalize_uuid(char_uuid), bytes(data))
 
     async def shutdown(self) -> None:
         """Cancel and wait for every task the model started."""
-        tasks = list(self._tasks)
+        tasks = [*self._tasks, *self._background]
         for task in tasks:
             task.cancel()
         # Failures were logged by _task_done; here we only wait for the tasks to end.
