@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.activity import Activity
 from gateway.aggregates import AggregateWindows
 from gateway.alerts import AlertEngine
+from gateway.api import ApiServer
 from gateway.consent import ConsentRegistry
 from gateway.crypto import Sealer
 from gateway.delivery import DeliveryWorker
@@ -92,6 +93,7 @@ class Gateway:
         self.pipeline: Pipeline | None = None
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
+        self.api: ApiServer | None = None
         self._background: list[asyncio.Task[None]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -161,7 +163,11 @@ class Gateway:
             self.pipeline.submit,
             state_dir=self.paths.data_dir / "devices",
         )
+        if self.settings.gateway.api.enabled:
+            self.api = ApiServer(self, references, sealer)
         async with self._radio():
+            if self.api is not None:  # the local API and page, once the workers exist
+                await self.api.start()
             pipeline_task = asyncio.create_task(self.pipeline.run(), name="pipeline")
             worker_tasks = [
                 asyncio.create_task(worker.run(), name=f"deliver:{worker.sink.name}")
@@ -312,6 +318,8 @@ class Gateway:
         worker_tasks: list[asyncio.Task[None]],
     ) -> None:
         log.info("gateway_stopping")
+        if self.api is not None:  # no new requests (and no rights changes) while stopping
+            await self.api.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

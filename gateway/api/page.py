@@ -1,0 +1,160 @@
+"""The person's page: ``GET /``, its static files, and signing in and out (``/session``)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+import structlog
+from aiohttp import web
+
+from gateway.api.context import context_of
+from gateway.api.middleware import CSRF_HEADER, cross_site
+from gateway.api.responses import ApiError, json_object, json_response
+from gateway.api.security import SESSION_COOKIE, match_pin, same_secret
+from gateway.rights import SubjectNotFound
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    body: bytes
+    content_type: str
+    etag: str
+
+
+def load_static() -> dict[str, StaticFile]:
+    """The page's files, shipped as package data and read once at start."""
+    files: dict[str, StaticFile] = {}
+    folder = resources.files("gateway").joinpath("static")
+    for entry in folder.iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
+        if entry.is_file() and suffix in CONTENT_TYPES:
+            body = entry.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+            files[entry.name] = StaticFile(body, CONTENT_TYPES[suffix], etag)
+    return files
+
+
+STATIC = web.AppKey("static", dict)
+
+
+def _serve(request: web.Request, name: str) -> web.Response:
+    found: StaticFile | None = request.app[STATIC].get(name)
+    if found is None:
+        raise ApiError(404, "no such file")
+    headers = {"ETag": found.etag, "Cache-Control": "no-cache"}
+    if request.headers.get("If-None-Match") == found.etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=found.body, headers={"Content-Type": found.content_type, **headers})
+
+
+async def index(request: web.Request) -> web.Response:
+    return _serve(request, "index.html")
+
+
+async def static(request: web.Request) -> web.Response:
+    return _serve(request, request.match_info["name"])
+
+
+def _session_body(subject_id: str, csrf: str, via: str, pin_enabled: bool) -> dict[str, object]:
+    return {
+        "signed_in": True,
+        "subject": subject_id,
+        "csrf": csrf,
+        "via": via,
+        "pin_enabled": pin_enabled,
+    }
+
+
+async def session_get(request: web.Request) -> web.Response:
+    context = context_of(request)
+    session = context.sessions.get(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        return json_response({"signed_in": False, "pin_enabled": bool(context.pins)})
+    return json_response(
+        _session_body(session.subject_id, session.csrf, session.via, bool(context.pins))
+    )
+
+
+def _too_many(seconds: float) -> ApiError:
+    wait = max(1, round(seconds))
+    return ApiError(
+        429,
+        f"too many wrong tries; try again in {wait} seconds",
+        {"Retry-After": str(wait)},
+    )
+
+
+async def session_create(request: web.Request) -> web.Response:
+    """Sign in with ``{"pin": "..."}`` or ``{"token": "...", "subject": "..."}``."""
+    context = context_of(request)
+    if cross_site(request):
+        raise ApiError(403, "cross-site request refused")
+    waiting = context.limiter.retry_after()
+    if waiting > 0:
+        raise _too_many(waiting)
+    body = await json_object(request)
+    pin, token = body.get("pin"), body.get("token")
+    subject_id: str | None = None
+    via = "pin"
+    if isinstance(pin, str) and pin:
+        subject_id = match_pin(pin.strip(), context.pins)
+    elif isinstance(token, str) and token:
+        via = "token"
+        if same_secret(token.strip(), context.token):
+            wanted = body.get("subject")
+            if not isinstance(wanted, str) or not wanted.strip():
+                raise ApiError(400, "subject: the person's id is needed with the API token")
+            try:
+                subject_id = context.rights.subject(wanted.strip()).id
+            except SubjectNotFound:
+                raise ApiError(404, "no subject with this id is configured on this hub") from None
+    else:
+        raise ApiError(400, "pin: enter your PIN")
+    if subject_id is None:
+        lock = context.limiter.failed()
+        log.warning("page_sign_in_refused", via=via, locked_s=lock)
+        if lock > 0:
+            raise _too_many(lock)
+        raise ApiError(401, "wrong PIN" if via == "pin" else "wrong API token")
+    context.limiter.succeeded()
+    session = context.sessions.create(subject_id, via)
+    log.info("page_signed_in", via=via, subject=context.rights.subject_ref(subject_id))
+    response = json_response(
+        _session_body(subject_id, session.csrf, via, bool(context.pins)), status=201
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.id,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+        max_age=int(context.sessions.idle_s),
+    )
+    return response
+
+
+async def session_delete(request: web.Request) -> web.Response:
+    context = context_of(request)
+    session = context.sessions.get(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
+        if cross_site(request):
+            raise ApiError(403, "cross-site request refused")
+        if not same_secret(request.headers.get(CSRF_HEADER, ""), session.csrf):
+            raise ApiError(403, f"missing or wrong {CSRF_HEADER} header")
+        context.sessions.end(session.id)
+    response = json_response({"signed_in": False, "pin_enabled": bool(context.pins)})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response

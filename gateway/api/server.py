@@ -1,0 +1,135 @@
+"""The gateway's aiohttp server: the operator API, the probes and the person's page."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+
+from gateway.api import operator, page
+from gateway.api.context import CONTEXT, ApiContext
+from gateway.api.middleware import Handler, authenticate, errors, lan_only, security_headers
+from gateway.api.security import (
+    Sessions,
+    check_api_settings,
+    load_pins,
+    load_token,
+    parse_networks,
+    token_path,
+)
+from gateway.api.summary import SummaryBuilder
+from gateway.metrics import GatewayMetrics
+from gateway.settings import split_listen
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.crypto import Sealer
+    from gateway.references import References
+
+log = structlog.get_logger(__name__)
+
+# (method, path, handler): the one route table; the OpenAPI document is checked against it.
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/healthz", operator.healthz),
+    ("GET", "/readyz", operator.readyz),
+    ("GET", "/metrics", operator.metrics),
+    ("GET", "/api/openapi.json", operator.openapi),
+    ("GET", "/api/status", operator.status),
+    ("GET", "/api/devices", operator.devices),
+    ("GET", "/api/subjects/{subject}", operator.subject_access),
+    ("GET", "/api/subjects/{subject}/summary", operator.subject_summary),
+    ("GET", "/api/subjects/{subject}/events", operator.subject_events),
+    ("GET", "/api/subjects/{subject}/export", operator.subject_export),
+    ("DELETE", "/api/subjects/{subject}/data", operator.subject_erase),
+    ("PUT", "/api/subjects/{subject}/consent", operator.subject_consent),
+    ("PUT", "/api/subjects/{subject}/restriction", operator.subject_restriction),
+    ("GET", "/api/audit", operator.audit_log),
+    ("GET", "/api/dead-letters", operator.dead_letters),
+    ("POST", "/api/dead-letters/requeue", operator.requeue),
+    ("GET", "/", page.index),
+    ("GET", "/static/{name}", page.static),
+    ("GET", "/session", page.session_get),
+    ("POST", "/session", page.session_create),
+    ("DELETE", "/session", page.session_delete),
+]
+
+
+def build_app(context: ApiContext) -> web.Application:
+    app = web.Application(middlewares=[errors, lan_only, authenticate], client_max_size=64 * 1024)
+    app[CONTEXT] = context
+    app[page.STATIC] = page.load_static()
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    app.on_response_prepare.append(security_headers)
+
+    async def close_streams(_app: web.Application) -> None:
+        context.events.close_all()
+
+    app.on_shutdown.append(close_streams)
+    return app
+
+
+class ApiServer:
+    """Started by ``Gateway._serve`` once the workers exist; stopped first at shutdown."""
+
+    def __init__(self, gateway: Gateway, references: References, sealer: Sealer) -> None:
+        self._gateway = gateway
+        self._references = references
+        self._sealer = sealer
+        self._runner: web.AppRunner | None = None
+        self.context: ApiContext | None = None
+        self.url: str | None = None
+        # Subscribe now, before any device is read, so no reading is missed by the metrics.
+        self.metrics = GatewayMetrics(gateway)
+
+    async def start(self) -> None:
+        from gateway.app import GatewayError
+
+        settings = self._gateway.settings
+        api = settings.gateway.api
+        check_api_settings(settings)
+        token, created = load_token(settings)
+        if created:
+            log.info("api_token_created", path=str(token_path(settings)))
+        context = ApiContext(
+            gateway=self._gateway,
+            references=self._references,
+            summaries=SummaryBuilder(settings, self._sealer),
+            metrics=self.metrics,
+            token=token,
+            pins=load_pins(settings),
+            networks=parse_networks(api),
+            sessions=Sessions(api.session_idle_s),
+        )
+        self._gateway.activity.subscribe(context.events.observe)
+        self._gateway.activity.subscribe(context.alerts.observe)
+        self.context = context
+        runner = web.AppRunner(build_app(context), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        host, port = split_listen(api.listen)
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            hint = (
+                "another program uses this port; pick another one"
+                if exc.errno == errno.EADDRINUSE
+                else "check the address"
+            )
+            raise GatewayError(
+                f"gateway.api.listen: cannot listen on {api.listen} ({exc.strerror}); {hint}"
+            ) from None
+        self._runner = runner
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{shown}:{bound_port}"
+        log.info("api_listening", url=self.url, page=bool(context.pins) or "token only")
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("api_stopped")

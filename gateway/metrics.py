@@ -1,0 +1,251 @@
+"""Prometheus metrics for ``GET /metrics``, read from the gateway's own counters at scrape time.
+
+Nothing on the hot path knows about Prometheus: a custom collector turns the pipeline's, the
+delivery workers' and the BLE source's existing stats into metric families when scraped, and a
+subscriber to the activity feed counts readings per kind, deliveries per destination and the
+alert latency (from the moment the hub took in a reading to the moment its alert was delivered).
+Queue depth and dead letters come from the database, fetched by ``refresh`` just before a scrape.
+
+No label carries personal data: kinds, destination names, device references (``device-1``) and
+profiles only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from gateway import __version__
+from gateway.activity import ActivityEntry
+from gateway.outbox import Outbox
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+ALERT_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+_REMEMBERED_READINGS = 4096
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """What only the database knows, fetched (asynchronously) right before a scrape."""
+
+    depth: dict[str, tuple[int, float | None]] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+    now: float = 0.0
+
+
+def _dead_letter_counts(connection: object) -> dict[str, int]:
+    rows = connection.execute(  # type: ignore[attr-defined]
+        "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
+    ).fetchall()
+    return {destination: count for destination, count in rows}
+
+
+class GatewayMetrics(Collector):
+    """One registry per gateway (so tests can run several in one process)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._snapshot = _Snapshot()
+        self.received: Counter[str] = Counter()  # kind
+        self.filtered: Counter[tuple[str, str]] = Counter()  # destination, outcome
+        self.delivered: Counter[tuple[str, str, str, str]] = Counter()
+        self._reading_kind: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.alert_latency = Histogram(
+            "health_gateway_alert_latency_seconds",
+            "Time from the hub taking in a reading to the delivery of the alert it raised.",
+            ["destination"],
+            buckets=ALERT_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(self)
+        gateway.activity.subscribe(self.observe)
+
+    # The activity feed --------------------------------------------------------------------
+
+    def observe(self, entry: ActivityEntry) -> None:
+        fields = entry.fields
+        if entry.kind == "reading":
+            kind = str(fields.get("kind"))
+            self.received[kind] += 1
+            self._reading_kind[str(fields.get("reading_id"))] = (kind, entry.at)
+            while len(self._reading_kind) > _REMEMBERED_READINGS:
+                self._reading_kind.popitem(last=False)
+        elif entry.kind == "filtered":
+            outcome = "passed" if fields.get("passed") else "blocked"
+            self.filtered[(str(fields.get("destination")), outcome)] += 1
+        elif entry.kind == "delivered":
+            destination = str(fields.get("destination"))
+            category = str(fields.get("category"))
+            known = self._reading_kind.get(str(fields.get("reading_id")))
+            kind = known[0] if known else "unknown"
+            basis = str(fields.get("legal_basis"))
+            self.delivered[(destination, category, kind, basis)] += 1
+            if category == "alert" and known is not None:
+                self.alert_latency.labels(destination).observe(max(0.0, entry.at - known[1]))
+
+    # Scrapes ------------------------------------------------------------------------------
+
+    async def refresh(self, now: float) -> None:
+        database = self._gateway.database
+        self._snapshot = _Snapshot(
+            depth=await database.call(Outbox.depth),
+            dead=await database.call(_dead_letter_counts),
+            now=now,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterator[Metric]:
+        gateway = self._gateway
+        snapshot = self._snapshot
+        info = GaugeMetricFamily(
+            "health_gateway_info", "The gateway's version.", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+        ready = GaugeMetricFamily("health_gateway_ready", "1 once the gateway is running.")
+        ready.add_metric([], 1 if gateway.ready.is_set() else 0)
+        yield ready
+
+        received = CounterMetricFamily(
+            "health_gateway_readings_received",
+            "Readings taken in from devices and bound to a person, per kind.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(self.received.items()):
+            received.add_metric([kind], count)
+        yield received
+
+        filtered = CounterMetricFamily(
+            "health_gateway_filter_decisions",
+            "Per destination: items its filter chain let through (passed) or stopped (blocked).",
+            labels=["destination", "outcome"],
+        )
+        for (destination, outcome), count in sorted(self.filtered.items()):
+            filtered.add_metric([destination, outcome], count)
+        yield filtered
+
+        delivered = CounterMetricFamily(
+            "health_gateway_items_delivered",
+            "Items delivered, per destination, category (reading/alert), reading kind and legal"
+            " basis.",
+            labels=["destination", "category", "kind", "legal_basis"],
+        )
+        for labels, count in sorted(self.delivered.items()):
+            delivered.add_metric(list(labels), count)
+        yield delivered
+
+        yield from self._pipeline_metrics()
+        yield from self._worker_metrics(snapshot)
+        yield from self._device_metrics()
+
+    def _pipeline_metrics(self) -> Iterator[Metric]:
+        pipeline = self._gateway.pipeline
+        dropped = CounterMetricFamily(
+            "health_gateway_readings_dropped",
+            "Readings not processed, per reason (minor, unbound, duplicate, transient).",
+            labels=["reason"],
+        )
+        alerts = CounterMetricFamily("health_gateway_alerts_raised", "Alert events raised.")
+        pending = GaugeMetricFamily(
+            "health_gateway_pipeline_pending", "Readings received but not yet stored."
+        )
+        if pipeline is not None:
+            stats = pipeline.stats
+            for reason, count in (
+                ("minor", stats.dropped_minor),
+                ("unbound", stats.dropped_unbound),
+                ("duplicate", stats.duplicates),
+                ("transient", stats.transient),
+            ):
+                dropped.add_metric([reason], count)
+            alerts.add_metric([], stats.alerts)
+            pending.add_metric([], pipeline.pending)
+        yield dropped
+        yield alerts
+        yield pending
+
+    def _worker_metrics(self, snapshot: _Snapshot) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "health_gateway_queue_depth", "Items waiting in the outbox.", labels=["destination"]
+        )
+        oldest = GaugeMetricFamily(
+            "health_gateway_queue_oldest_age_seconds",
+            "Age of the oldest item waiting in the outbox (0 when empty).",
+            labels=["destination"],
+        )
+        dead = GaugeMetricFamily(
+            "health_gateway_dead_letters",
+            "Items in the dead-letter table (refused permanently; see /api/dead-letters).",
+            labels=["destination"],
+        )
+        dead_total = CounterMetricFamily(
+            "health_gateway_dead_lettered",
+            "Items moved to the dead-letter table since start.",
+            labels=["destination"],
+        )
+        retries = CounterMetricFamily(
+            "health_gateway_delivery_retries",
+            "Delivery attempts that will be retried (connection errors, 429, 5xx...).",
+            labels=["destination"],
+        )
+        withheld = CounterMetricFamily(
+            "health_gateway_items_withheld",
+            "Queued items not sent because consent was withdrawn or processing restricted.",
+            labels=["destination"],
+        )
+        for worker in self._gateway.workers:
+            name = worker.sink.name
+            count, first = snapshot.depth.get(name, (0, None))
+            depth.add_metric([name], count)
+            oldest.add_metric([name], 0.0 if first is None else max(0.0, snapshot.now - first))
+            dead.add_metric([name], snapshot.dead.get(name, 0))
+            dead_total.add_metric([name], worker.stats.dead_letters)
+            retries.add_metric([name], worker.stats.retries)
+            withheld.add_metric([name], worker.stats.withheld)
+        yield from (depth, oldest, dead, dead_total, retries, withheld)
+
+    def _device_metrics(self) -> Iterator[Metric]:
+        source = self._gateway.source
+        statuses = source.status() if source is not None else []
+        labels = ["device", "profile"]
+        connected = GaugeMetricFamily(
+            "health_gateway_device_connected", "1 while the device is connected.", labels=labels
+        )
+        readings = CounterMetricFamily(
+            "health_gateway_device_values", "Values decoded from the device.", labels=labels
+        )
+        errors = CounterMetricFamily(
+            "health_gateway_decode_errors",
+            "Values from the device that did not decode (malformed or truncated).",
+            labels=labels,
+        )
+        connects = CounterMetricFamily(
+            "health_gateway_device_connects", "Connections made to the device.", labels=labels
+        )
+        battery = GaugeMetricFamily(
+            "health_gateway_device_battery_percent",
+            "Battery level the device last reported.",
+            labels=labels,
+        )
+        for status in statuses:
+            key = [status.ref, status.profile]
+            connected.add_metric(key, 1 if status.connected else 0)
+            readings.add_metric(key, status.readings)
+            errors.add_metric(key, status.decode_errors)
+            connects.add_metric(key, status.connects)
+            level = getattr(status, "battery_level", None)
+            if level is not None:
+                battery.add_metric(key, level)
+        yield from (connected, readings, errors, connects, battery)
