@@ -1,13 +1,19 @@
 """Alert rules: a value above or below a limit raises an alert for the care provider.
 
-A rule's limit is in the rule's unit; the reading's value is converted to it. One alert is raised
-when a value leaves its limits; while it stays out, the same rule does not repeat within its
-cooldown unless the severity rises; when a later reading is back inside, a "resolved" event follows.
-State is per (rule, subject) and held in memory.
+Rules come from the config (``[[alert_rules]]``); a person's own rules
+(``[[subjects.alert_rules]]``, a care provider's personal limits) replace the general rules for
+the same kind and value. A rule's limit is in the rule's unit; the reading is converted to it.
+
+State is kept per (person, kind, value): when a value leaves its limits one alert is raised (the
+most severe rule that is breached); while it stays out, nothing repeats within that rule's
+cooldown unless the severity rises; when a later reading is back inside every limit, an
+``alert.resolved`` event follows. State is held in memory: after a restart, a value that is
+still out of range alerts again, which errs on the side of telling the care provider.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,10 +26,15 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 @dataclass(frozen=True, slots=True)
+class Rule:
+    key: str  # "g0" for the first general rule, "p1" for a person's second own rule
+    settings: AlertRuleSettings
+
+
+@dataclass(frozen=True, slots=True)
 class AlertEvent:
     type: str  # "alert.raised" or "alert.resolved"
-    rule_index: int
-    rule: AlertRuleSettings
+    rule: Rule
     reading: BoundReading
     value: float
     unit: str
@@ -32,29 +43,35 @@ class AlertEvent:
 
     @property
     def alert_id(self) -> str:
-        return f"{self.reading.reading_id}.rule{self.rule_index}.{self.type.split('.')[1]}"
+        return f"{self.reading.reading_id}.{self.rule.key}.{self.type.split('.')[1]}"
 
     @property
     def vital_interest(self) -> bool:
-        return self.type == "alert.raised" and self.rule.vital_interest
+        return self.type == "alert.raised" and self.rule.settings.vital_interest
+
+    @property
+    def severity(self) -> str:
+        return self.rule.settings.severity
 
     def body(self, subject_identifier: dict[str, str]) -> dict[str, Any]:
         """The webhook event body (documented in README "Alert webhook")."""
+        rule = self.rule.settings
         measurement = self.reading.measurement
         data: dict[str, Any] = {
             "alert_id": self.alert_id,
             "rule": {
-                "index": self.rule_index,
-                "kind": self.rule.kind,
-                "value": self.rule.value,
-                "above": self.rule.above,
-                "below": self.rule.below,
+                "id": self.rule.key,
+                "kind": rule.kind,
+                "value": rule.value,
+                "above": rule.above,
+                "below": rule.below,
                 "unit": self.unit,
+                "personal": self.rule.key.startswith("p"),
             },
-            "severity": self.rule.severity,
+            "severity": rule.severity,
             "subject": {"identifier": subject_identifier},
             "kind": measurement.kind,
-            "value": {"name": self.rule.value, "value": round(self.value, 3), "unit": self.unit},
+            "value": {"name": rule.value, "value": round(self.value, 3), "unit": self.unit},
             "measured_at": measurement.measured_at.isoformat() if measurement.measured_at else None,
             "received_at": self.reading.received_at.isoformat(),
             "reading_id": self.reading.reading_id,
@@ -71,51 +88,107 @@ class AlertEvent:
 
 @dataclass(slots=True)
 class _Active:
-    severity_rank: int
+    rule: Rule
     raised_at: datetime
+
+    @property
+    def rank(self) -> int:
+        return SEVERITY_RANK[self.rule.settings.severity]
+
+
+@dataclass(frozen=True, slots=True)
+class _Breach:
+    rule: Rule
+    value: float
+    unit: str
+    direction: str
+    limit: float
 
 
 class AlertEngine:
-    def __init__(self, rules: list[AlertRuleSettings]) -> None:
-        self._rules = list(enumerate(rules))
-        self._active: dict[tuple[int, str], _Active] = {}
+    def __init__(
+        self,
+        rules: Sequence[AlertRuleSettings],
+        personal: Mapping[str, Sequence[AlertRuleSettings]] | None = None,
+    ) -> None:
+        """``personal`` maps a subject reference to that person's own rules."""
+        self._general = [Rule(f"g{i}", r) for i, r in enumerate(rules)]
+        self._personal = {
+            ref: [Rule(f"p{i}", r) for i, r in enumerate(own)]
+            for ref, own in (personal or {}).items()
+        }
+        self._active: dict[tuple[str, str, str], _Active] = {}
+
+    def _rules_for(self, subject_ref: str, kind: str, value: str) -> list[Rule]:
+        own = [r for r in self._personal.get(subject_ref, ()) if _targets(r, kind, value)]
+        return own or [r for r in self._general if _targets(r, kind, value)]
 
     def evaluate(self, reading: BoundReading) -> list[AlertEvent]:
-        events: list[AlertEvent] = []
         measurement = reading.measurement
-        for index, rule in self._rules:
-            quantity = measurement.values.get(rule.value)
-            if rule.kind != measurement.kind or quantity is None:
+        events: list[AlertEvent] = []
+        for name, quantity in measurement.values.items():
+            rules = self._rules_for(reading.subject_ref, measurement.kind, name)
+            if not rules:
                 continue
-            unit = rule.unit or quantity.unit
-            try:
-                value = convert(quantity.value, quantity.unit, unit)
-            except UnitError:
-                continue  # a device unit the rule cannot compare with; validated at config load
-            event = self._judge(index, rule, reading, value, unit)
+            breaches: list[_Breach] = []
+            inside: tuple[float, str] | None = None  # the value in a rule's unit, if within
+            for rule in rules:
+                unit = rule.settings.unit or quantity.unit
+                try:
+                    value = convert(quantity.value, quantity.unit, unit)
+                except UnitError:
+                    continue  # validated at start; a device in an unexpected unit is skipped
+                direction, limit = _breach(rule.settings, value)
+                if direction is None or limit is None:
+                    inside = inside or (value, unit)
+                else:
+                    breaches.append(_Breach(rule, value, unit, direction, limit))
+            event = self._judge(reading, (measurement.kind, name), breaches, inside)
             if event is not None:
                 events.append(event)
         return events
 
     def _judge(
-        self, index: int, rule: AlertRuleSettings, reading: BoundReading, value: float, unit: str
+        self,
+        reading: BoundReading,
+        target: tuple[str, str],
+        breaches: list[_Breach],
+        inside: tuple[float, str] | None,
     ) -> AlertEvent | None:
-        key = (index, reading.subject_ref)
+        key = (reading.subject_ref, *target)
         active = self._active.get(key)
-        direction, limit = _breach(rule, value)
-        now = reading.received_at
-        if direction is None:
-            if active is None:
+        if not breaches:
+            if active is None or inside is None:
                 return None
             del self._active[key]
-            return AlertEvent("alert.resolved", index, rule, reading, value, unit, None, None)
-        rank = SEVERITY_RANK[rule.severity]
+            value, unit = inside
+            return AlertEvent("alert.resolved", active.rule, reading, value, unit, None, None)
+        worst = max(
+            breaches,
+            key=lambda b: (SEVERITY_RANK[b.rule.settings.severity], abs(b.value - b.limit)),
+        )
+        rank = SEVERITY_RANK[worst.rule.settings.severity]
+        now = reading.received_at
         if active is not None:
-            within_cooldown = (now - active.raised_at).total_seconds() < rule.cooldown_s
-            if within_cooldown and rank <= active.severity_rank:
+            within_cooldown = (now - active.raised_at).total_seconds() < (
+                active.rule.settings.cooldown_s
+            )
+            if within_cooldown and rank <= active.rank:
                 return None
-        self._active[key] = _Active(rank, now)
-        return AlertEvent("alert.raised", index, rule, reading, value, unit, limit, direction)
+        self._active[key] = _Active(worst.rule, now)
+        return AlertEvent(
+            "alert.raised",
+            worst.rule,
+            reading,
+            worst.value,
+            worst.unit,
+            worst.limit,
+            worst.direction,
+        )
+
+
+def _targets(rule: Rule, kind: str, value: str) -> bool:
+    return rule.settings.kind == kind and rule.settings.value == value
 
 
 def _breach(rule: AlertRuleSettings, value: float) -> tuple[str | None, float | None]:

@@ -153,7 +153,10 @@ class Gateway:
             self.consents,
             references,
             sealer,
-            AlertEngine(self.settings.alert_rules),
+            AlertEngine(
+                self.settings.alert_rules,
+                {references.subject_ref(s.id): s.alert_rules for s in self.settings.subjects},
+            ),
             [destination.route for destination in built],
             self.activity,
             is_restricted=self.restrictions.is_restricted,

@@ -261,12 +261,12 @@ class Pipeline:
                 alert.type,
                 subject_ref=reading.subject_ref,
                 kind=reading.measurement.kind,
-                value=alert.rule.value,
+                value=alert.rule.settings.value,
                 measured=round(alert.value, 1),
                 unit=alert.unit,
                 limit=alert.limit,
                 direction=alert.direction,
-                severity=alert.rule.severity,
+                severity=alert.severity,
                 reading_id=reading.reading_id,
             )
             items += [

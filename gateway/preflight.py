@@ -43,18 +43,22 @@ def preflight(settings: Settings) -> None:
                 parse_secret(secret or "")
             except SecretFormatError as exc:
                 raise ConfigError(f"{prefix}.secret: {exc}") from None
-    for index, rule in enumerate(settings.alert_rules):
+    rules = [(f"alert_rules[{i}]", rule) for i, rule in enumerate(settings.alert_rules)]
+    rules += [
+        (f"subjects[{s}].alert_rules[{i}]", rule)
+        for s, subject in enumerate(settings.subjects)
+        for i, rule in enumerate(subject.alert_rules)
+    ]
+    for key, rule in rules:
         profile = PROFILES.get(rule.kind)
         if profile is None:
             continue  # a rule for a kind no configured profile produces is harmless
         device_unit = profile.default_units.get(rule.value)
         if device_unit is None:
             raise ConfigError(
-                f"alert_rules[{index}].value: {rule.kind} readings have no value {rule.value!r}; "
+                f"{key}.value: {rule.kind} readings have no value {rule.value!r}; "
                 f"use one of {', '.join(sorted(profile.default_units))}"
             )
         if rule.unit is not None and not convertible(device_unit, rule.unit):
-            raise ConfigError(
-                f"alert_rules[{index}].unit: cannot compare {rule.unit} with {device_unit}"
-            )
+            raise ConfigError(f"{key}.unit: cannot compare {rule.unit} with {device_unit}")
     check_simulation(settings)

@@ -211,6 +211,8 @@ class SubjectSettings(_Section):
     birth_date: date
     sex: Literal["female", "male", "other", "unknown"] = "unknown"
     consent: dict[str, bool] = Field(default_factory=dict)
+    # A care provider's personal limits; they replace the general rules for the same value.
+    alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
 
 
 class _Destination(_Section):
@@ -344,6 +346,9 @@ class AlertRuleSettings(_Section):
         if self.vital_interest and self.severity != "critical":
             raise ValueError("vital_interest is only allowed on severity = 'critical' rules")
         return self
+
+
+SubjectSettings.model_rebuild()
 
 
 class Settings(_Section):
