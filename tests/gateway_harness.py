@@ -14,9 +14,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devices.source import DeviceTarget, Received
+from gateway.activity import Activity, ActivityEntry
 from gateway.app import Gateway, device_targets
 from gateway.models import Measurement
 from gateway.settings import Settings
+
+
+class ActivityWatcher:
+    """Counts activity entries by kind and wakes waiters on each one (no polling)."""
+
+    def __init__(self, activity: Activity) -> None:
+        self.counts: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        activity.subscribe(self._on_entry)
+
+    def _on_entry(self, entry: ActivityEntry) -> None:
+        self.counts[entry.kind] = self.counts.get(entry.kind, 0) + entry.fields.get("items", 1)
+        self._changed.set()
+
+    async def until(self, kind: str, count: int) -> None:
+        while self.counts.get(kind, 0) < count:
+            self._changed.clear()
+            await self._changed.wait()
 
 
 def closed_port_url(path: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,21 +37,26 @@ class Answer:
 class Receiver:
     """Answers each request with the next scripted ``Answer`` (then ``default``) and records it."""
 
-    def __init__(self, default: Answer | None = None) -> None:
+    def __init__(
+        self,
+        default: Answer | None = None,
+        responder: Callable[[Received], Answer | None] | None = None,
+    ) -> None:
         self.script: deque[Answer] = deque()
         self.default = default or Answer()
+        self.responder = responder  # decides from the request itself, before script/default
         self.requests: list[Received] = []  # every request, including refused ones
         self.accepted: list[Received] = []  # requests answered with 2xx
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
 
-    async def start(self) -> Receiver:
+    async def start(self, port: int = 0) -> Receiver:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
@@ -63,7 +69,9 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         record = Received(request.path, dict(request.headers), body)
-        answer = self.script.popleft() if self.script else self.default
+        answer = self.responder(record) if self.responder else None
+        if answer is None:
+            answer = self.script.popleft() if self.script else self.default
         async with self._changed:
             self.requests.append(record)
             if 200 <= answer.status < 300 and not answer.hang:

@@ -1,6 +1,15 @@
-"""The care platform sink: FHIR R4 transaction Bundles over HTTPS."""
+"""The care platform sink: FHIR R4 transaction Bundles over HTTPS.
+
+Outcomes are per reading. A 2xx answer's transaction-response is read entry by entry (one
+response entry per request entry, in order, as FHIR requires); a reading is delivered when all
+of its entries succeeded. A transaction is all-or-nothing on the server, so when a bundle of
+several readings is refused with a 4xx, the batch is split in halves and retried at once until
+the reading the server refuses is alone; only that one goes to the dead letters.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import aiohttp
 import orjson
@@ -8,8 +17,14 @@ import orjson
 from gateway.fhir import transaction_bundle
 from gateway.outbox import QueuedItem
 from gateway.settings import FhirDestination
-from gateway.sinks import Outcome
+from gateway.sinks import Outcome, excerpt, is_retryable
 from gateway.sinks.http import post
+
+
+def _status_code(entry: dict[str, Any]) -> int | None:
+    status = str(entry.get("response", {}).get("status", "")).strip()
+    head = status.split(" ", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 class FhirSink:
@@ -30,8 +45,9 @@ class FhirSink:
             self._headers["Authorization"] = f"Bearer {token}"
 
     async def deliver(self, items: list[QueuedItem]) -> Outcome:
-        bundle = transaction_bundle([item.payload["entries"] for item in items])
-        outcome, _status, _text = await post(
+        groups = [item.payload["entries"] for item in items]
+        bundle = transaction_bundle(groups)
+        outcome, _status, text = await post(
             self._session,
             self._settings.url,
             orjson.dumps(bundle),
@@ -39,7 +55,54 @@ class FhirSink:
             self._settings.timeout_s,
             [item.id for item in items],
         )
+        if outcome.failed and len(items) > 1:
+            middle = len(items) // 2
+            first = await self.deliver(items[:middle])
+            return _merge(first, await self.deliver(items[middle:]))
+        if outcome.delivered:
+            return _per_entry(items, groups, bundle, text)
         return outcome
 
     async def close(self) -> None:
         return None
+
+
+def _per_entry(
+    items: list[QueuedItem], groups: list[list[dict[str, Any]]], bundle: dict[str, Any], text: str
+) -> Outcome:
+    try:
+        response = orjson.loads(text)
+        entries = response["entry"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        entries = None
+    if not isinstance(entries, list) or len(entries) != len(bundle["entry"]):
+        # No per-entry detail: a 2xx on a transaction means every entry was applied.
+        return Outcome(delivered=[item.id for item in items])
+    position = {entry["fullUrl"]: index for index, entry in enumerate(bundle["entry"])}
+    outcome = Outcome()
+    for item, group in zip(items, groups, strict=True):
+        codes = [_status_code(entries[position[entry["fullUrl"]]]) for entry in group]
+        failed = [c for c in codes if c is not None and c >= 400 and not is_retryable(c)]
+        if failed:
+            answer = entries[position[group[codes.index(failed[0])]["fullUrl"]]]
+            outcome.failed.append((item.id, failed[0], excerpt(orjson.dumps(answer).decode())))
+        elif any(c is not None and is_retryable(c) for c in codes):
+            outcome.retry.append(item.id)
+            outcome.reason = "an entry of the transaction-response asked for a retry"
+        else:
+            outcome.delivered.append(item.id)
+    if outcome.failed:
+        outcome.reason = f"HTTP {outcome.failed[0][1]} for an entry"
+    return outcome
+
+
+def _merge(first: Outcome, second: Outcome) -> Outcome:
+    return Outcome(
+        delivered=first.delivered + second.delivered,
+        retry=first.retry + second.retry,
+        failed=first.failed + second.failed,
+        retry_after_s=max(
+            (s for s in (first.retry_after_s, second.retry_after_s) if s is not None), default=None
+        ),
+        reason=second.reason or first.reason,
+    )
