@@ -28,7 +28,7 @@ from gateway.alerts import AlertEngine, AlertEvent
 from gateway.consent import ConsentRegistry
 from gateway.crypto import Sealer
 from gateway.events import BoundReading, age_on, reading_event
-from gateway.outbox import NewItem, Outbox
+from gateway.outbox import PRIORITY_CARE, NewItem, Outbox
 from gateway.references import References
 from gateway.settings import Settings, SubjectSettings
 from gateway.store import Database, Transaction, reading_aad
@@ -67,6 +67,7 @@ class PipelineStats:
     dropped_unbound: int = 0
     transient: int = 0
     identifier_blocked: int = 0
+    refused_full: dict[str, int] = field(default_factory=dict)
     fanout_failures: int = 0
     alerts: int = 0
     queued: dict[str, int] = field(default_factory=dict)
@@ -108,6 +109,7 @@ class Pipeline:
         self._subjects = {subject.id: subject for subject in settings.subjects}
         self._devices = {device.address: device for device in settings.devices}
         self._identifier_guard = identifier_pattern(settings)
+        self._capacity = OutboxCapacity(settings.gateway.max_queued_items)
         self._contexts = {
             route.name: ChainContext(route.name, route.purpose, consents.is_granted, is_restricted)
             for route in routes
@@ -169,10 +171,14 @@ class Pipeline:
         if not prepared:
             return
         now = time.time()
-        await self._database.call(lambda c: self._store(c, prepared, now))
+        refused = await self._database.call(lambda c: self._store(c, prepared, now))
+        if refused:
+            self._report_full(refused)
         woken: set[str] = set()
         for entry in prepared:
             for item in entry.items:
+                if item in refused:
+                    continue
                 self.stats.queued[item.destination] = self.stats.queued.get(item.destination, 0) + 1
                 woken.add(item.destination)
         for route in self._routes:
@@ -354,7 +360,29 @@ class Pipeline:
             payload=body,
         )
 
-    def _store(self, connection: sqlite3.Connection, prepared: list[_Prepared], now: float) -> None:
+    def _report_full(self, refused: list[NewItem]) -> None:
+        for item in refused:
+            self.stats.refused_full[item.destination] = (
+                self.stats.refused_full.get(item.destination, 0) + 1
+            )
+        log.error(
+            "outbox_full",
+            limit=self._capacity.limit,
+            refused=len(refused),
+            destinations=sorted({item.destination for item in refused}),
+            hint="destinations are not taking data; care and alert data are still queued",
+        )
+        self._activity.emit("outbox_full", items=len(refused), limit=self._capacity.limit)
+
+    def _store(
+        self, connection: sqlite3.Connection, prepared: list[_Prepared], now: float
+    ) -> list[NewItem]:
+        """Store readings and queue their items in one transaction; returns what was refused."""
+        items = [item for entry in prepared for item in entry.items]
+        refused: list[NewItem] = []
+        if self._capacity.is_full(connection, now):
+            refused = [item for item in items if item.priority > PRIORITY_CARE]
+            items = [item for item in items if item.priority <= PRIORITY_CARE]
         rows = [
             (
                 entry.reading.reading_id,
@@ -372,7 +400,34 @@ class Pipeline:
                 " received_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            self._outbox.enqueue(connection, [i for entry in prepared for i in entry.items], now)
+            self._capacity.added(self._outbox.enqueue(connection, items, now))
+        return refused
+
+
+class OutboxCapacity:
+    """A soft cap on queued items, counted cheaply.
+
+    Counting a million-row outbox on every batch would cost more than the batch, so the exact
+    count is refreshed at most every few seconds and kept up to date in between by adding what
+    is inserted (deliveries only make it smaller, so the estimate errs on the full side).
+    Runs on the database thread only.
+    """
+
+    RECOUNT_S = 5.0
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._count = 0
+        self._counted_at = float("-inf")
+
+    def is_full(self, connection: sqlite3.Connection, now: float) -> bool:
+        if now - self._counted_at >= self.RECOUNT_S:
+            self._count = connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            self._counted_at = now
+        return self._count >= self.limit
+
+    def added(self, count: int) -> None:
+        self._count += count
 
 
 def identifier_pattern(settings: Settings) -> re.Pattern[bytes]:
