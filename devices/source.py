@@ -57,8 +57,11 @@ message) and skipped; the connection stays up. Multi-packet body-composition val
 (``BodyCompositionAssembler``). ``on_reading`` receives only complete readings: never
 ``cuff_pressure``, never a bare ``glucose_context``, never a glucose record seen before. It is
 called as each reading completes, so a device that vanishes mid-transfer loses nothing already
-received; a half-received body-composition measurement is passed on at disconnect, marked
-``incomplete``.
+received. What was only half received when the link went (a body-composition measurement whose
+second packet, a glucose record whose context did not come) is not passed on: the device
+counts it as delivered only when its last value is acknowledged and sends it whole next time,
+and passing the half on would make the pipeline, which recognises a reading by its device time
+stamp or sequence number, keep the half and drop the whole as a duplicate.
 
 Logs name a device only by its ``ref``: a BLE address is personal data, and so are payloads and
 reading values.
@@ -113,6 +116,7 @@ from devices.gatt.temperature import TEMPERATURE_TYPES
 from devices.profiles import (
     BATTERY_LEVEL,
     CURRENT_TIME,
+    GLUCOSE_MEASUREMENT,
     INTERMEDIATE_CUFF_PRESSURE,
     PROFILES,
     Profile,
@@ -861,7 +865,9 @@ class _Session:
             self._decode_failed(char_uuid, len(data), exc)
             return
         for complete in self._complete(measurement):
-            self._hand_over(char_uuid, complete, received_at, arrived)
+            # A glucose reading completed by its context is still a Glucose Measurement.
+            char = GLUCOSE_MEASUREMENT if complete.kind == "glucose" else char_uuid
+            self._hand_over(char, complete, received_at, arrived)
         self._source._changed()
 
     def _complete(self, measurement: Measurement) -> list[Measurement]:
@@ -933,10 +939,10 @@ class _Session:
         self._source._changed()
 
     def close(self) -> None:
-        """At disconnect: pass on what was received in part; hold back what will come again."""
+        """At disconnect: hold back what was half received; the device sends it again whole."""
         now, arrived = _now(), _local_now()
-        for partial_reading in self._assembler.flush():
-            self._hand_over(self._device.profile.measurements[0], partial_reading, now, arrived)
+        if self._assembler.flush():
+            self._drop("measurement incomplete at disconnect")
         if self._racp is None:
             # Without a record store nothing comes again: pass a held measurement on as is.
             for held in self._joiner.flush():

@@ -1,15 +1,20 @@
-"""Shared fixtures: a private dbus-daemon and a simulated BlueZ on it, per test."""
+"""Shared fixtures: a private dbus-daemon and a simulated BlueZ on it, per test; BLE helpers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
 from devices.sim.bluez import SimulatedBlueZ
 from devices.sim.dbus_daemon import PrivateDbusDaemon
 from devices.sim.radio import SYSTEM_BUS_ENV, simulated_bluez_version
+from devices.source import BleSource, Received
 
 
 @pytest.fixture
@@ -36,3 +41,112 @@ async def bluez(dbus_address: str, bluez_version: None) -> AsyncIterator[Simulat
         yield sim
     finally:
         await sim.stop()
+
+
+STEP = 5.0  # generous deadline per awaited step; each normally takes milliseconds
+
+
+class Collector:
+    """An ``on_reading`` callback that keeps readings and lets a test wait for them."""
+
+    def __init__(self) -> None:
+        self.items: list[Received] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, reading: Received) -> None:
+        self.items.append(reading)
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float = STEP) -> list[Received]:
+        """Wait until at least ``count`` readings are in; return them all."""
+        return await self.wait_until(lambda items: len(items) >= count, timeout)
+
+    async def wait_until(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = STEP
+    ) -> list[Received]:
+        async with asyncio.timeout(timeout):
+            while not predicate(self.items):
+                self._changed.clear()
+                await self._changed.wait()
+        return self.items
+
+    def of(self, ref: str) -> list[Received]:
+        return [r for r in self.items if r.target.ref == ref]
+
+    def values(self, name: str, ref: str | None = None) -> list[float]:
+        items = self.items if ref is None else self.of(ref)
+        return [r.measurement.values[name].value for r in items]
+
+
+class SourceRunner:
+    """Runs BleSources as tasks; the fixture stops whatever is still running."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, source: BleSource) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(source.run())
+        self._tasks.append(task)
+        return task
+
+    async def stop(self, task: asyncio.Task[None] | None = None) -> None:
+        for running in [task] if task is not None else list(self._tasks):
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            self._tasks.remove(running)
+
+
+@pytest.fixture
+async def sources(bluez: SimulatedBlueZ) -> AsyncIterator[SourceRunner]:
+    """Start BleSources against the simulated BlueZ; stopped before the simulator stops."""
+    runner = SourceRunner()
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+
+
+class LogWatcher:
+    """Captures structlog events (like ``structlog.testing.capture_logs``) and lets a test wait."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, _logger: object, method_name: str, event_dict: dict[str, Any]) -> Any:
+        event_dict["log_level"] = method_name
+        self.entries.append(event_dict)
+        self._changed.set()
+        raise structlog.DropEvent
+
+    def events(self) -> list[str]:
+        return [entry["event"] for entry in self.entries]
+
+    def first(self, event: str) -> dict[str, Any]:
+        return next(entry for entry in self.entries if entry["event"] == event)
+
+    async def wait_for(self, event: str, timeout: float = STEP) -> dict[str, Any]:
+        """The first entry of ``event``, waiting for it if needed."""
+        async with asyncio.timeout(timeout):
+            while event not in self.events():
+                self._changed.clear()
+                await self._changed.wait()
+        return self.first(event)
+
+
+@contextlib.contextmanager
+def watch_logs() -> Iterator[LogWatcher]:
+    """Route every structlog event to a LogWatcher for the duration of the block."""
+    watcher = LogWatcher()
+    processors = structlog.get_config()["processors"]
+    saved = processors.copy()
+    try:
+        processors.clear()
+        processors.append(watcher)
+        structlog.configure(processors=processors)
+        yield watcher
+    finally:
+        processors.clear()
+        processors.extend(saved)
+        structlog.configure(processors=processors)

@@ -543,6 +543,7 @@ class _SimDevice:
             raise DBusError(_ERR_FAILED, "Software caused connection abort")
         self.iface.connected = True
         self.iface.emit_properties_changed({"Connected": True})
+        self.sim._connection_started()
         log.debug("sim.connected", device=self.peripheral.name)
         self.peripheral.handle_connect()
         delay = self.peripheral.discovery_delay_s
@@ -556,6 +557,7 @@ class _SimDevice:
         self._discovery = None
         if not self.iface.connected or self.gatt is not None:
             return
+        self.sim._connection_ended()
         bus = self.sim.bus
         self.gatt = _GattTree(self)
         for path, obj in self.gatt.objects:
@@ -570,6 +572,7 @@ class _SimDevice:
         if self._discovery is not None:
             self._discovery.cancel()
             self._discovery = None
+            self.sim._connection_ended()
         if self.iface.services_resolved:
             self.iface.services_resolved = False
             self.iface.emit_properties_changed({"ServicesResolved": False})
@@ -664,6 +667,8 @@ class SimulatedBlueZ:
         self._discovery_filters: dict[str, dict[str, Any]] = {}
         self._discovery_sessions: set[str] = set()
         self._advertiser: asyncio.Task[None] | None = None
+        self._connecting = 0
+        self._connecting_peak = 0
 
     @property
     def bus(self) -> MessageBus:
@@ -678,6 +683,18 @@ class SimulatedBlueZ:
     @property
     def peripherals(self) -> list[Peripheral]:
         return [d.peripheral for d in self._devices.values()]
+
+    @property
+    def connecting_peak(self) -> int:
+        """The most connection procedures (``Connect`` until services resolved) at one time."""
+        return self._connecting_peak
+
+    def _connection_started(self) -> None:
+        self._connecting += 1
+        self._connecting_peak = max(self._connecting_peak, self._connecting)
+
+    def _connection_ended(self) -> None:
+        self._connecting -= 1
 
     async def __aenter__(self) -> "SimulatedBlueZ":
         await self.start()

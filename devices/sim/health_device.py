@@ -372,8 +372,9 @@ class SimulatedHealthDevice(Peripheral):
             self._handed_over(item)
         if self._drop_pending is not None and self._values_this_link >= self._drop_pending:
             self._drop_pending = None
-            # After this value is flushed: the radio link goes, as when walking out of range.
-            asyncio.get_running_loop().call_soon(self.drop_link)
+            # The value is queued already (it reaches the central first); then the radio link
+            # goes, as when walking out of range, before anything else can be sent.
+            self.drop_link()
 
     # -- sending -------------------------------------------------------------------------------
 
