@@ -113,7 +113,7 @@ class ApiContext:
 
 
 CONTEXT = web.AppKey("context", ApiContext)
-PRINCIPAL = "principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def context_of(request: web.Request) -> ApiContext:
