@@ -172,6 +172,7 @@ class Pipeline:
             return
         now = time.time()
         refused = await self._database.call(lambda c: self._store(c, prepared, now))
+        log.debug("readings_stored", count=len(prepared))
         if refused:
             self._report_full(refused)
         woken: set[str] = set()

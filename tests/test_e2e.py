@@ -75,6 +75,17 @@ class GatewayProcess:
 
         return await asyncio.wait_for(find(), timeout)
 
+    async def wait_until(self, predicate, timeout: float = 30.0) -> None:
+        """Wait until ``predicate(all events so far)`` holds."""
+
+        async def until() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.ended or predicate(self.events))
+                if not predicate(self.events):
+                    raise AssertionError("the gateway exited:\n" + "\n".join(self.lines[-40:]))
+
+        await asyncio.wait_for(until(), timeout)
+
     async def stop(self, timeout: float = 30.0) -> int:
         assert self.process is not None
         if self.process.returncode is None:
