@@ -189,3 +189,11 @@ def test_alert_rule_unit_must_be_comparable(tmp_path: Path):
     result = _cli("check-config", str(path))
     assert result.returncode == 2
     assert "alert_rules[0].unit: cannot compare kg with mm[Hg]" in result.stderr
+
+
+def test_annotated_example_config_stays_valid():
+    example = Path(__file__).resolve().parent.parent / "config" / "example.toml"
+    settings = load_settings(example)
+    kinds = sorted(d.kind for d in settings.destinations)
+    assert kinds == ["aggregate", "analytics", "fhir", "webhook"]
+    assert settings.gateway.require_eea and settings.gateway.retention_days == 365
