@@ -7,18 +7,18 @@ by identifier, the device as a ``Device`` resource created conditionally from it
 status ``final``, and an identifier derived from the reading used with ``request.ifNoneExist`` so
 that a resend never creates a duplicate.
 
-``effectiveDateTime``: the device's clock is timezone-naive; it is read in the hub's local time
-zone, corrected by the device clock's offset from the gateway's clock when the gateway measured it
-(Current Time sync on connect), and written with the zone's UTC offset, so the instant is exact
-and the offset shows how it was interpreted. A reading without a device timestamp uses the time
-the gateway received it (UTC).
+``effectiveDateTime`` is in UTC, derived from the device's clock as follows: the device's
+timestamp has no time zone, so it is read in the hub's local time zone (the zone the gateway sets
+on the device through the Current Time Service), then corrected by the device clock's offset from
+the gateway's clock, measured on connect (``device_clock_offset_s``, device minus gateway), and
+converted to UTC. A reading without a device timestamp uses the time the gateway received it.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MDC = "urn:iso:std:iso:11073:10101"
@@ -139,7 +139,7 @@ def effective_time(event: dict[str, Any]) -> str:
     offset = event.get("device_clock_offset_s")
     if offset:
         local -= timedelta(seconds=offset)
-    return local.isoformat(timespec="seconds")
+    return local.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def device_entry(address: str) -> dict[str, Any]:

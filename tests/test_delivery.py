@@ -5,6 +5,7 @@ import random
 import time
 
 import aiohttp
+import orjson
 import pytest
 
 from gateway import audit
@@ -275,3 +276,30 @@ async def test_dead_letters_can_be_listed_and_requeued(database, receiver):
         assert await database.call(Outbox.dead_letters) == []
         await run_until(worker, lambda: watcher.until("delivered", 1))
     assert observation_ids(receiver) == ["o1"]
+
+
+async def test_transaction_response_entries_are_judged_per_reading(database, receiver):
+    outbox = Outbox(Sealer(b"k" * 32))
+
+    def respond(request):
+        entries = request.json()["entry"]
+        statuses = [
+            "400 Bad Request" if e["resource"]["id"] == "o2" else "201 Created" for e in entries
+        ]
+        body = {
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": [{"response": {"status": s}} for s in statuses],
+        }
+        return Answer(200, body=orjson.dumps(body))
+
+    receiver.responder = respond
+    await enqueue(database, outbox, [fhir_item(i) for i in range(1, 4)])
+    async with aiohttp.ClientSession() as session:
+        watcher = Watcher()
+        worker = worker_for(fhir_sink(session, receiver.url), database, outbox, watcher=watcher)
+        await run_until(worker, lambda: watcher.until("dead_letter", 1))
+    assert worker.stats.delivered == 2
+    [letter] = await database.call(Outbox.dead_letters)
+    assert letter["reading_id"] == "r-2" and letter["status"] == 400
+    assert await database.call(Outbox.depth) == {}

@@ -1,5 +1,7 @@
 """FHIR mapping, validated by an independent implementation (fhir.resources, R4B models)."""
 
+from datetime import datetime
+
 from fhir.resources.R4B.bundle import Bundle
 
 from gateway.events import reading_event
@@ -67,8 +69,9 @@ def test_conditional_create_uses_the_reading_derived_identifier():
 def test_effective_time_keeps_the_instant_with_an_offset():
     event = reading_event(bound(bp_measurement()))
     effective = reading_entries(event, SYSTEM)[1]["resource"]["effectiveDateTime"]
-    assert effective.startswith("2026-11-20T08:00:00")
-    assert effective[19] in "+-"  # an explicit UTC offset
+    local = datetime(2026, 11, 20, 8, 0, 0).astimezone()
+    assert datetime.fromisoformat(effective) == local  # the same instant ...
+    assert effective.endswith("+00:00")  # ... written in UTC
 
 
 def test_bundle_of_many_readings_shares_one_device_entry():
