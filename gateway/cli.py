@@ -1,21 +1,30 @@
 """``health-gateway``: the service, the demo, and operator commands.
 
-Every expected failure (bad config, missing secret, missing dbus-daemon) ends with one line on
-stderr and a non-zero exit code, never a traceback.
+Every expected failure (bad config, missing secret, missing dbus-daemon, a gateway that is not
+running) ends with one line on stderr and a non-zero exit code, never a traceback.
+
+The operator commands (``status``, ``devices``, ``consent``, ``export``, ``erase``,
+``restrict``, ``dead-letters``, ``audit show``) talk to the running gateway's local API: the
+URL from the config's ``gateway.api.listen``, the token from its token file. They print
+readable tables, or the API's JSON with ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import orjson
 
 from gateway import __version__
+from gateway.api.client import OperatorError
 from gateway.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -28,11 +37,13 @@ def _fail(message: str, code: int) -> int:
 
 
 def _load(path: Path) -> Settings:
+    from gateway.api.security import check_api_settings
     from gateway.preflight import preflight
 
     settings = load_settings(path)
     try:
         preflight(settings)
+        check_api_settings(settings)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return settings
@@ -84,7 +95,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    return asyncio.run(run_demo(duration_s=args.duration, data_dir=args.data_dir))
+    return asyncio.run(run_demo(duration_s=args.duration, data_dir=args.data_dir, port=args.port))
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -110,6 +121,217 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return verify_audit(load_settings(args.config), as_json=args.json)
 
 
+# Operator commands: they ask the running gateway ------------------------------------------
+
+
+def _operator_config(args: argparse.Namespace) -> Path:
+    from gateway.api.client import CONFIG_ENV, DEFAULT_CONFIG
+
+    if args.config is not None:
+        return Path(args.config)
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from gateway.api.client import OperatorClient, api_url, operator_token
+
+    settings = load_settings(_operator_config(args))
+    return OperatorClient(api_url(settings), operator_token(settings))
+
+
+def _ask(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    params: dict[str, str] | None = None,
+) -> Any:
+    from gateway.api.client import run_call
+
+    return run_call(_client(args), method, path, body=body, params=params)
+
+
+def _print_json(data: Any) -> None:
+    print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def _subject_path(subject: str, suffix: str = "") -> str:
+    return f"/api/subjects/{quote(subject, safe='')}{suffix}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gateway.api.client import status_text
+
+    status = _ask(args, "GET", "/api/status").json()
+    if args.json:
+        _print_json(status)
+    else:
+        print(status_text(status))
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from gateway.api.client import devices_table
+
+    devices = _ask(args, "GET", "/api/devices").json()
+    if args.json:
+        _print_json(devices)
+    else:
+        print(devices_table(devices["devices"]))
+    return 0
+
+
+YES = {"yes": True, "y": True, "true": True, "on": True, "no": False, "n": False}
+YES |= {"false": False, "off": False}
+
+
+def _consent_changes(items: list[str]) -> dict[str, bool]:
+    changes: dict[str, bool] = {}
+    for item in items:
+        purpose, sep, answer = item.partition("=")
+        granted = YES.get(answer.strip().lower())
+        if not sep or not purpose or granted is None:
+            raise ConfigError(f"consent: write {item!r} as purpose=yes or purpose=no")
+        changes[purpose.strip()] = granted
+    return changes
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    from gateway.api.client import short_time, table
+
+    changes = _consent_changes(args.changes)
+    if not changes:
+        held = _ask(args, "GET", _subject_path(args.subject)).json()
+        if args.json:
+            _print_json(held["consents"])
+            return 0
+        rows = [
+            [purpose, c["granted"], short_time(c["changed_at"]), c["source"]]
+            for purpose, c in held["consents"].items()
+        ]
+        print(table(["PURPOSE", "GRANTED", "CHANGED", "BY"], rows) if rows else "No consents.")
+        return 0
+    result = _ask(args, "PUT", _subject_path(args.subject, "/consent"), body=changes).json()
+    if args.json:
+        _print_json(result)
+        return 0
+    for purpose, granted in changes.items():
+        if purpose not in result["changed"]:
+            print(f"{purpose}: unchanged (already {'granted' if granted else 'withdrawn'})")
+        elif granted:
+            print(f"{purpose}: granted")
+        else:
+            purged = result["purged"].get(purpose, 0)
+            print(f"{purpose}: withdrawn; {purged} queued item(s) purged")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    answer = _ask(
+        args, "GET", _subject_path(args.subject, "/export"), params={"format": args.format}
+    )
+    if args.output is None:
+        sys.stdout.buffer.write(answer.body + b"\n")
+        return 0
+    descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(answer.body)
+    print(f"wrote {args.output} ({len(answer.body)} bytes, {args.format})", file=sys.stderr)
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    if not args.yes:
+        return _fail(
+            "erase deletes the person's readings, queued items and consents on this hub and"
+            " cannot be undone; add --yes to confirm",
+            EXIT_CONFIG,
+        )
+    result = _ask(args, "DELETE", _subject_path(args.subject, "/data")).json()
+    if args.json:
+        _print_json(result)
+        return 0
+    counts = result["erased"]
+    print(
+        "erased: "
+        + ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in counts.items())
+        + "; every consent is now withdrawn"
+    )
+    return 0
+
+
+def cmd_restrict(args: argparse.Namespace) -> int:
+    restricted = args.state == "on"
+    path = _subject_path(args.subject, "/restriction")
+    result = _ask(args, "PUT", path, body={"restricted": restricted}).json()
+    if args.json:
+        _print_json(result)
+    elif restricted:
+        print("restricted: readings are stored but nothing is sent for this person")
+    else:
+        print("restriction lifted: readings are sent again as consented")
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from gateway.api.client import dead_letters_text
+
+    if args.action == "requeue":
+        try:
+            ids = [int(i) for i in args.ids]
+        except ValueError:
+            raise ConfigError("dead-letters requeue: ids are numbers (see the ID column)") from None
+        if not ids:
+            raise ConfigError("dead-letters requeue: name at least one id")
+        result = _ask(args, "POST", "/api/dead-letters/requeue", body={"ids": ids}).json()
+        if args.json:
+            _print_json(result)
+            return 0
+        print(f"requeued: {', '.join(map(str, result['requeued'])) or 'none'}")
+        if result["not_found"]:
+            print(f"not found: {', '.join(map(str, result['not_found']))}")
+        return 0 if not result["not_found"] else EXIT_RUNTIME
+    if args.ids:
+        raise ConfigError("dead-letters: to re-queue, write dead-letters requeue ID...")
+    rows = _ask(args, "GET", "/api/dead-letters").json()
+    if args.json:
+        _print_json(rows)
+    else:
+        print(dead_letters_text(rows["dead_letters"]))
+    return 0
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    from gateway.api.client import audit_text
+
+    params = {"limit": str(args.limit)}
+    if args.subject:
+        params["subject"] = args.subject
+    if args.event:
+        params["event"] = args.event
+    answer = _ask(args, "GET", "/api/audit", params=params).json()
+    if args.json:
+        _print_json(answer)
+    else:
+        print(audit_text(answer))
+    return 0 if answer["chain"]["ok"] else EXIT_RUNTIME
+
+
+def _operator(commands: Any, name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the running gateway's config (default: $HEALTH_GATEWAY_CONFIG or"
+        " /etc/health-gateway/config.toml)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="health-gateway",
@@ -132,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--duration", type=float, default=15.0, help="seconds to run (default 15)")
     demo.add_argument("--data-dir", type=Path, default=None, help="keep state here (default: temp)")
+    demo.add_argument(
+        "--port", type=int, default=8080, help="the hub page's port (default 8080; 0: any free)"
+    )
     demo.set_defaults(handler=cmd_demo)
 
     scan = commands.add_parser("scan", help="list nearby BLE health devices (real radio)")
@@ -145,6 +370,37 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--config", type=Path, required=True)
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_audit_verify)
+    show = _operator(
+        audit_commands, "show", "recent audit entries (from the running gateway)", cmd_audit_show
+    )
+    show.add_argument("--subject", help="only this person's entries (their id)")
+    show.add_argument("--event", help="only this event, e.g. disclosure")
+    show.add_argument("--limit", type=int, default=50)
+
+    _operator(commands, "status", "the running gateway: queues, devices, errors", cmd_status)
+    _operator(commands, "devices", "devices: connected, last seen, battery, clock", cmd_devices)
+    consent = _operator(
+        commands, "consent", "show or change a person's consents (purpose=yes|no ...)", cmd_consent
+    )
+    consent.add_argument("subject", help="the person's id")
+    consent.add_argument("changes", nargs="*", metavar="PURPOSE=yes|no")
+    export = _operator(commands, "export", "a person's data as JSON or FHIR", cmd_export)
+    export.add_argument("subject", help="the person's id")
+    export.add_argument("--format", choices=["json", "fhir"], default="json")
+    export.add_argument("-o", "--output", type=Path, help="write to this file (mode 0600)")
+    erase = _operator(commands, "erase", "delete a person's data on this hub", cmd_erase)
+    erase.add_argument("subject", help="the person's id")
+    erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    restrict = _operator(
+        commands, "restrict", "restrict processing for a person (on) or lift it (off)", cmd_restrict
+    )
+    restrict.add_argument("subject", help="the person's id")
+    restrict.add_argument("state", choices=["on", "off"])
+    dead = _operator(
+        commands, "dead-letters", "list dead letters, or re-queue them by id", cmd_dead_letters
+    )
+    dead.add_argument("action", nargs="?", choices=["list", "requeue"], default="list")
+    dead.add_argument("ids", nargs="*", metavar="ID")
     return parser
 
 
@@ -154,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except ConfigError as exc:
         return _fail(f"config error: {exc}", EXIT_CONFIG)
+    except OperatorError as exc:
+        return _fail(str(exc), EXIT_RUNTIME)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

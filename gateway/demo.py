@@ -3,7 +3,8 @@
 Two simulated blood-pressure cuffs are read through the real BLE stack (bleak on a simulated
 BlueZ), and readings flow through consent filtering and the durable outbox to a local stand-in
 care platform (FHIR) and a nurse-alert receiver (signed webhooks), both on loopback. The terminal
-shows each step as it happens.
+shows each step as it happens, and the hub page is served on loopback (port 8080, or any free
+port when 8080 is taken) with a PIN per person.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import hmac
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -149,6 +151,28 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://{host}:{port}"
 
 
+DEMO_PINS = {"197001011234": ("Anna", "1111"), "195505055555": ("Bertil", "2222")}
+
+
+def _free(port: int) -> int:
+    """``port`` if it can be bound on loopback now, else 0 (any free port)."""
+    if port == 0:
+        return 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
+def _write_pins(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        for subject, (_name, pin) in DEMO_PINS.items():
+            handle.write(f"{subject} {pin}\n")
+
+
 def _write_secret(path: Path) -> str:
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -157,12 +181,13 @@ def _write_secret(path: Path) -> str:
     return secret
 
 
-async def run_demo(*, duration_s: float, data_dir: Path | None) -> int:
+async def run_demo(*, duration_s: float, data_dir: Path | None, port: int = 8080) -> int:
     with tempfile.TemporaryDirectory(prefix="hgw-demo-") as temporary:
         base = data_dir or Path(temporary)
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
         view = LiveView()
         secret = _write_secret(base / "alerts.secret")
+        _write_pins(base / "pins")
         care_runner, care_base = await _serve(care_platform(view))
         alert_runner, alert_base = await _serve(alert_receiver(view, parse_secret(secret)))
         try:
@@ -174,6 +199,8 @@ async def run_demo(*, duration_s: float, data_dir: Path | None) -> int:
                     care_url=f"{care_base}/fhir",
                     alerts_url=f"{alert_base}/hooks/alerts",
                     alerts_secret_file=base / "alerts.secret",
+                    api_listen=f"127.0.0.1:{_free(port)}",
+                    pin_file=base / "pins",
                 )
             )
             settings = load_settings(config_path)
@@ -191,12 +218,27 @@ async def run_demo(*, duration_s: float, data_dir: Path | None) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
             loop.call_later(duration_s, stop.set)
-            await Gateway(settings, activity=view.activity).run(stop)
+            gateway = Gateway(settings, activity=view.activity)
+            announcer = asyncio.create_task(_announce_page(gateway, duration_s))
+            try:
+                await gateway.run(stop)
+            finally:
+                announcer.cancel()
+                await asyncio.gather(announcer, return_exceptions=True)
         finally:
             await alert_runner.cleanup()
             await care_runner.cleanup()
         _summary(view)
     return 0
+
+
+async def _announce_page(gateway: Gateway, duration_s: float) -> None:
+    await gateway.ready.wait()
+    if gateway.api is None or gateway.api.url is None:
+        return
+    pins = ", ".join(f"{pin} for {name}" for name, pin in DEMO_PINS.values())
+    hint = " (add --duration 600 to keep it up longer)" if duration_s < 120 else ""
+    print(f"Hub page: {gateway.api.url}/  PIN {pins}{hint}\n", flush=True)
 
 
 def _summary(view: LiveView) -> None:
