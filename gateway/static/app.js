@@ -3,7 +3,15 @@
 // from the hub is the trend charts' SVG, parsed as SVG (it holds no script).
 "use strict";
 
-const state = { subject: null, csrf: null, events: null, refreshTimer: null, lastLatest: {} };
+const state = {
+  subject: null,
+  csrf: null,
+  events: null,
+  refreshTimer: null,
+  lastLatest: {},
+  historyAll: false,
+  summary: null,
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -228,12 +236,21 @@ function renderConsents(consents) {
   );
 }
 
+const HISTORY_SHOWN = 8;
+
 function renderHistory(history) {
   const list = $("history");
-  if (!history.length) return empty(list, "Nothing has been sent yet.");
+  const more = $("history-more");
+  if (!history.length) {
+    more.hidden = true;
+    return empty(list, "Nothing has been sent yet.");
+  }
+  const shown = state.historyAll ? history : history.slice(0, HISTORY_SHOWN);
+  more.hidden = history.length <= HISTORY_SHOWN;
+  more.textContent = state.historyAll ? "Show fewer" : `Show all ${history.length}`;
   list.replaceChildren(
-    ...history.map((entry) => {
-      const item = el("li", `item ${entry.type}`);
+    ...shown.map((entry) => {
+      const item = el("li", `item h-${entry.type}`);
       if (entry.legal_basis === "vital_interest") item.classList.add("vital");
       item.append(el("div", "title", entry.title));
       if (entry.detail) item.append(el("div", "detail", entry.detail));
@@ -263,6 +280,7 @@ function renderAlerts(alerts) {
 }
 
 function render(summary) {
+  state.summary = summary;
   show("restricted", summary.restricted);
   renderLatest(summary.latest);
   renderTrends(summary.trends);
@@ -370,6 +388,10 @@ async function start() {
     $("erase-no").focus();
   });
   $("erase-no").addEventListener("click", () => show("erase-confirm", false));
+  $("history-more").addEventListener("click", () => {
+    state.historyAll = !state.historyAll;
+    if (state.summary) renderHistory(state.summary.history);
+  });
   $("erase-yes").addEventListener("click", erase);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") refresh();
