@@ -2,7 +2,8 @@
 # Set up the health gateway on Debian, Ubuntu or Raspberry Pi OS:
 # system packages (dbus, python3-venv), then the gateway in ./.venv.
 #   ./install.sh           the gateway
-#   ./install.sh --test    the gateway and its test tools
+#   ./install.sh --test    the gateway and its test tools (and Debian's chromium, which the
+#                          browser tests drive through Playwright)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,6 +13,9 @@ if [[ "${1:-}" == "--test" ]]; then extra="[test]"; fi
 missing=()
 command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+if [[ -n "$extra" ]]; then
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+fi
 if ((${#missing[@]})); then
   echo "install.sh: installing system packages: ${missing[*]}"
   sudo_cmd=""
