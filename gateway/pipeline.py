@@ -304,16 +304,21 @@ class Pipeline:
         item = Item(
             reading.reading_id, reading.subject_ref, category, payload, vital_interest=vital
         )
-        result = run_chain(route.steps, item, self._contexts[route.name])
-        if result is None:
+
+        def verdict(passed: bool, **detail: Any) -> None:
             self._activity.emit(
                 "filtered",
                 destination=route.name,
                 purpose=route.purpose,
                 category=category,
                 reading_id=reading.reading_id,
-                passed=False,
+                passed=passed,
+                **detail,
             )
+
+        result = run_chain(route.steps, item, self._contexts[route.name])
+        if result is None:
+            verdict(False, reason="no consent for this purpose, or processing restricted")
             return None
         try:
             body = route.format(result)
@@ -324,30 +329,15 @@ class Pipeline:
                 kind=reading.measurement.kind,
                 reason=str(exc),
             )
-            self._activity.emit(
-                "filtered",
-                destination=route.name,
-                purpose=route.purpose,
-                category=category,
-                reading_id=reading.reading_id,
-                passed=False,
-                reason="format",
-            )
+            verdict(False, reason="this destination cannot take this kind of reading")
             return None
         enforce_allow_list(result, route.allowed)
         if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body)):
             self.stats.identifier_blocked += 1
             log.error("identifier_blocked", destination=route.name, kind=reading.measurement.kind)
+            verdict(False, reason="an identifier would have left; blocked")
             return None
-        self._activity.emit(
-            "filtered",
-            destination=route.name,
-            purpose=route.purpose,
-            category=category,
-            reading_id=reading.reading_id,
-            passed=True,
-            legal_basis=result.legal_basis,
-        )
+        verdict(True, legal_basis=result.legal_basis)
         return NewItem(
             destination=route.name,
             purpose=route.purpose,
