@@ -346,3 +346,32 @@ async def test_events_stream_tells_the_page_about_a_new_reading(tmp_path):
                     if seen[-1] == "event: changed":
                         break
         assert "event: hello" in seen
+
+
+async def test_the_summary_shows_a_vital_interest_alert_and_the_trend(tmp_path):
+    def vital(config):
+        config["subjects"][0]["consent"]["alerting"] = False
+        config["alert_rules"][0]["vital_interest"] = True
+
+    async with running_hub(tmp_path, devices=[cuff(HIGH_THEN_NORMAL)], tweak=vital) as hub:
+        await hub.waiter.until(
+            "delivered", destination="nurse-alerts", legal_basis="vital_interest"
+        )
+        await hub.waiter.until("delivered", 2, destination="care-platform")
+        async with client(headers=hub.auth()) as http:
+            async with http.get(f"{hub.url}/api/subjects/{ADULT}/summary") as response:
+                summary = await response.json()
+    [raised] = [a for a in summary["alerts"] if a["type"] == "alert.raised"]
+    assert raised["vital_interest"] is True
+    assert raised["title"] == "High upper (systolic) blood pressure"
+    assert "vital interest" in raised["sent"][0]["text"]
+    vital_disclosures = [h for h in summary["history"] if h.get("legal_basis") == "vital_interest"]
+    assert vital_disclosures and "vital interest" in vital_disclosures[0]["detail"]
+    [alerting] = [c for c in summary["consents"] if c["purpose"] == "alerting"]
+    assert alerting["granted"] is False and "life is in danger" in alerting["note"]
+    [latest] = summary["latest"]
+    assert latest["headline"] == "121/79" and latest["unit"] == "mmHg"
+    [trend] = summary["trends"]
+    assert trend["readings"] == 2 and trend["svg"].startswith("<svg")
+    assert trend["svg"].count("<circle") == 4  # systolic and diastolic, two readings each
+    assert "<script" not in trend["svg"] and "style=" not in trend["svg"]

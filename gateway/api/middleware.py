@@ -35,10 +35,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(exc.status, exc.reason.lower(), kept)
 
 
+def _route(request: web.Request) -> str:
+    """The route's pattern (``/api/subjects/{subject}``): a path may hold a person's id."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
 @web.middleware
 async def lan_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not address_allowed(request.remote, context_of(request).networks):
-        log.warning("api_refused_address", path=request.path)
+        log.warning("api_refused_address", route=_route(request))
         return error_response(
             403, "this address may not use the hub; see gateway.api.allowed_networks"
         )
@@ -78,7 +84,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         )
     if request.method not in SAFE_METHODS:
         if cross_site(request):
-            log.warning("api_refused_cross_site", path=request.path)
+            log.warning("api_refused_cross_site", route=_route(request))
             raise ApiError(403, "cross-site request refused")
         if not same_secret(request.headers.get(CSRF_HEADER, ""), session.csrf):
             raise ApiError(403, f"missing or wrong {CSRF_HEADER} header")
