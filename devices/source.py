@@ -526,6 +526,7 @@ class BleSource:
         lost = asyncio.Event()
         client = await self._connect(device, found, lost)
         session = _Session(self, device, client, lost)
+        failed = False
         try:
             device.connected = True
             device.connects += 1
@@ -535,13 +536,19 @@ class BleSource:
             self._changed()
             await session.set_up()
             await lost.wait()
+        except (*_LINK_ERRORS, _ProfileMismatch, _PairingFailed):
+            failed = True
+            raise
         finally:
             was_connected, device.connected = device.connected, False
             dropped = lost.is_set()
             session.close()
             await self._release(client, device)
             if was_connected:
-                reason = "disconnected by device" if dropped else "closed by gateway"
+                if dropped:
+                    reason = "disconnected by device"
+                else:
+                    reason = "set-up failed" if failed else "closed by gateway"
                 log.info("ble.disconnected", device=ref, reason=reason)
             self._changed()
 
@@ -686,14 +693,24 @@ class _Session:
             await self._gatt(
                 lambda: self._client.write_gatt_char(char, encode_current_time(now), response=True)
             )
-            after = await self._read_clock(char)
         except _LINK_ERRORS as exc:
             if self._lost.is_set():
                 raise
             log.warning("ble.time_sync_failed", device=self._ref, error=_describe(exc))
             return
-        self._clock.after = 0.0 if after is None else after
+        # Written: from now on the device stamps with the gateway's time. The read-back only
+        # measures how well (a device that keeps whole seconds is up to 1 s behind).
         self._clock.synced_at = now
+        self._clock.after = 0.0
+        try:
+            after = await self._read_clock(char)
+        except _LINK_ERRORS as exc:
+            if self._lost.is_set():
+                raise
+            log.info("ble.time_readback_failed", device=self._ref, error=_describe(exc))
+            after = None
+        if after is not None:
+            self._clock.after = after
         self._device.clock_offset_s = self._clock.after
         self._source._changed()
         log.info(

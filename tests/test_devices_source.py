@@ -710,3 +710,56 @@ async def test_orphan_context_and_cuff_pressure_are_dropped_not_passed_on(
     await status_when(source, lambda s: s[0].dropped == 1)
 
     assert [r.measurement.kind for r in collected.items] == ["glucose"]
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def _address_forms(address: str) -> list[str]:
+    forms = []
+    for sep in (":", "_", "-", ""):
+        joined = address.replace(":", sep)
+        forms += [joined.upper(), joined.lower()]
+    return forms
+
+
+async def test_no_log_line_of_any_step_carries_an_address(
+    bluez: SimulatedBlueZ, sources: SourceRunner, tmp_path: Path
+) -> None:
+    # Pairing, time sync, RACP, a malformed value, a link drop, and an unconfigured neighbour.
+    meter = SimulatedGlucoseMeter(
+        ADDRESSES["glucose"],
+        "Meter",
+        glucose_rows(4),
+        0,
+        clock_offset_s=300,
+        requires_pairing=True,
+        faults=Faults(malformed_every=3, drop_link_after=4),
+    )
+    neighbour = SimulatedWeightScale(ADDRESSES["weight"], "Neighbour's scale", None, 1.0)
+    bluez.add_peripheral(meter)
+    bluez.add_peripheral(neighbour)
+    collected = Collector()
+    source = BleSource([target("glucose")], collected, state_dir=tmp_path, **FAST)
+
+    with watch_logs() as logs:
+        sources.start(source)
+        await collected.wait_for(4)
+        await logs.wait_for("ble.records_downloaded")
+        unconfigured = await logs.wait_for("ble.unconfigured_device")
+
+    assert unconfigured["profile"] == "weight"
+    assert logs.events().count("ble.unconfigured_device") == 1
+    seen = set(logs.events())
+    assert {
+        "ble.pairing_required",
+        "ble.paired",
+        "ble.time_synced",
+        "ble.decode_failed",
+        "ble.disconnected",
+        "ble.records_downloaded",
+    } <= seen
+    forbidden = _address_forms(ADDRESSES["glucose"]) + _address_forms(ADDRESSES["weight"])
+    for entry in logs.entries:
+        text = " ".join(f"{key}={value!r}" for key, value in entry.items())
+        assert not any(form in text for form in forbidden), entry
