@@ -121,7 +121,7 @@ def test_sessions_expire_when_idle_and_are_bounded():
     assert sessions.get(first.id) is None
     many = [sessions.create(REFUSER, "pin") for _ in range(100)]
     assert sessions.get(many[0].id) is None and sessions.get(many[-1].id) is many[-1]
-    sessions.end_subject(REFUSER)
+    sessions.end(many[-1].id)
     assert sessions.get(many[-1].id) is None
     assert sessions.get(None) is None and sessions.get("forged") is None
 

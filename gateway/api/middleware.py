@@ -33,6 +33,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, exc.reason.lower(), kept)
+    except Exception as exc:  # a bug: answer 500 in JSON, keep serving, log without the path
+        log.error("api_request_failed", route=_route(request), error=type(exc).__name__)
+        return error_response(500, "internal error; the gateway's log says more")
 
 
 def _route(request: web.Request) -> str:

@@ -206,10 +206,6 @@ class Sessions:
     def end(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 
-    def end_subject(self, subject_id: str) -> None:
-        for session in [s for s in self._sessions.values() if s.subject_id == subject_id]:
-            del self._sessions[session.id]
-
     def _expire(self, now: float) -> None:
         for session in [s for s in self._sessions.values() if now - s.last_used > self.idle_s]:
             del self._sessions[session.id]
