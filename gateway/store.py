@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (destination, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, next_attempt_at, priority, id);
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (destination, priority, id, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_by_subject ON outbox (subject_ref, purpose);
 
 CREATE TABLE IF NOT EXISTS dead_letters (
