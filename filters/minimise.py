@@ -23,8 +23,8 @@ def allow_fields(fields: Iterable[str]) -> Filter:
     return minimise
 
 
-def enforce_allow_list(item: Item, allowed: frozenset[str]) -> None:
+def enforce_allow_list(fields: Iterable[str], allowed: frozenset[str]) -> None:
     """The last check before the outbox: raise if anything outside the list slipped in."""
-    leaked = set(item.fields) - allowed
+    leaked = set(fields) - allowed
     if leaked:
         raise FieldLeak(f"fields {sorted(leaked)} are not on the allow-list")

@@ -22,7 +22,7 @@ import structlog
 
 from devices.source import Received
 from filters.chain import ChainContext, Filter, Item, run_chain
-from filters.minimise import enforce_allow_list
+from filters.minimise import FieldLeak, enforce_allow_list
 from gateway.activity import Activity
 from gateway.alerts import AlertEngine, AlertEvent
 from gateway.consent import ConsentRegistry
@@ -57,6 +57,9 @@ class Route:
     # Destinations whose purpose needs no direct identifier: the serialised payload is checked
     # for every configured identifier before it may enter the outbox.
     forbid_identifiers: bool = False
+    # The payload is a flat event whose keys are the fields sent (analytics), rather than a
+    # format built from the fields (FHIR entries, alert bodies).
+    payload_is_event: bool = False
 
 
 @dataclass(slots=True)
@@ -331,7 +334,15 @@ class Pipeline:
             )
             verdict(False, reason="this destination cannot take this kind of reading")
             return None
-        enforce_allow_list(result, route.allowed)
+        try:
+            # Event-shaped payloads are checked on the keys actually about to leave, so a field
+            # added after minimisation by any later step (or a bug) is still caught here.
+            enforce_allow_list(body if route.payload_is_event else result.fields, route.allowed)
+        except FieldLeak as exc:
+            self.stats.identifier_blocked += 1
+            log.error("field_blocked", destination=route.name, reason=str(exc))
+            verdict(False, reason="a field outside the allow-list would have left; blocked")
+            return None
         if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body)):
             self.stats.identifier_blocked += 1
             log.error("identifier_blocked", destination=route.name, kind=reading.measurement.kind)

@@ -149,9 +149,10 @@ def _analytics(destination: AnalyticsDestination, session: aiohttp.ClientSession
             allow_fields(fields),
             pseudonymise(keys, identifiers),
         ],
-        allowed=frozenset(fields),
+        allowed=frozenset(fields) | {"event_id"},
         format=to_event,
         forbid_identifiers=True,
+        payload_is_event=True,
     )
     sink = JsonBatchSink(
         destination,

@@ -274,3 +274,64 @@ def test_analytics_fields_are_checked(field, message):
     config["destinations"][0]["fields"] = ["kind", field]
     with pytest.raises(ConfigError, match=message):
         parse_settings(config)
+
+
+async def test_a_field_slipped_in_after_minimisation_never_reaches_the_outbox(tmp_path):
+    from datetime import datetime
+
+    from gateway.models import Measurement, Quantity
+    from tests.configs import free_port
+    from tests.gateway_harness import closed_port_url, inject, queued, running_gateway
+
+    settings = parse_settings(
+        {
+            "gateway": {
+                "data_dir": str(tmp_path / "d"),
+                "log_level": "error",
+                "api": {"listen": f"127.0.0.1:{free_port()}"},
+            },
+            "subjects": [
+                {"id": PERSON, "birth_date": "1970-01-01", "consent": {"analytics": True}}
+            ],
+            "devices": [
+                {
+                    "address": "C4:7C:8D:6A:00:01",
+                    "profile": "blood_pressure",
+                    "subject": PERSON,
+                    "simulated": True,
+                    "simulation": {"readings": []},
+                }
+            ],
+            "destinations": [
+                {
+                    "name": "product",
+                    "kind": "analytics",
+                    "purpose": "analytics",
+                    "url": closed_port_url("/e"),
+                    "fields": ["kind", "values"],
+                    "pseudonym_key_file": str(tmp_path / "a.key"),
+                }
+            ],
+        }
+    )
+
+    def buggy_step(item, ctx):  # a later step that (wrongly) adds a field
+        item.payload["measured_at"] = "2026-11-20T08:00:00"
+        return item
+
+    reading = Measurement(
+        kind="blood_pressure",
+        measured_at=datetime(2026, 11, 20, 8),
+        values={"systolic": Quantity(value=120, unit="mm[Hg]")},
+    )
+    async with running_gateway(settings) as gateway:
+        route = next(r for r in gateway.pipeline._routes if r.name == "product")
+        route.steps.append(buggy_step)
+        await inject(gateway, "C4:7C:8D:6A:00:01", [reading])
+        assert await queued(gateway, "product") == []
+        assert gateway.pipeline.stats.identifier_blocked == 1
+        route.steps.remove(buggy_step)
+        later = reading.model_copy(update={"measured_at": datetime(2026, 11, 20, 9)})
+        await inject(gateway, "C4:7C:8D:6A:00:01", [later])
+        [item] = await queued(gateway, "product")
+        assert set(item.payload) == {"event_id", "kind", "values"}
