@@ -23,6 +23,7 @@ import structlog
 from devices.source import Received
 from filters.chain import ChainContext, Filter, Item, run_chain
 from filters.minimise import FieldLeak, enforce_allow_list
+from gateway import audit
 from gateway.activity import Activity
 from gateway.alerts import AlertEngine, AlertEvent
 from gateway.consent import ConsentRegistry
@@ -81,6 +82,7 @@ class _Prepared:
     reading: BoundReading
     event: dict[str, Any]
     items: list[NewItem]
+    alerts: list[AlertEvent] = field(default_factory=list)
 
 
 class Pipeline:
@@ -265,7 +267,8 @@ class Pipeline:
             for item in [self._through(route, reading, "reading", dict(event), vital=False)]
             if item is not None
         ]
-        for alert in self._alerts.evaluate(reading):
+        alerts = self._alerts.evaluate(reading)
+        for alert in alerts:
             self.stats.alerts += 1
             self._activity.emit(
                 alert.type,
@@ -286,7 +289,7 @@ class Pipeline:
                 for item in [self._alert_item(route, reading, alert)]
                 if item is not None
             ]
-        return _Prepared(reading, event, items)
+        return _Prepared(reading, event, items, alerts)
 
     def _alert_item(self, route: Route, reading: BoundReading, alert: AlertEvent) -> NewItem | None:
         payload = {"alert": alert, "subject_id": reading.subject_id}
@@ -403,7 +406,33 @@ class Pipeline:
                 rows,
             )
             self._capacity.added(self._outbox.enqueue(connection, items, now))
+            for entry in prepared:
+                for alert in entry.alerts:
+                    audit.append(
+                        connection,
+                        alert.type,
+                        alert_audit_record(alert),
+                        subject_ref=entry.reading.subject_ref,
+                    )
         return refused
+
+
+def alert_audit_record(alert: AlertEvent) -> dict[str, Any]:
+    """What the audit log keeps of an alert: the rule and its outcome, never the measured value
+    (the audit log is append-only, and erasure must leave no health values behind)."""
+    rule = alert.rule.settings
+    return {
+        "reading_id": alert.reading.reading_id,
+        "kind": rule.kind,
+        "value": rule.value,
+        "rule": alert.rule.key,
+        "personal_rule": alert.rule.key.startswith("p"),
+        "severity": rule.severity,
+        "direction": alert.direction,
+        "limit": alert.limit,
+        "unit": alert.unit,
+        "vital_interest": alert.vital_interest,
+    }
 
 
 class OutboxCapacity:
