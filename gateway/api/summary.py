@@ -462,6 +462,7 @@ class SummaryBuilder:
                 )
         alerts: list[dict[str, Any]] = []
         covered: set[str] = set()
+        covered_events: set[tuple[str, str]] = set()
         for note in sorted(notes, key=lambda n: n.at, reverse=True):
             f = note.fields
             reading_id = str(f.get("reading_id"))
@@ -480,6 +481,7 @@ class SummaryBuilder:
                 detail = f"{number(float(f.get('measured', 0)))} {unit}."
             deliveries = sent.get(reading_id, [])
             covered.add(reading_id)
+            covered_events.add((reading_id, note.type))
             alerts.append(
                 {
                     "at": datetime.fromtimestamp(note.at, UTC).isoformat(),
@@ -488,6 +490,39 @@ class SummaryBuilder:
                     "title": title,
                     "detail": detail,
                     "vital_interest": any(d["legal_basis"] == "vital_interest" for d in deliveries),
+                    "sent": deliveries,
+                }
+            )
+        # After a restart the in-memory notes are gone; the audit log still says which rule
+        # spoke, in which direction and at what limit (never the measured value).
+        for entry in entries:
+            if entry.event not in ("alert.raised", "alert.resolved"):
+                continue
+            data = entry.data
+            reading_id = str(data.get("reading_id"))
+            if (reading_id, entry.event) in covered_events:
+                continue
+            covered_events.add((reading_id, entry.event))
+            covered.add(reading_id)
+            kind_label = KIND_LABELS.get(str(data.get("kind")), "")
+            value_label = VALUE_LABELS.get(str(data.get("value")), str(data.get("value")))
+            unit = unit_label(str(data.get("unit")))
+            deliveries = sent.get(reading_id, [])
+            if entry.event == "alert.raised":
+                word = "High" if data.get("direction") == "above" else "Low"
+                title = f"{word} {value_label.lower()} {kind_label.lower()}".strip()
+                detail = f"The limit is {number(float(data.get('limit') or 0))} {unit}."
+            else:
+                title, detail = f"{kind_label} back within limits", ""
+            alerts.append(
+                {
+                    "at": entry.at,
+                    "type": entry.event,
+                    "severity": data.get("severity"),
+                    "title": title,
+                    "detail": detail,
+                    "vital_interest": bool(data.get("vital_interest"))
+                    or any(d["legal_basis"] == "vital_interest" for d in deliveries),
                     "sent": deliveries,
                 }
             )
