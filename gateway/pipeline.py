@@ -178,6 +178,10 @@ class Pipeline:
         now = time.time()
         refused = await self._database.call(lambda c: self._store(c, prepared, now))
         log.debug("readings_stored", count=len(prepared))
+        for entry in prepared:
+            self._activity.emit(
+                "stored", reading_id=entry.reading.reading_id, subject_ref=entry.reading.subject_ref
+            )
         if refused:
             self._report_full(refused)
         woken: set[str] = set()

@@ -66,7 +66,10 @@ async def test_readings_deliveries_alert_latency_and_devices(tmp_path):
 
 async def test_a_destination_that_is_down_shows_as_queue_depth_and_retries(tmp_path):
     async with running_hub(tmp_path, devices=[cuff(READINGS)], care_answer=Answer(503)) as hub:
-        await hub.waiter.until("retry", 2, destination="care-platform")
+        await hub.waiter.until("stored", 2)
+        # A retry after both readings were stored: by then both are queued for the care platform.
+        seen = hub.waiter.count("retry", destination="care-platform")
+        await hub.waiter.until("retry", max(2, seen + 1), destination="care-platform")
         metrics = await scrape(hub.url)
     care = (("destination", "care-platform"),)
     assert metrics[("health_gateway_queue_depth", care)] == 2

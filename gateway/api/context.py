@@ -71,7 +71,8 @@ class SubjectEvents:
             self._reading_subject[str(reading_id)] = str(subject_ref)
             while len(self._reading_subject) > _REMEMBERED_READINGS:
                 self._reading_subject.popitem(last=False)
-        if entry.kind in ("reading", "alert.raised", "alert.resolved", "delivered"):
+        # "stored", not "reading": a page that refreshes on the signal must find the reading.
+        if entry.kind in ("stored", "alert.raised", "alert.resolved", "delivered"):
             if subject_ref is None and reading_id is not None:
                 subject_ref = self._reading_subject.get(str(reading_id))
                 if subject_ref is None:
