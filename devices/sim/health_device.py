@@ -73,18 +73,29 @@ class DeviceClock:
 
     def __init__(self, offset_s: float = 0.0) -> None:
         self.offset_s = float(offset_s)
+        self._last_stamp: datetime | None = None
 
     def now(self) -> datetime:
         """The device's current time, naive (devices keep local time), with microseconds."""
         return datetime.now() + timedelta(seconds=self.offset_s)
 
     def stamp(self) -> datetime:
-        """A measurement time stamp: whole seconds, as the Date Time field carries it."""
-        return self.now().replace(microsecond=0)
+        """A measurement time stamp: whole seconds, as the Date Time field carries it.
+
+        A real device cannot take two measurements within one second, and the gateway rightly
+        treats two readings of one device with the same stamp as one reading sent twice; so a
+        simulation that measures faster than that gets strictly increasing stamps.
+        """
+        stamp = self.now().replace(microsecond=0)
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            stamp = self._last_stamp + timedelta(seconds=1)
+        self._last_stamp = stamp
+        return stamp
 
     def set(self, device_time: datetime) -> None:
         """The central wrote ``device_time``: from now on the clock shows that (and runs on)."""
         self.offset_s = (device_time - datetime.now()).total_seconds()
+        self._last_stamp = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
