@@ -350,7 +350,7 @@ class Pipeline:
             log.error("field_blocked", destination=route.name, reason=str(exc))
             verdict(False, reason="a field outside the allow-list would have left; blocked")
             return None
-        if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body)):
+        if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body).lower()):
             self.stats.identifier_blocked += 1
             log.error("identifier_blocked", destination=route.name, kind=reading.measurement.kind)
             verdict(False, reason="an identifier would have left; blocked")
@@ -466,7 +466,11 @@ class OutboxCapacity:
 
 
 def identifier_pattern(settings: Settings) -> re.Pattern[bytes]:
-    """Every direct identifier the config knows, as one pattern over serialised payloads."""
+    """Every direct identifier the config knows, as one pattern over serialised payloads.
+
+    The pattern is lowercase: search ``payload.lower()``. That is the ASCII case folding that
+    ``re.IGNORECASE`` does on bytes, at a tenth of its cost with this many alternatives.
+    """
     identifiers: set[str] = set()
     for subject in settings.subjects:
         identifiers.update({subject.id, subject.birth_date.isoformat()})
@@ -476,8 +480,9 @@ def identifier_pattern(settings: Settings) -> re.Pattern[bytes]:
         identifiers.update(
             {device.address, device.address.replace(":", "-"), device.address.replace(":", "")}
         )
-    alternatives = sorted((re.escape(i.encode()) for i in identifiers), key=len, reverse=True)
-    return re.compile(b"|".join(alternatives) or b"(?!)", re.IGNORECASE)
+    folded = {i.encode().lower() for i in identifiers}
+    alternatives = sorted((re.escape(i) for i in folded), key=len, reverse=True)
+    return re.compile(b"|".join(alternatives) or b"(?!)")
 
 
 def _existing_readings(connection: sqlite3.Connection, ids: list[str]) -> set[str]:
