@@ -1,12 +1,14 @@
 """Backlog drain: a million readings queued while the care platform was down, then it is up.
 
 The outbox is filled through the real ``Outbox.enqueue`` (sealed payloads, the same rows the
-pipeline writes) in big transactions, with FHIR payloads made by the real mapper
-(``gateway.fhir.reading_entries``) from real reading events, as the pipeline would have queued
-them. Then ``health-gateway run`` starts as a process, with the care platform (the receiver
-process) reachable, and the clock runs until the receiver has every reading. The gateway's RSS
-is read from /proc right after the drain (and its peak, VmHWM), then it is stopped with SIGTERM
-and the outbox is checked to be empty.
+pipeline writes, each with its own reading id and idempotency key) in big transactions. The FHIR
+payloads are made by the real mapper (``gateway.fhir.reading_entries``) from 1,000 distinct
+reading events and reused round-robin (making a million of them would take longer than the
+drain; what the drain costs does not depend on which values a payload holds). Then
+``health-gateway run`` starts as a process, with the care platform (the receiver process)
+reachable, and the clock runs until the receiver has every reading. The gateway's RSS is read
+from /proc right after the drain (and its peak, VmHWM), then it is stopped with SIGTERM and the
+outbox is checked to be empty.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from bench.harness import GatewayProcess, ReceiverProcess, cpu_seconds, memory_kib
+from bench.harness import GatewayProcess, ReceiverProcess, cpu_seconds, memory_kib, sampled
 from bench.workload import (
     IDENTIFIER_SYSTEM,
     PEOPLE,
@@ -39,6 +42,7 @@ from gateway.store import Database, Transaction
 from tests.configs import write_config
 
 FILL_TRANSACTION = 20_000
+DISTINCT_PAYLOADS = 1_000  # > any delivery batch (FHIR batch_max_items is at most 1,000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,19 +62,17 @@ class DrainResult:
         return self.readings / self.drain_s
 
 
-def _items(references: References, start: int, count: int) -> list[NewItem]:
-    fields = tuple(sorted(FHIR_FIELDS))
+def _payloads(references: References, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """(subject_ref, FHIR payload) for ``count`` distinct readings, made by the real mapper."""
     received = datetime(2026, 1, 1, tzinfo=UTC)
-    items = []
-    for index in range(start, start + count):
+    made = []
+    for index in range(count):
         person = PEOPLE[index % len(PEOPLE)]
         taken = measurement(index, epoch=6)
-        reading_id = references.reading_id(person.address, taken.kind, taken, received)
-        subject_ref = references.subject_ref(person.subject_id)
         reading = BoundReading(
-            reading_id=reading_id,
+            reading_id=references.reading_id(person.address, taken.kind, taken, received),
             subject_id=person.subject_id,
-            subject_ref=subject_ref,
+            subject_ref=references.subject_ref(person.subject_id),
             company_id=person.company_id,
             birth_date=datetime.fromisoformat(person.birth_date).date(),
             device_address=person.address,
@@ -79,8 +81,20 @@ def _items(references: References, start: int, count: int) -> list[NewItem]:
             measurement=taken,
             received_at=received + timedelta(seconds=index),
         )
-        event = reading_event(reading)
-        event = {name: value for name, value in event.items() if name in FHIR_FIELDS}
+        event = {k: v for k, v in reading_event(reading).items() if k in FHIR_FIELDS}
+        made.append((reading.subject_ref, {"entries": reading_entries(event, IDENTIFIER_SYSTEM)}))
+    return made
+
+
+def _items(payloads: list[tuple[str, dict[str, Any]]], start: int, count: int) -> list[NewItem]:
+    """Queue items ``start .. start + count``: each its own reading id (so its own idempotency
+    key and sealed row); payloads are taken round-robin from ``payloads``, whose length is more
+    than a delivery batch, so no Bundle holds the same Observation twice."""
+    fields = tuple(sorted(FHIR_FIELDS))
+    items = []
+    for index in range(start, start + count):
+        subject_ref, payload = payloads[index % len(payloads)]
+        reading_id = f"r-{index:032x}"
         items.append(
             NewItem(
                 destination="care-platform",
@@ -92,7 +106,7 @@ def _items(references: References, start: int, count: int) -> list[NewItem]:
                 idempotency_key=reading_id,
                 legal_basis="consent",
                 fields=fields,
-                payload={"entries": reading_entries(event, IDENTIFIER_SYSTEM)},
+                payload=payload,
             )
         )
     return items
@@ -107,9 +121,10 @@ async def fill_outbox(data_dir: Path, readings: int) -> float:
     database = Database(paths.database)
     await database.open()
     began = time.perf_counter()
+    payloads = _payloads(references, DISTINCT_PAYLOADS)
     try:
         for start in range(0, readings, FILL_TRANSACTION):
-            items = _items(references, start, min(FILL_TRANSACTION, readings - start))
+            items = _items(payloads, start, min(FILL_TRANSACTION, readings - start))
 
             def write(
                 connection: sqlite3.Connection,
@@ -133,7 +148,9 @@ def queued(database: Path) -> int:
         connection.close()
 
 
-async def measure_drain(workdir: Path, readings: int) -> DrainResult:
+async def measure_drain(
+    workdir: Path, readings: int, *, profile_to: Path | None = None
+) -> DrainResult:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     data_dir = workdir / "data"
@@ -146,9 +163,10 @@ async def measure_drain(workdir: Path, readings: int) -> DrainResult:
         began_ns = time.monotonic_ns()
         await gateway.start()
         try:
-            await receiver.wait_for(
-                lambda c: c.fhir_readings >= readings, within_s=max(600.0, readings / 500)
-            )
+            async with sampled(gateway.pid, profile_to):
+                await receiver.wait_for(
+                    lambda c: c.fhir_readings >= readings, within_s=max(600.0, readings / 500)
+                )
             ended_ns = receiver.counts.last_ns or time.monotonic_ns()
             first_ns = receiver.counts.first_ns or began_ns
             await asyncio.sleep(1.0)  # the last batch's transaction, then idle

@@ -177,7 +177,12 @@ class ReceiverProcess:
 class InjectedSource:
     """Stands in for ``BleSource`` in-process: no radio; readings come from an ``Injector``."""
 
-    def __init__(self, targets: list[DeviceTarget], on_reading: Callable[[Received], None]) -> None:
+    def __init__(
+        self,
+        targets: list[DeviceTarget],
+        on_reading: Callable[[Received], None],
+        **_options: Any,  # BleSource's options (state directory, ...): nothing to keep here
+    ) -> None:
         self.targets = targets
         self.on_reading = on_reading
 
@@ -327,3 +332,38 @@ class GatewayProcess:
         if self._reader is not None:
             await asyncio.wait_for(self._reader, within_s)
         return code
+
+
+# profiling -----------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def sampled(pid: int, output: Path | None, rate: int = 200) -> AsyncIterator[None]:
+    """Sample ``pid`` (all its threads) with py-spy while the block runs, into ``output`` as
+    collapsed stacks (``bench.profile`` summarises them). Does nothing when ``output`` is None."""
+    if output is None:
+        yield
+        return
+    spy = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output and exits
+        try:
+            await asyncio.wait_for(spy.wait(), 30)
+        except TimeoutError:
+            spy.kill()
+            await spy.wait()

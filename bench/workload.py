@@ -166,6 +166,7 @@ def gateway_config(
             "log_format": "json",
             "log_level": log_level,
             "shutdown_grace_s": 5.0,
+            "api": {"listen": "127.0.0.1:0"},
         },
         "subjects": [
             {
