@@ -71,6 +71,8 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._draining = False
         self._drain_requested = asyncio.Event()
+        self._failures = 0  # consecutive batches the destination failed entirely
+        self._held_until = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -84,6 +86,11 @@ class DeliveryWorker:
     async def run(self) -> None:
         name = self.sink.name
         while True:
+            if self._held_until > time.time():
+                if self._draining:
+                    return  # the destination is down: what is queued stays for the next start
+                await self._hold()
+                continue
             self._wake.clear()  # before looking, so an enqueue after the look still wakes us
             batch = await self._due()
             if batch and len(batch) < self.sink.max_batch and self.sink.linger_s > 0:
@@ -100,6 +107,31 @@ class DeliveryWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+    async def _hold(self) -> None:
+        """The destination is failing: wait before the next batch (shutdown cuts this short).
+
+        Without this, a worker with a backlog would try batch after batch of not-yet-tried items
+        against a destination that is down, one failing request each, walking the whole outbox.
+        """
+        try:
+            await asyncio.wait_for(
+                self._drain_requested.wait(), max(0.0, self._held_until - time.time())
+            )
+        except TimeoutError:
+            pass
+
+    def _note_outcome(self, outcome: Outcome) -> None:
+        if outcome.delivered or not outcome.retry:
+            self._failures = 0
+            self._held_until = 0.0
+            return
+        self._failures += 1
+        ceiling = min(self._retry_max_s, self._retry_initial_s * 2 ** min(self._failures - 1, 32))
+        pause = self._rng.uniform(ceiling / 2, ceiling)  # equal jitter: never hammer at once
+        if outcome.retry_after_s is not None:
+            pause = max(pause, outcome.retry_after_s)
+        self._held_until = time.time() + pause
 
     async def _linger(self) -> None:
         """Let a burst fill the batch; cut short when the gateway is shutting down."""
@@ -125,6 +157,8 @@ class DeliveryWorker:
             (sendable if self._may_send(item) else withheld).append(item)
         outcome = await self.sink.deliver(sendable) if sendable else Outcome()
         await self._database.call(lambda c: self._apply(c, sendable, withheld, outcome))
+        if sendable:
+            self._note_outcome(outcome)
         self._report(sendable, withheld, outcome)
 
     def _apply(

@@ -303,3 +303,30 @@ async def test_transaction_response_entries_are_judged_per_reading(database, rec
     [letter] = await database.call(Outbox.dead_letters)
     assert letter["reading_id"] == "r-2" and letter["status"] == 400
     assert await database.call(Outbox.depth) == {}
+
+
+async def test_a_destination_that_is_down_pauses_the_worker_instead_of_walking_the_backlog(
+    database, receiver
+):
+    outbox = Outbox(Sealer(b"k" * 32))
+    receiver.default = Answer(503)
+    await enqueue(database, outbox, [fhir_item(i) for i in range(50)])
+    async with aiohttp.ClientSession() as session:
+        watcher = Watcher()
+        sink = fhir_sink(session, receiver.url, batch_max_items=5)
+        worker = DeliveryWorker(
+            sink,
+            database,
+            outbox,
+            watcher.activity,
+            purpose="care",
+            may_send=lambda item: True,
+            retry_initial_s=0.2,
+            retry_max_s=0.4,
+            rng=random.Random(3),
+        )
+        await run_until(worker, lambda: watcher.until("retry", 15))  # three failed batches
+    retries = [e for e in watcher.activity.recent if e.kind == "retry"]
+    assert len(receiver.requests) == 3  # one request per pause, not one per batch of the backlog
+    gaps = [b.at - a.at for a, b in zip(retries, retries[1:], strict=False)]
+    assert len(gaps) == 2 and all(gap >= 0.1 for gap in gaps)  # at least half the first backoff step between tries
