@@ -608,3 +608,9 @@ def test_clock_stamps_whole_seconds_with_its_offset() -> None:
     stamp = cuff.clock.stamp()
     assert stamp.microsecond == 0
     assert abs((stamp - datetime.now()) - timedelta(seconds=90)) < timedelta(seconds=2)
+
+
+def test_heart_rate_strap_plays_a_script_without_energy_values() -> None:
+    rows = script_to_measurements("heart_rate", [{"heart_rate": 72}, {"heart_rate": 75}])
+    strap = SimulatedHeartRateStrap(ADDRESS, "Strap", rows, 1.0)
+    assert strap.pending == 2

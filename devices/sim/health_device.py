@@ -208,12 +208,12 @@ class SimulatedHealthDevice(Peripheral):
         self.time_writes = 0
         self._random = random.Random(seed)
         self._script = None if readings is None else [self.prepare(r) for r in readings]
+        self._state_file = state_file
+        self._delivered = self._load_state()  # before payloads(): some models number their values
         if self._script is not None:
             for reading in self._script:
                 # Fail at construction, not mid-transfer, for readings the device cannot send.
                 self.payloads(self._stamped(reading))
-        self._state_file = state_file
-        self._delivered = self._load_state()
         self._measured = self._delivered  # cycle mode: scripted readings taken into memory
         self._sent_now = 0
         self._stored: list[_Stored] = []  # cycle mode: measured, not yet handed over
