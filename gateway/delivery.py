@@ -172,33 +172,29 @@ class DeliveryWorker:
         now = time.time()
         with Transaction(connection):
             self._outbox.remove(connection, outcome.delivered + [item.id for item in withheld])
+            entries: list[tuple[str, dict[str, object], str | None]] = []
             for item_id in outcome.delivered:
                 item = by_id[item_id]
-                audit.append(
-                    connection,
-                    "disclosure",
-                    {
-                        "destination": item.destination,
-                        "purpose": item.purpose,
-                        "legal_basis": item.legal_basis,
-                        "category": item.category,
-                        "fields": list(item.fields),
-                        "reading_id": item.reading_id,
-                    },
-                    subject_ref=None if item.category == "aggregate" else item.subject_ref,
-                )
+                disclosure = {
+                    "destination": item.destination,
+                    "purpose": item.purpose,
+                    "legal_basis": item.legal_basis,
+                    "category": item.category,
+                    "fields": list(item.fields),
+                    "reading_id": item.reading_id,
+                }
+                subject = None if item.category == "aggregate" else item.subject_ref
+                entries.append(("disclosure", disclosure, subject))
             for item in withheld:
-                audit.append(
-                    connection,
-                    "withheld",
-                    {
-                        "destination": item.destination,
-                        "purpose": item.purpose,
-                        "reading_id": item.reading_id,
-                        "reason": "consent withdrawn or restricted",
-                    },
-                    subject_ref=item.subject_ref,
-                )
+                withheld_entry = {
+                    "destination": item.destination,
+                    "purpose": item.purpose,
+                    "reading_id": item.reading_id,
+                    "reason": "consent withdrawn or restricted",
+                }
+                entries.append(("withheld", withheld_entry, item.subject_ref))
+            if entries:
+                audit.append_many(connection, entries)
             retries = []
             for item_id in outcome.retry:
                 delay = backoff_delay(

@@ -410,14 +410,13 @@ class Pipeline:
                 rows,
             )
             self._capacity.added(self._outbox.enqueue(connection, items, now))
-            for entry in prepared:
-                for alert in entry.alerts:
-                    audit.append(
-                        connection,
-                        alert.type,
-                        alert_audit_record(alert),
-                        subject_ref=entry.reading.subject_ref,
-                    )
+            alert_entries = [
+                (alert.type, alert_audit_record(alert), entry.reading.subject_ref)
+                for entry in prepared
+                for alert in entry.alerts
+            ]
+            if alert_entries:
+                audit.append_many(connection, alert_entries)
         return refused
 
 

@@ -71,3 +71,15 @@ def test_recomputed_hash_still_breaks_the_next_link(connection):
     connection.execute("UPDATE audit SET data=?, hash=? WHERE seq=3", (forged, new_hash))
     result = audit.verify(connection)
     assert not result.ok and result.problem == "entry 4 does not follow entry 3"
+
+
+def test_batched_appends_extend_the_same_chain(connection):
+    last = audit.append_many(
+        connection, [("disclosure", {"reading_id": f"b-{i}"}, "s-2") for i in range(3)]
+    )
+    assert last == 8
+    audit.append(connection, "consent.changed", {"purposes": {"care": False}}, subject_ref="s-2")
+    result = audit.verify(connection)
+    assert result.ok and result.entries == 9
+    connection.execute("UPDATE audit SET data = ? WHERE seq = 7", (b'{"reading_id":"b-x"}',))
+    assert audit.verify(connection).problem == "entry 7 was altered"
