@@ -60,10 +60,16 @@ class Code:
     loinc_display: str | None
 
     def concept(self) -> dict[str, Any]:
-        coding = [{"system": MDC, "code": self.mdc, "display": self.mdc_display}]
-        if self.loinc:
-            coding.append({"system": LOINC, "code": self.loinc, "display": self.loinc_display})
-        return {"coding": coding}
+        """The CodeableConcept, built once per code and shared: callers only serialise it."""
+        return _concept(self)
+
+
+@functools.cache
+def _concept(code: Code) -> dict[str, Any]:
+    coding = [{"system": MDC, "code": code.mdc, "display": code.mdc_display}]
+    if code.loinc:
+        coding.append({"system": LOINC, "code": code.loinc, "display": code.loinc_display})
+    return {"coding": coding}
 
 
 BP_PANEL = Code(
