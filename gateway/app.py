@@ -37,7 +37,6 @@ from gateway.rights import Restrictions, Rights
 from gateway.routes import build_destinations
 from gateway.secrets import read_secret
 from gateway.settings import AggregateDestination, Settings
-from gateway.simulation import simulated_radio
 from gateway.sinks.analytics import JsonBatchSink
 from gateway.store import Database, Transaction
 
@@ -254,6 +253,9 @@ class Gateway:
         if not self.settings.uses_simulated_radio:
             yield
             return
+        # Imported here: a hub with real devices never loads the simulator.
+        from gateway.simulation import simulated_radio
+
         async with simulated_radio(self.settings, self.paths.simulation):
             yield
 

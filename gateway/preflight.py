@@ -13,7 +13,6 @@ from gateway.settings import (
     Settings,
     WebhookDestination,
 )
-from gateway.simulation import check_simulation
 from gateway.units import convertible
 from gateway.webhooks import SecretFormatError, parse_secret
 
@@ -61,4 +60,7 @@ def preflight(settings: Settings) -> None:
             )
         if rule.unit is not None and not convertible(device_unit, rule.unit):
             raise ConfigError(f"{key}.unit: cannot compare {rule.unit} with {device_unit}")
-    check_simulation(settings)
+    if settings.uses_simulated_radio:
+        from gateway.simulation import check_simulation  # only simulated hubs load the simulator
+
+        check_simulation(settings)
