@@ -40,7 +40,9 @@ ADULT_AGE = 18
 # Values a device sends along the way, not measurements: the cuff pressure during inflation,
 # and glucose context records (joined to their measurement by the source).
 TRANSIENT_KINDS = frozenset({"cuff_pressure", "glucose_context"})
-MAX_BATCH = 256
+# Readings taken from the queue per transaction: large enough that a burst costs few commits,
+# small enough that an alert never waits behind more than a few ms of other readings' work.
+MAX_BATCH = 32
 
 
 @dataclass(slots=True)
