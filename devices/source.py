@@ -72,10 +72,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -122,6 +120,7 @@ from devices.profiles import (
     Profile,
     profile,
 )
+from devices.state import write_json_atomically
 from gateway.models import Measurement
 
 __all__ = ["BleSource", "DeviceStatus", "DeviceTarget", "Received", "StatusPredicate"]
@@ -242,7 +241,7 @@ class _DeviceState:
             return
         self.last_sequence = sequence
         if self._path is not None:
-            _write_json(self._path, {"last_sequence": sequence})
+            write_json_atomically(self._path, {"last_sequence": sequence})
 
 
 @dataclass(slots=True)
@@ -981,20 +980,6 @@ def _needs_pairing(exc: BaseException) -> bool:
             exc.dbus_error_details or ""
         )
     return False
-
-
-def _write_json(path: Path, data: object) -> None:
-    """Atomically replace ``path`` (write a sibling, then rename over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
-        raise
 
 
 def _describe(exc: BaseException) -> str:

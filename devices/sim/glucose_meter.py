@@ -53,8 +53,9 @@ from devices.profiles import (
     GLUCOSE_SERVICE,
     RECORD_ACCESS_CONTROL_POINT,
 )
-from devices.sim.health_device import SimulatedHealthDevice, write_json_atomically
+from devices.sim.health_device import SimulatedHealthDevice
 from devices.sim.peripheral import AttError, Characteristic, Service
+from devices.state import write_json_atomically
 from gateway.models import Measurement, Quantity
 
 # Glucose Feature (uint16): low battery, sensor malfunction, sample size, strip insertion and

@@ -35,12 +35,10 @@ so a restarted simulator does not replay them.
 
 from __future__ import annotations
 
+import abc
 import asyncio
-import contextlib
 import json
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,6 +56,7 @@ from devices.profiles import (
     profile,
 )
 from devices.sim.peripheral import AttError, Characteristic, Peripheral, Service
+from devices.state import write_json_atomically
 from gateway.models import Measurement
 
 Mode = Literal["connected", "cycle"]
@@ -129,7 +128,7 @@ class Faults:
             raise ValueError("discovery_delay_s must not be negative")
 
 
-class SimulatedHealthDevice(Peripheral):
+class SimulatedHealthDevice(Peripheral, abc.ABC):
     """Base of the simulated home measuring devices; see the module docstring.
 
     Subclasses set ``PROFILE`` (a ``devices.profiles`` name) and ``MEASUREMENT`` (the
@@ -234,13 +233,13 @@ class SimulatedHealthDevice(Peripheral):
     def health_profile(cls) -> Profile:
         return profile(cls.PROFILE)
 
+    @abc.abstractmethod
     def profile_services(self) -> Sequence[Service]:
         """The device's health service(s); Current Time and Battery are added by the base."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def random_reading(self, rng: random.Random) -> Measurement:
         """A plausible reading for random mode (no script); no ``measured_at``."""
-        raise NotImplementedError
 
     def prepare(self, reading: Measurement) -> Measurement:
         """Complete a scripted reading as the device would (e.g. a cuff's mean pressure)."""
@@ -548,16 +547,3 @@ class SimulatedHealthDevice(Peripheral):
         if self._state_file is None:
             return
         write_json_atomically(self._state_file, {"delivered": self._delivered})
-
-
-def write_json_atomically(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
-        raise
