@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
 
 from devices.gatt import split_body_composition
 from devices.profiles import (
@@ -18,8 +17,8 @@ from devices.profiles import (
     BODY_COMPOSITION_MEASUREMENT,
     BODY_COMPOSITION_SERVICE,
 )
-from devices.sim.health_device import SimulatedHealthDevice
 from devices.sim.peripheral import Characteristic, Service
+from devices.sim.shared_scale import SharedScale
 from gateway.models import Measurement, Quantity
 
 # Body Composition Feature (uint32): every optional field supported (bits 0-10), mass resolution
@@ -30,18 +29,11 @@ BODY_COMPOSITION_FEATURES = (0x7FF | 7 << 11 | 3 << 15).to_bytes(4, "little")
 _PEOPLE = ((82.4, 1.80, 21.0), (63.1, 1.66, 27.5), (71.0, 1.74, 18.2), (55.2, 1.59, 24.9))
 
 
-class SimulatedBodyCompositionScale(SimulatedHealthDevice):
+class SimulatedBodyCompositionScale(SharedScale):
     """A body-composition scale shared by ``users`` (default 1 and 2)."""
 
     PROFILE = "body_composition"
     MEASUREMENT = BODY_COMPOSITION_MEASUREMENT
-
-    def __init__(self, *args: Any, users: Sequence[int] = (1, 2), **kwargs: Any) -> None:
-        if not users or any(not 0 <= u <= 0xFE for u in users):
-            raise ValueError("users must be User IDs 0..254 (0xFF means 'unknown user')")
-        self.users = tuple(users)
-        self._turn = 0
-        super().__init__(*args, **kwargs)
 
     def profile_services(self) -> Sequence[Service]:
         return [
@@ -55,8 +47,7 @@ class SimulatedBodyCompositionScale(SimulatedHealthDevice):
         ]
 
     def random_reading(self, rng: random.Random) -> Measurement:
-        position = self._turn % len(self.users)
-        self._turn += 1
+        position, user = self.next_user()
         weight, height, fat = _PEOPLE[position % len(_PEOPLE)]
         weight = round(weight + rng.uniform(-0.8, 0.8), 2)
         fat = round(fat + rng.uniform(-1.0, 1.0), 1)
@@ -68,7 +59,7 @@ class SimulatedBodyCompositionScale(SimulatedHealthDevice):
 
         return Measurement(
             kind="body_composition",
-            user_index=self.users[position],
+            user_index=user,
             values={
                 "body_fat_percentage": Quantity(value=fat, unit="%"),
                 "basal_metabolism": Quantity(value=round(7000 + rng.uniform(-500, 500)), unit="kJ"),

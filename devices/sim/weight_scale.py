@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from devices.profiles import WEIGHT_MEASUREMENT, WEIGHT_SCALE_FEATURE, WEIGHT_SCALE_SERVICE
-from devices.sim.health_device import SimulatedHealthDevice
 from devices.sim.peripheral import Characteristic, Service
+from devices.sim.shared_scale import SharedScale
 from gateway.models import Measurement, Quantity
 
 # Weight Scale Feature (uint32): time stamp, multiple users and BMI supported (bits 0-2), weight
@@ -41,18 +41,11 @@ def person_reading(
     }
 
 
-class SimulatedWeightScale(SimulatedHealthDevice):
+class SimulatedWeightScale(SharedScale):
     """A scale shared by ``users`` (User IDs; default two people, 1 and 2)."""
 
     PROFILE = "weight"
     MEASUREMENT = WEIGHT_MEASUREMENT
-
-    def __init__(self, *args: Any, users: Sequence[int] = (1, 2), **kwargs: Any) -> None:
-        if not users or any(not 0 <= u <= 0xFE for u in users):
-            raise ValueError("users must be User IDs 0..254 (0xFF means 'unknown user')")
-        self.users = tuple(users)
-        self._turn = 0
-        super().__init__(*args, **kwargs)
 
     def profile_services(self) -> Sequence[Service]:
         return [
@@ -66,9 +59,6 @@ class SimulatedWeightScale(SimulatedHealthDevice):
         ]
 
     def random_reading(self, rng: random.Random) -> Measurement:
-        position = self._turn % len(self.users)
-        self._turn += 1
+        position, user = self.next_user()
         weight, height = _PEOPLE[position % len(_PEOPLE)]
-        return Measurement(
-            kind="weight", **person_reading(rng, self.users[position], weight, height)
-        )
+        return Measurement(kind="weight", **person_reading(rng, user, weight, height))
