@@ -76,7 +76,9 @@ class LiveView:
             if f["passed"]:
                 verdict = self.paint(f"queued ({f['legal_basis']})", "32")
             else:
-                verdict = self.paint("blocked: no consent for this purpose", "33")
+                verdict = self.paint(
+                    "blocked: " + f.get("reason", "no consent for this purpose"), "33"
+                )
             self.line(
                 f"  filter   {f['category']} -> {f['destination']} ({f['purpose']}): {verdict}"
             )
