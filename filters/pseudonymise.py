@@ -10,7 +10,6 @@ even if they were given the same key by mistake. The key id travels with the pse
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ class KeyRing:
 
     def pseudonym(self, destination: str, field: str, identifier: str) -> str:
         message = f"{destination}\x1f{field}\x1f{identifier}".encode()
-        digest = hmac.new(self.active_key, message, hashlib.sha256).digest()[:PSEUDONYM_BYTES]
+        digest = hmac.digest(self.active_key, message, "sha256")[:PSEUDONYM_BYTES]
         return f"{self.active_id}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
 
 

@@ -21,18 +21,9 @@ GENESIS = "0" * 64
 def _entry_hash(
     prev_hash: str, seq: int, at: str, event: str, subject_ref: str | None, data: bytes
 ) -> str:
-    digest = hashlib.sha256()
-    for part in (
-        prev_hash,
-        str(seq),
-        at,
-        event,
-        subject_ref or "",
-    ):
-        digest.update(part.encode())
-        digest.update(b"\x1f")
-    digest.update(data)
-    return digest.hexdigest()
+    # The parts, each followed by a unit separator, then the data: one buffer, one digest.
+    head = f"{prev_hash}\x1f{seq}\x1f{at}\x1f{event}\x1f{subject_ref or ''}\x1f".encode()
+    return hashlib.sha256(head + data).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,8 +178,19 @@ def device_entry(address: str) -> dict[str, Any]:
     }
 
 
+# Shared by every Observation, like the code concepts: built once, only ever serialised.
+_VITAL_SIGNS = [
+    {"coding": [{"system": OBSERVATION_CATEGORY, "code": "vital-signs", "display": "Vital Signs"}]}
+]
+
+
 def _observation(
-    event: dict[str, Any], part: str, code: Code, subject: dict[str, str], device_url: str
+    event: dict[str, Any],
+    part: str,
+    code: Code,
+    subject: dict[str, str],
+    device_url: str,
+    effective: str,
 ) -> dict[str, Any]:
     obs_uuid = observation_uuid(event["reading_id"], part)
     identifier_value = f"urn:uuid:{obs_uuid}"
@@ -187,20 +198,10 @@ def _observation(
         "resourceType": "Observation",
         "identifier": [{"system": URI_SYSTEM, "value": identifier_value}],
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": OBSERVATION_CATEGORY,
-                        "code": "vital-signs",
-                        "display": "Vital Signs",
-                    }
-                ]
-            }
-        ],
+        "category": _VITAL_SIGNS,
         "code": code.concept(),
         "subject": {"identifier": subject},
-        "effectiveDateTime": effective_time(event),
+        "effectiveDateTime": effective,
         "device": {"reference": device_url},
     }
     return {
@@ -219,6 +220,7 @@ def reading_entries(event: dict[str, Any], identifier_system: str) -> list[dict[
     subject = {"system": identifier_system, "value": str(event["subject"])}
     device = device_entry(str(event["device_address"]))
     device_url = device["fullUrl"]
+    effective = effective_time(event)
     values: dict[str, dict[str, Any]] = event["values"]
     kind = event["kind"]
     observations: list[dict[str, Any]] = []
@@ -232,14 +234,14 @@ def reading_entries(event: dict[str, Any], identifier_system: str) -> list[dict[
             if name in BP_COMPONENTS
         ]
         if components:
-            panel = _observation(event, "panel", BP_PANEL, subject, device_url)
+            panel = _observation(event, "panel", BP_PANEL, subject, device_url, effective)
             panel["resource"]["component"] = components
             observations.append(panel)
     for name, value in values.items():
         code = GLUCOSE_BY_UNIT.get(value["unit"]) if kind == "glucose" else SIMPLE.get((kind, name))
         if code is None:
             continue
-        entry = _observation(event, name, code, subject, device_url)
+        entry = _observation(event, name, code, subject, device_url, effective)
         entry["resource"]["valueQuantity"] = quantity(value["value"], value["unit"])
         observations.append(entry)
     if not observations:

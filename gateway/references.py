@@ -6,7 +6,6 @@ reference here is an HMAC under the hub's own secret key (kept in ``data_dir``).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from datetime import datetime
 
@@ -21,7 +20,7 @@ class References:
 
     def _mac(self, *parts: str) -> str:
         message = "\x1f".join(parts).encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, message, "sha256").hex()
 
     def subject_ref(self, subject_id: str) -> str:
         """The local pseudonymous reference of a person (database keys, logs, audit)."""

@@ -180,6 +180,23 @@ def test_truncation_message_is_precise() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("length", "part", "offset"),
+    [
+        (7, "year", 7),
+        (8, "year", 7),
+        (9, "month", 9),
+        (11, "hours", 11),
+        (12, "minutes", 12),
+        (13, "seconds", 13),
+    ],
+)
+def test_truncated_time_stamp_names_the_missing_part(length: int, part: str, offset: int) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode("2a35", FULL[:length])
+    assert f"field 'time_stamp.{part}' at offset {offset}:" in str(info.value)
+
+
 def test_reserved_flag_bits_and_trailing_bytes() -> None:
     with pytest.raises(DecodeError, match="reserved bits 0x20"):
         decode("2a35", bytes.fromhex("20 7800 5000 5a00"))

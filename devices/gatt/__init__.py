@@ -10,6 +10,7 @@ raises EncodeError.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 
@@ -82,20 +83,30 @@ def characteristic_uuid16(characteristic: Characteristic) -> int:
             return characteristic
         raise ValueError(f"16-bit UUID {characteristic:#x} is outside 0x0000..0xFFFF")
     if isinstance(characteristic, str):
-        text = characteristic.strip().lower()
-        short = text.removeprefix("0x")
-        if 1 <= len(short) <= 4 and all(c in "0123456789abcdef" for c in short):
-            return int(short, 16)
-        try:
-            characteristic = uuid.UUID(text)
-        except ValueError:
-            raise ValueError(f"not a characteristic UUID: {characteristic!r}") from None
+        return _uuid16_of_text(characteristic)  # every notification: parse each string once
     if isinstance(characteristic, uuid.UUID):
-        value = characteristic.int
-        if value & ~_SHORT_MASK == _BASE_UUID and value >> 96 <= 0xFFFF:
-            return value >> 96
-        raise ValueError(f"{characteristic} is not a Bluetooth SIG 16-bit UUID")
+        return _uuid16_of_uuid(characteristic)
     raise ValueError(f"not a characteristic UUID: {characteristic!r}")
+
+
+@functools.lru_cache(maxsize=128)
+def _uuid16_of_text(characteristic: str) -> int:
+    text = characteristic.strip().lower()
+    short = text.removeprefix("0x")
+    if 1 <= len(short) <= 4 and all(c in "0123456789abcdef" for c in short):
+        return int(short, 16)
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        raise ValueError(f"not a characteristic UUID: {characteristic!r}") from None
+    return _uuid16_of_uuid(parsed)
+
+
+def _uuid16_of_uuid(characteristic: uuid.UUID) -> int:
+    value = characteristic.int
+    if value & ~_SHORT_MASK == _BASE_UUID and value >> 96 <= 0xFFFF:
+        return value >> 96
+    raise ValueError(f"{characteristic} is not a Bluetooth SIG 16-bit UUID")
 
 
 def _codec(characteristic: Characteristic, error: type[ValueError]) -> Codec:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import struct
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -38,6 +39,9 @@ UNKNOWN_USER = "unknown_user"
 UNKNOWN_USER_ID = 0xFF
 
 _SPECIAL_BY_NAME = {special.value: special for special in SpecialValue}
+_U16 = struct.Struct("<H")
+_DATE_TIME = struct.Struct("<HBBBBB")  # year, month, day, hours, minutes, seconds
+_DATE_TIME_PARTS = ("month", "day", "hours", "minutes", "seconds")
 
 
 class Reader:
@@ -52,24 +56,36 @@ class Reader:
         raise DecodeError(f"{self._label}: {message}")
 
     def _take(self, size: int, field: str) -> bytes:
+        offset = self.offset
+        if len(self._data) - offset < size:
+            self._short(size, field)
+        self.offset = offset + size
+        return self._data[offset : offset + size]
+
+    def _short(self, size: int, field: str) -> NoReturn:
         available = len(self._data) - self.offset
-        if available < size:
-            self.fail(
-                f"field {field!r} at offset {self.offset}: expected {size} byte(s), got "
-                f"{max(available, 0)} (payload is {len(self._data)} bytes)"
-            )
-        chunk = self._data[self.offset : self.offset + size]
-        self.offset += size
-        return chunk
+        self.fail(
+            f"field {field!r} at offset {self.offset}: expected {size} byte(s), got "
+            f"{max(available, 0)} (payload is {len(self._data)} bytes)"
+        )
 
     def uint(self, size: int, field: str) -> int:
         return int.from_bytes(self._take(size, field), "little")
 
+    # u8 and u16 are most of every payload: read in place rather than through ``_take``.
     def u8(self, field: str) -> int:
-        return self.uint(1, field)
+        offset = self.offset
+        if offset >= len(self._data):
+            self._short(1, field)
+        self.offset = offset + 1
+        return self._data[offset]
 
     def u16(self, field: str) -> int:
-        return self.uint(2, field)
+        offset = self.offset
+        if len(self._data) - offset < 2:
+            self._short(2, field)
+        self.offset = offset + 2
+        return _U16.unpack_from(self._data, offset)[0]
 
     def s16(self, field: str) -> int:
         return int.from_bytes(self._take(2, field), "little", signed=True)
@@ -93,11 +109,15 @@ class Reader:
 
     def date_time(self, field: str) -> datetime | None:
         at = self.offset
-        year = self.u16(f"{field}.year")
-        month, day, hour, minute, second = (
-            self.u8(f"{field}.{part}") for part in ("month", "day", "hours", "minutes", "seconds")
-        )
-        parts = (year, month, day, hour, minute, second)
+        if len(self._data) - at >= _DATE_TIME.size:
+            parts = _DATE_TIME.unpack_from(self._data, at)
+            self.offset = at + _DATE_TIME.size
+        else:  # short: read part by part, so the error names the part that is missing
+            parts = (
+                self.u16(f"{field}.year"),
+                *(self.u8(f"{field}.{part}") for part in _DATE_TIME_PARTS),
+            )
+        year, month, day, hour, minute, second = parts
         if year != 0 and not 1582 <= year <= 9999:
             self.fail(f"field {field!r} at offset {at}: year {year} is reserved (0 or 1582..9999)")
         if month > 12:
