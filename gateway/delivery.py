@@ -22,7 +22,7 @@ from gateway import audit
 from gateway.activity import Activity
 from gateway.outbox import Outbox, QueuedItem
 from gateway.sinks import Outcome, Sink
-from gateway.store import Database, Transaction
+from gateway.store import Database, Priority, Transaction
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +57,7 @@ class DeliveryWorker:
         retry_initial_s: float,
         retry_max_s: float,
         rng: random.Random | None = None,
+        priority: Priority = Priority.BULK,
     ) -> None:
         self.sink = sink
         self.purpose = purpose
@@ -68,6 +69,7 @@ class DeliveryWorker:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._rng = rng or random.Random()
+        self._priority = priority  # of this worker's database work (alerts go first)
         self._wake = asyncio.Event()
         self._draining = False
         self._drain_requested = asyncio.Event()
@@ -101,7 +103,9 @@ class DeliveryWorker:
                 continue
             if self._draining:
                 return
-            next_due = await self._database.call(lambda c: self._outbox.next_due(c, name))
+            next_due = await self._database.call(
+                lambda c: self._outbox.next_due(c, name), priority=self._priority
+            )
             timeout = None if next_due is None else max(0.0, next_due - time.time())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -147,7 +151,8 @@ class DeliveryWorker:
         return await self._database.call(
             lambda c: self._outbox.due(
                 c, self.sink.name, self.sink.max_batch, now, self.sink.max_bytes
-            )
+            ),
+            priority=self._priority,
         )
 
     async def _deliver(self, batch: list[QueuedItem]) -> None:
@@ -156,7 +161,9 @@ class DeliveryWorker:
         for item in batch:  # one pass: a membership test per item was quadratic in the batch
             (sendable if self._may_send(item) else withheld).append(item)
         outcome = await self.sink.deliver(sendable) if sendable else Outcome()
-        await self._database.call(lambda c: self._apply(c, sendable, withheld, outcome))
+        await self._database.call(
+            lambda c: self._apply(c, sendable, withheld, outcome), priority=self._priority
+        )
         if sendable:
             self._note_outcome(outcome)
         self._report(sendable, withheld, outcome)

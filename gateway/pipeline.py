@@ -32,7 +32,7 @@ from gateway.events import BoundReading, age_on, reading_event
 from gateway.outbox import PRIORITY_CARE, NewItem, Outbox
 from gateway.references import References
 from gateway.settings import Settings, SubjectSettings
-from gateway.store import Database, Transaction, reading_aad
+from gateway.store import Database, Priority, Transaction, reading_aad
 
 log = structlog.get_logger(__name__)
 
@@ -159,7 +159,9 @@ class Pipeline:
         if not bound:
             return
         ids = [reading.reading_id for reading in bound]
-        known = await self._database.call(lambda c: _existing_readings(c, ids))
+        known = await self._database.call(
+            lambda c: _existing_readings(c, ids), priority=Priority.INTAKE
+        )
         prepared: list[_Prepared] = []
         for reading in bound:
             if reading.reading_id in known:
@@ -178,7 +180,9 @@ class Pipeline:
         if not prepared:
             return
         now = time.time()
-        refused = await self._database.call(lambda c: self._store(c, prepared, now))
+        refused = await self._database.call(
+            lambda c: self._store(c, prepared, now), priority=Priority.INTAKE
+        )
         log.debug("readings_stored", count=len(prepared))
         for entry in prepared:
             self._activity.emit(

@@ -21,7 +21,7 @@ from gateway.fhir import reading_entries
 from gateway.outbox import Outbox
 from gateway.references import References
 from gateway.settings import Settings, SubjectSettings
-from gateway.store import Database, Transaction, reading_aad
+from gateway.store import Database, Priority, Transaction, reading_aad
 
 
 class SubjectNotFound(KeyError):
@@ -86,7 +86,7 @@ class Rights:
         """Everything held about a person: identity, consents, readings, queue, disclosures."""
         subject = self.subject(subject_id)
         ref = self._references.subject_ref(subject_id)
-        held = await self._database.call(lambda c: self._held(c, ref))
+        held = await self._database.call(lambda c: self._held(c, ref), priority=Priority.INTAKE)
         return {
             "subject": {
                 "id": subject.id,
@@ -168,7 +168,8 @@ class Rights:
         await self._database.call(
             lambda c: self._audit_once(
                 c, "subject.exported", {"format": "json", "readings": len(data["readings"])}, ref
-            )
+            ),
+            priority=Priority.INTAKE,
         )
         return {"format": "health-gateway/export-v1", **data}
 
@@ -186,7 +187,8 @@ class Rights:
         await self._database.call(
             lambda c: self._audit_once(
                 c, "subject.exported", {"format": "fhir", "readings": len(data["readings"])}, ref
-            )
+            ),
+            priority=Priority.INTAKE,
         )
         return {
             "resourceType": "Bundle",
@@ -239,7 +241,7 @@ class Rights:
                 )
             return counts, withdrawn
 
-        counts, withdrawn = await self._database.call(erase)
+        counts, withdrawn = await self._database.call(erase, priority=Priority.INTAKE)
         self._consents.apply(ref, withdrawn)
         self._restrictions.apply(ref, False)
         return counts
@@ -265,7 +267,7 @@ class Rights:
                     subject_ref=ref,
                 )
 
-        await self._database.call(write)
+        await self._database.call(write, priority=Priority.INTAKE)
         self._restrictions.apply(ref, restricted)
         return restricted
 
@@ -292,6 +294,6 @@ class Rights:
                         )
             return purged
 
-        purged = await self._database.call(write)
+        purged = await self._database.call(write, priority=Priority.INTAKE)
         self._consents.apply(ref, effective)
         return ConsentChange(effective, purged)

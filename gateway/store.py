@@ -9,15 +9,27 @@ survives ``kill -9`` and power loss.
 from __future__ import annotations
 
 import asyncio
+import enum
+import itertools
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import structlog
 
 T = TypeVar("T")
 
+log = structlog.get_logger(__name__)
+
 SCHEMA_VERSION = 1
+# Pages of write-ahead log after which the writer checkpoints by itself (SQLite's default is
+# 1,000): normally the checkpointer thread has done it long before.
+WRITER_CHECKPOINT_PAGES = 10_000
+CHECKPOINT_PAUSE_S = 0.2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -117,16 +129,42 @@ class StoreError(Exception):
     """The database could not be opened or used; the message says what to check."""
 
 
+class Priority(enum.IntEnum):
+    """Which database work goes first when several callers wait for the one writer thread."""
+
+    ALERT = 0  # an alert's delivery: a person may need help now
+    INTAKE = 1  # readings coming in, and people using the hub page
+    BULK = 2  # deliveries of ordinary readings, housekeeping
+
+
+@dataclass(slots=True)
+class _Job:
+    function: Callable[[], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
 class Database:
-    """An SQLite connection owned by one worker thread; ``call`` runs a function on it."""
+    """An SQLite connection owned by one worker thread; ``call`` runs a function on it.
+
+    Waiting work is taken by priority, then in order of arrival: a backlog of bulk deliveries,
+    each with its commit, never sits between an alert and the database. One job runs at a time
+    and a running job is never interrupted, so an alert waits for at most one other job.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._jobs: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
+        self._arrival = itertools.count()
+        self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
 
     async def open(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
+            self._thread.start()
+        await self._submit(self._open, Priority.INTAKE)
 
     def _open(self) -> None:
         try:
@@ -136,6 +174,9 @@ class Database:
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute("PRAGMA busy_timeout=5000")
+            # The checkpointer copies the log into the database file on its own thread; the
+            # writer only checkpoints itself if that falls far behind (a bound on the log's size).
+            connection.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -148,10 +189,48 @@ class Database:
             raise StoreError(f"{self.path}: cannot open the database ({exc})") from None
         self.path.chmod(0o600)
         self._connection = connection
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
 
-    async def call(self, function: Callable[[sqlite3.Connection], T]) -> T:
+    async def call(
+        self, function: Callable[[sqlite3.Connection], T], *, priority: Priority = Priority.BULK
+    ) -> T:
         """Run ``function(connection)`` on the writer thread and return its result."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, function)
+        return await self._submit(lambda: self._run(function), priority)
+
+    async def _submit(self, function: Callable[[], T], priority: int) -> T:
+        if self._thread is None:
+            raise StoreError("database is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((priority, next(self._arrival), _Job(function, future, loop)))
+        return await future
+
+    def _serve(self) -> None:
+        while True:
+            _priority, _arrival, job = self._jobs.get()
+            if job is None:
+                return
+            if job.future.cancelled():  # its caller gave up before it started: nothing to do
+                continue
+            changes = self._changes()
+            try:
+                outcome: tuple[bool, Any] = (True, job.function())
+            except BaseException as exc:  # handed to the caller, as an executor would
+                outcome = (False, exc)
+            if self._checkpointer is not None and self._changes() != changes:
+                self._checkpointer.nudge()
+            try:
+                job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+            except RuntimeError:  # the caller's event loop is closed: no one is waiting
+                pass
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        return self._checkpointer
+
+    def _changes(self) -> int:
+        return 0 if self._connection is None else self._connection.total_changes
 
     def _run(self, function: Callable[[sqlite3.Connection], T]) -> T:
         if self._connection is None:
@@ -159,14 +238,95 @@ class Database:
         return function(self._connection)
 
     async def close(self) -> None:
+        if self._thread is None:
+            return
         if self._connection is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=True)
+            # Last in line: whatever was queued before the close still runs first.
+            await self._submit(self._close, _LAST)
+        self._jobs.put((_LAST + 1, next(self._arrival), None))
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._thread = None
 
     def _close(self) -> None:
         assert self._connection is not None
-        self._connection.close()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        self._connection.close()  # the last connection out checkpoints and removes the log
         self._connection = None
+
+
+class Checkpointer:
+    """Copies committed pages from the write-ahead log into the database file, off the writer.
+
+    SQLite's automatic checkpoint runs inside a commit once the log passes 1,000 pages: that
+    commit then waits for the database file to be written and synced (tens of ms on this
+    hardware, more on an SD card), and so does every alert queued behind it. A passive
+    checkpoint on a second connection runs beside the writer instead. It runs only after
+    something was written (a short pause lets a burst finish first), so an idle hub never
+    wakes up for it.
+    """
+
+    def __init__(self, path: Path, pause_s: float = CHECKPOINT_PAUSE_S) -> None:
+        self._path = path
+        self._pause_s = pause_s
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._passed = threading.Condition()
+        self.passes = 0
+        # (busy, frames in the log, frames checkpointed) from the latest pass
+        self.last_pass: tuple[int, int, int] | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def nudge(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wanted.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            connection.execute("PRAGMA busy_timeout=5000")
+            while True:
+                self._wanted.wait()
+                if self._stopping.wait(self._pause_s):  # the pause lets a burst finish first
+                    return
+                self._wanted.clear()
+                try:
+                    row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:  # the writer's own checkpoint is the fallback
+                    log.warning("checkpoint_failed", error=str(exc))
+                    continue
+                with self._passed:
+                    self.passes += 1
+                    self.last_pass = (row[0], row[1], row[2])
+                    self._passed.notify_all()
+        finally:
+            connection.close()
+
+    def wait_for_pass(self, after: int, timeout_s: float) -> bool:
+        """Block until more than ``after`` passes have completed (or the timeout passes)."""
+        with self._passed:
+            return self._passed.wait_for(lambda: self.passes > after, timeout_s)
+
+
+_LAST = max(Priority) + 1
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.cancelled():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class Transaction:

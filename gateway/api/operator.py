@@ -20,7 +20,7 @@ from gateway.api.summary import KIND_LABELS, device_readings
 from gateway.metrics import CONTENT_TYPE
 from gateway.outbox import Outbox
 from gateway.settings import PURPOSES, FhirDestination
-from gateway.store import Transaction
+from gateway.store import Priority, Transaction
 
 log = structlog.get_logger(__name__)
 
@@ -214,7 +214,9 @@ async def subject_summary(request: web.Request) -> web.Response:
     subject_id = _subject_id(request)
     ref = context.rights.subject_ref(subject_id)
     now = time.time()
-    held = await context.gateway.database.call(lambda c: context.summaries.read(c, ref, now))
+    held = await context.gateway.database.call(
+        lambda c: context.summaries.read(c, ref, now), priority=Priority.INTAKE
+    )
     mine = [
         {
             "name": d["name"] or d["label"],
