@@ -75,6 +75,7 @@ def tune_runtime() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
+
 class GatewayError(Exception):
     """The service could not keep running; the message says which part failed and why."""
 

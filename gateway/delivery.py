@@ -87,19 +87,24 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         name = self.sink.name
+        ahead: list[QueuedItem] = []
         while True:
             if self._held_until > time.time():
                 if self._draining:
                     return  # the destination is down: what is queued stays for the next start
+                ahead = []  # read before the failure; it stays queued for after the pause
                 await self._hold()
                 continue
             self._wake.clear()  # before looking, so an enqueue after the look still wakes us
-            batch = await self._due()
+            # A full batch read ahead during the previous send is used as it is; anything less
+            # is read again, so lingering and waking behave as if nothing had been read ahead.
+            batch = ahead if len(ahead) >= self.sink.max_batch else await self._due()
+            ahead = []
             if batch and len(batch) < self.sink.max_batch and self.sink.linger_s > 0:
                 await self._linger()
                 batch = await self._due()
             if batch:
-                await self._deliver(batch)
+                ahead = await self._deliver(batch)
                 continue
             if self._draining:
                 return
@@ -146,27 +151,43 @@ class DeliveryWorker:
         except TimeoutError:
             pass
 
-    async def _due(self) -> list[QueuedItem]:
+    async def _due(self, exclude: list[int] | None = None) -> list[QueuedItem]:
         now = time.time()
         return await self._database.call(
             lambda c: self._outbox.due(
-                c, self.sink.name, self.sink.max_batch, now, self.sink.max_bytes
+                c, self.sink.name, self.sink.max_batch, now, self.sink.max_bytes, exclude
             ),
             priority=self._priority,
         )
 
-    async def _deliver(self, batch: list[QueuedItem]) -> None:
+    async def _deliver(self, batch: list[QueuedItem]) -> list[QueuedItem]:
+        """Send one batch; returns the next batch when a full one was read ahead meanwhile.
+
+        With a backlog, the next batch is read (and opened) on the database thread while this
+        one is on the wire, instead of after it. What is read ahead stays in the outbox until
+        it is sent and audited; consent is checked when it is sent, not when it is read.
+        """
         sendable: list[QueuedItem] = []
         withheld: list[QueuedItem] = []
         for item in batch:  # one pass: a membership test per item was quadratic in the batch
             (sendable if self._may_send(item) else withheld).append(item)
-        outcome = await self.sink.deliver(sendable) if sendable else Outcome()
-        await self._database.call(
-            lambda c: self._apply(c, sendable, withheld, outcome), priority=self._priority
-        )
+        read_ahead = None
+        if len(batch) >= self.sink.max_batch and not self._draining:
+            exclude = [item.id for item in batch]
+            read_ahead = asyncio.ensure_future(self._due(exclude))
+        try:
+            outcome = await self.sink.deliver(sendable) if sendable else Outcome()
+            await self._database.call(
+                lambda c: self._apply(c, sendable, withheld, outcome), priority=self._priority
+            )
+        except BaseException:
+            if read_ahead is not None:
+                read_ahead.cancel()
+            raise
         if sendable:
             self._note_outcome(outcome)
         self._report(sendable, withheld, outcome)
+        return await read_ahead if read_ahead is not None else []
 
     def _apply(
         self,

@@ -57,7 +57,8 @@ _DUE_COLUMNS = (
     "SELECT id, destination, purpose, category, subject_ref, reading_id, idempotency_key,"
     " legal_basis, fields, payload, attempts, created_at, size FROM outbox"
 )
-_DUE_WHERE = " WHERE destination = ? AND next_attempt_at <= ? ORDER BY priority, id LIMIT ?"
+_DUE_WHERE = " WHERE destination = ? AND next_attempt_at <= ?"
+_DUE_ORDER = " ORDER BY priority, id LIMIT ?"
 _DUE_SORTED = _DUE_COLUMNS + " INDEXED BY outbox_due" + _DUE_WHERE
 _DUE_IN_ORDER = _DUE_COLUMNS + " INDEXED BY outbox_order" + _DUE_WHERE
 _DUE_PROBE = 4  # this many batches due or more: walk the delivery order instead of sorting
@@ -112,9 +113,11 @@ class Outbox:
         limit: int,
         now: float,
         max_bytes: int | None = None,
+        exclude: list[int] | None = None,
     ) -> list[QueuedItem]:
         """Items due for delivery, in priority then queue order, at most ``limit`` of them and,
-        when ``max_bytes`` is given, no more payload than that (but always at least one)."""
+        when ``max_bytes`` is given, no more payload than that (but always at least one).
+        ``exclude``: ids to pass over (a batch that is being sent while the next is read)."""
         # Two plans, the same rows. Sorting the due range of ``outbox_due`` costs every due item
         # (a backlog of a million made each batch sort a million); walking ``outbox_order`` and
         # skipping what is not due costs the batch plus the items in back-off ahead of it. A
@@ -126,10 +129,12 @@ class Outbox:
         ).fetchone()[0]
         if not due_now:
             return []
-        rows = connection.execute(
-            _DUE_IN_ORDER if due_now >= _DUE_PROBE * limit else _DUE_SORTED,
-            (destination, now, limit),
-        ).fetchall()
+        query = _DUE_IN_ORDER if due_now >= _DUE_PROBE * limit else _DUE_SORTED
+        parameters: list[Any] = [destination, now]
+        if exclude:
+            query += f" AND id NOT IN ({','.join('?' * len(exclude))})"
+            parameters += exclude
+        rows = connection.execute(query + _DUE_ORDER, [*parameters, limit]).fetchall()
         if max_bytes is not None:
             total, cut = 0, len(rows)
             for index, row in enumerate(rows):

@@ -331,3 +331,33 @@ async def test_a_destination_that_is_down_pauses_the_worker_instead_of_walking_t
     assert len(receiver.requests) == 3  # one request per pause, not one per batch of the backlog
     gaps = [b.at - a.at for a, b in itertools.pairwise(retries)]
     assert len(gaps) == 2 and all(gap >= 0.1 for gap in gaps)
+
+
+async def test_outbox_due_passes_over_excluded_ids(database):
+    outbox = Outbox(Sealer(b"k" * 32))
+    await enqueue(database, outbox, [fhir_item(i) for i in range(6)])
+    now = time.time() + 1
+    first = await database.call(lambda c: outbox.due(c, "care", 3, now))
+    exclude = [item.id for item in first]
+    second = await database.call(lambda c: outbox.due(c, "care", 3, now, exclude=exclude))
+    assert [i.reading_id for i in first] == ["r-0", "r-1", "r-2"]
+    assert [i.reading_id for i in second] == ["r-3", "r-4", "r-5"]
+
+
+async def test_a_backlog_read_ahead_is_delivered_once_even_when_a_send_fails(database, receiver):
+    """Full batches are read ahead while the previous one is sent; a failed send discards
+    what was read ahead (it is still queued) and everything arrives exactly once."""
+    outbox = Outbox(Sealer(b"k" * 32))
+    receiver.script.extend([Answer(200), Answer(200), Answer(503)])
+    await enqueue(database, outbox, [fhir_item(i) for i in range(40)])
+    async with aiohttp.ClientSession() as session:
+        watcher = Watcher()
+        sink = fhir_sink(session, receiver.url, batch_max_items=5)
+        worker = worker_for(sink, database, outbox, watcher=watcher)
+        await run_until(worker, lambda: watcher.until("delivered", 40))
+    delivered = observation_ids(receiver)
+    assert sorted(delivered) == sorted(f"o{i}" for i in range(40))  # every one, exactly once
+    assert len(receiver.requests) == len(receiver.accepted) + 1  # the one 503
+    assert await database.call(Outbox.depth) == {}
+    entries = await database.call(lambda c: audit.entries(c))
+    assert sorted(e.data["reading_id"] for e in entries) == sorted(f"r-{i}" for i in range(40))
