@@ -2,8 +2,9 @@
 
 SQLite calls block, and a commit on an SD card can take milliseconds, so every statement runs on
 one dedicated thread and the event loop awaits it. One thread also means one writer, which is
-what SQLite wants. The file is in WAL mode with ``synchronous=FULL``: a committed reading
-survives ``kill -9`` and power loss.
+what SQLite wants; waiting work is taken by priority, so an alert never queues behind a backlog.
+The file is in WAL mode with ``synchronous=FULL``: a committed reading survives ``kill -9`` and
+power loss. A second, read-only-in-effect connection on its own thread checkpoints the log.
 """
 
 from __future__ import annotations
