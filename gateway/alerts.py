@@ -9,6 +9,11 @@ most severe rule that is breached); while it stays out, nothing repeats within t
 cooldown unless the severity rises; when a later reading is back inside every limit, an
 ``alert.resolved`` event follows. State is held in memory: after a restart, a value that is
 still out of range alerts again, which errs on the side of telling the care provider.
+
+"Later" means received later. The pipeline takes readings that may cross a limit ahead of the
+readings queued before them (``may_breach``), so an alert is not kept waiting behind a
+backlog; an in-range reading that arrived before the latest out-of-range one is therefore
+sometimes judged after it, and must not resolve that alert.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.events import BoundReading
+from gateway.models import Measurement
 from gateway.settings import AlertRuleSettings
 from gateway.units import UnitError, convert
 
@@ -90,6 +96,7 @@ class AlertEvent:
 class _Active:
     rule: Rule
     raised_at: datetime
+    last_breach_at: datetime  # received_at of the latest reading seen out of range
 
     @property
     def rank(self) -> int:
@@ -118,6 +125,30 @@ class AlertEngine:
             for ref, own in (personal or {}).items()
         }
         self._active: dict[tuple[str, str, str], _Active] = {}
+        # Every rule that targets a (kind, value), general or anyone's own: ``may_breach``
+        # needs no person, so it asks all of them.
+        self._any_rule: dict[tuple[str, str], list[Rule]] = {}
+        for rule in [*self._general, *(r for own in self._personal.values() for r in own)]:
+            target = (rule.settings.kind, rule.settings.value)
+            self._any_rule.setdefault(target, []).append(rule)
+
+    def may_breach(self, measurement: Measurement) -> bool:
+        """Whether any value of ``measurement`` is outside any rule's limits (anyone's rules).
+
+        A cheap test before binding, for the pipeline's urgent lane: it errs on the side of
+        urgency (another person's stricter limit counts), never the other way.
+        """
+        for name, quantity in measurement.values.items():
+            for rule in self._any_rule.get((measurement.kind, name), ()):
+                try:
+                    value = convert(
+                        quantity.value, quantity.unit, rule.settings.unit or quantity.unit
+                    )
+                except UnitError:
+                    continue
+                if _breach(rule.settings, value)[0] is not None:
+                    return True
+        return False
 
     def _rules_for(self, subject_ref: str, kind: str, value: str) -> list[Rule]:
         own = [r for r in self._personal.get(subject_ref, ()) if _targets(r, kind, value)]
@@ -157,8 +188,11 @@ class AlertEngine:
     ) -> AlertEvent | None:
         key = (reading.subject_ref, *target)
         active = self._active.get(key)
+        now = reading.received_at
         if not breaches:
             if active is None or inside is None:
+                return None
+            if now < active.last_breach_at:  # older than the latest breach: says nothing now
                 return None
             del self._active[key]
             value, unit = inside
@@ -168,14 +202,15 @@ class AlertEngine:
             key=lambda b: (SEVERITY_RANK[b.rule.settings.severity], abs(b.value - b.limit)),
         )
         rank = SEVERITY_RANK[worst.rule.settings.severity]
-        now = reading.received_at
         if active is not None:
+            active.last_breach_at = max(active.last_breach_at, now)
             within_cooldown = (now - active.raised_at).total_seconds() < (
                 active.rule.settings.cooldown_s
             )
             if within_cooldown and rank <= active.rank:
                 return None
-        self._active[key] = _Active(worst.rule, now)
+        last_breach_at = now if active is None else active.last_breach_at
+        self._active[key] = _Active(worst.rule, now, last_breach_at)
         return AlertEvent(
             "alert.raised",
             worst.rule,

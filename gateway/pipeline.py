@@ -12,6 +12,7 @@ import asyncio
 import re
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date
@@ -76,6 +77,7 @@ class PipelineStats:
     refused_full: dict[str, int] = field(default_factory=dict)
     fanout_failures: int = 0
     alerts: int = 0
+    urgent: int = 0  # readings taken ahead of the queue because they may cross an alert limit
     queued: dict[str, int] = field(default_factory=dict)
 
 
@@ -111,7 +113,11 @@ class Pipeline:
         self._routes = routes
         self._activity = activity
         self._is_restricted = is_restricted
-        self._queue: asyncio.Queue[Received] = asyncio.Queue()
+        # Readings that may cross an alert limit wait in their own lane and are taken first,
+        # so an alert does not queue behind a backlog of ordinary readings.
+        self._urgent: deque[Received] = deque()
+        self._ordinary: deque[Received] = deque()
+        self._arrived = asyncio.Event()
         self._in_flight: list[Received] = []
         self._subjects = {subject.id: subject for subject in settings.subjects}
         self._devices = {device.address: device for device in settings.devices}
@@ -124,17 +130,29 @@ class Pipeline:
 
     def submit(self, received: Received) -> None:
         """Called from the BLE notification callback; never blocks."""
-        self._queue.put_nowait(received)
+        if self._alerts.may_breach(received.measurement):
+            self.stats.urgent += 1
+            self._urgent.append(received)
+        else:
+            self._ordinary.append(received)
+        self._arrived.set()
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._urgent) + len(self._ordinary)
+
+    def _next_batch(self) -> list[Received]:
+        """Up to ``MAX_BATCH`` readings, all urgent ones before any ordinary one."""
+        lane = self._urgent or self._ordinary
+        return [lane.popleft() for _ in range(min(MAX_BATCH, len(lane)))]
 
     async def run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not self.pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            batch = self._next_batch()
             self._in_flight = batch
             await self.ingest(batch)
             self._in_flight = []
@@ -148,11 +166,8 @@ class Pipeline:
         if self._in_flight:
             batch, self._in_flight = self._in_flight, []
             await self.ingest(batch)
-        while not self._queue.empty():
-            batch = []
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self.ingest(batch)
+        while self.pending:
+            await self.ingest(self._next_batch())
 
     async def ingest(self, batch: list[Received]) -> None:
         bound = [reading for reading in map(self._bind, batch) if reading is not None]

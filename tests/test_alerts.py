@@ -112,3 +112,32 @@ def test_vital_interest_only_on_raised_alerts_of_rules_that_allow_it():
     assert raised.vital_interest
     [resolved] = engine.evaluate(later(first, 10, 120, "r-2"))
     assert not resolved.vital_interest
+
+
+def test_may_breach_asks_every_rule_including_other_peoples_and_converts_units():
+    strict = AlertRuleSettings(kind="blood_pressure", value="systolic", above=140, unit="mm[Hg]")
+    engine = AlertEngine([HIGH], {"s-2": [strict]})
+    assert engine.may_breach(bp_measurement(150))  # s-2's own limit: urgent for anyone
+    assert not engine.may_breach(bp_measurement(130))
+    assert engine.may_breach(bp_measurement(25.5, 12, unit="kPa"))  # 191 mmHg
+    assert not AlertEngine([]).may_breach(bp_measurement(250))
+
+
+def test_an_older_in_range_reading_judged_after_a_newer_breach_does_not_resolve_it():
+    """The urgent lane can judge a high reading before in-range ones that arrived earlier."""
+    engine = AlertEngine([HIGH])
+    earlier_normal = bound(bp_measurement(130), reading_id="r-1")
+    high = later(earlier_normal, 5, 195, "r-2")
+    assert [e.type for e in engine.evaluate(high)] == ["alert.raised"]
+    assert engine.evaluate(earlier_normal) == []  # arrived before the breach: not a resolution
+    [resolved] = engine.evaluate(later(earlier_normal, 10, 130, "r-3"))
+    assert resolved.type == "alert.resolved"
+
+
+def test_a_breach_within_cooldown_still_moves_the_point_a_resolution_must_follow():
+    engine = AlertEngine([HIGH])
+    first = bound(bp_measurement(190), reading_id="r-1")
+    engine.evaluate(first)
+    assert engine.evaluate(later(first, 60, 195, "r-3")) == []  # within cooldown: quiet
+    assert engine.evaluate(later(first, 30, 130, "r-2")) == []  # arrived before r-3
+    assert [e.type for e in engine.evaluate(later(first, 90, 120, "r-4"))] == ["alert.resolved"]
