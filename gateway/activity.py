@@ -10,16 +10,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ActivityEntry:
+class ActivityEntry(NamedTuple):
+    """One thing the gateway did (a named tuple: several are made per reading)."""
+
     at: float
     kind: str
     fields: dict[str, Any]

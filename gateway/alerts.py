@@ -125,6 +125,7 @@ class AlertEngine:
             for ref, own in (personal or {}).items()
         }
         self._active: dict[tuple[str, str, str], _Active] = {}
+        self._rules_cache: dict[tuple[str, str, str], list[Rule]] = {}
         # Every rule that targets a (kind, value), general or anyone's own: ``may_breach``
         # needs no person, so it asks all of them.
         self._any_rule: dict[tuple[str, str], list[Rule]] = {}
@@ -151,8 +152,13 @@ class AlertEngine:
         return False
 
     def _rules_for(self, subject_ref: str, kind: str, value: str) -> list[Rule]:
-        own = [r for r in self._personal.get(subject_ref, ()) if _targets(r, kind, value)]
-        return own or [r for r in self._general if _targets(r, kind, value)]
+        key = (subject_ref, kind, value)  # rules are fixed at start: look each target up once
+        rules = self._rules_cache.get(key)
+        if rules is None:
+            own = [r for r in self._personal.get(subject_ref, ()) if _targets(r, kind, value)]
+            rules = own or [r for r in self._general if _targets(r, kind, value)]
+            self._rules_cache[key] = rules
+        return rules
 
     def evaluate(self, reading: BoundReading) -> list[AlertEvent]:
         measurement = reading.measurement

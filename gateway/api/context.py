@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from gateway.references import References
 
 _REMEMBERED_READINGS = 4096
+_REFRESHES = frozenset({"stored", "alert.raised", "alert.resolved", "delivered"})
+_CHANGES_A_PAGE = _REFRESHES | {"reading"}  # "reading" only to remember whose it is
 
 
 class SubjectStream:
@@ -64,6 +66,8 @@ class SubjectEvents:
                 stream.changed.set()
 
     def observe(self, entry: ActivityEntry) -> None:
+        if entry.kind not in _CHANGES_A_PAGE:
+            return
         fields = entry.fields
         reading_id = fields.get("reading_id")
         subject_ref = fields.get("subject_ref")
@@ -72,7 +76,7 @@ class SubjectEvents:
             while len(self._reading_subject) > _REMEMBERED_READINGS:
                 self._reading_subject.popitem(last=False)
         # "stored", not "reading": a page that refreshes on the signal must find the reading.
-        if entry.kind in ("stored", "alert.raised", "alert.resolved", "delivered"):
+        if entry.kind in _REFRESHES:
             if subject_ref is None and reading_id is not None:
                 subject_ref = self._reading_subject.get(str(reading_id))
                 if subject_ref is None:
