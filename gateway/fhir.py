@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 MDC = "urn:iso:std:iso:11073:10101"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -260,3 +262,61 @@ def transaction_bundle(entry_groups: list[list[dict[str, Any]]]) -> dict[str, An
             seen.add(entry["fullUrl"])
             entries.append(entry)
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+# A queued FHIR item is ``{"entries": [Device, Observation, ...]}`` as orjson wrote it (compact,
+# keys in insertion order). A Bundle is spliced from those bytes instead of parsing every item
+# and serialising the lot again: per item, the Device entry (kept once per Bundle) and the
+# run of Observation entries after it.
+_STORED_HEAD = b'{"entries":['
+_STORED_TAIL = b"]}"
+_NEXT_ENTRY = b'},{"fullUrl":"'
+_BUNDLE_HEAD = b'{"resourceType":"Bundle","type":"transaction","entry":['
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_device_entry(raw: bytes) -> bool:
+    """Checked once per distinct Device entry: it parses, alone, as a Device entry."""
+    try:
+        entry = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("resource"), dict)
+        and entry["resource"].get("resourceType") == "Device"
+        and set(entry) == {"fullUrl", "resource", "request"}
+    )
+
+
+def _split_stored(body: bytes) -> tuple[bytes, bytes] | None:
+    """(Device entry, the Observation entries after it) of one stored item, or None when the
+    bytes are not laid out as expected (the caller then parses them)."""
+    if not (body.startswith(_STORED_HEAD) and body.endswith(_STORED_TAIL)):
+        return None
+    # The Device entry's strings are a UUID, URLs, hex and fixed words: the first
+    # "},{"fullUrl":"" after it can only be the start of the next entry.
+    cut = body.find(_NEXT_ENTRY, len(_STORED_HEAD))
+    if cut < 0:
+        return None
+    device = body[len(_STORED_HEAD) : cut + 1]
+    if not _is_device_entry(device):
+        return None
+    return device, body[cut + 2 : -len(_STORED_TAIL)]
+
+
+def bundle_from_stored(bodies: list[bytes]) -> bytes | None:
+    """The transaction Bundle ``transaction_bundle`` would make of these stored items, byte for
+    byte the same JSON, without parsing them; None if any item is not in the stored layout."""
+    parts: list[bytes] = []
+    devices: set[bytes] = set()
+    for body in bodies:
+        split = _split_stored(body)
+        if split is None:
+            return None
+        device, observations = split
+        if device not in devices:
+            devices.add(device)
+            parts.append(device)
+        parts.append(observations)
+    return _BUNDLE_HEAD + b",".join(parts) + b"]}"

@@ -48,9 +48,14 @@ class QueuedItem:
     idempotency_key: str
     legal_basis: str
     fields: tuple[str, ...]
-    payload: dict[str, Any]
+    body: bytes  # the payload as stored: JSON, exactly as ``orjson.dumps`` wrote it
     attempts: int
     created_at: float
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload, parsed (each time: sinks send ``body`` as it is where they can)."""
+        return orjson.loads(self.body)  # type: ignore[no-any-return]
 
 
 _DUE_COLUMNS = (
@@ -61,6 +66,7 @@ _DUE_WHERE = " WHERE destination = ? AND next_attempt_at <= ?"
 _DUE_ORDER = " ORDER BY priority, id LIMIT ?"
 _DUE_SORTED = _DUE_COLUMNS + " INDEXED BY outbox_due" + _DUE_WHERE
 _DUE_IN_ORDER = _DUE_COLUMNS + " INDEXED BY outbox_order" + _DUE_WHERE
+_IDS_PER_STATEMENT = 500  # well under SQLite's limit on bound parameters
 _DUE_PROBE = 4  # this many batches due or more: walk the delivery order instead of sorting
 
 
@@ -160,7 +166,7 @@ class Outbox:
             attempts,
             created_at,
         ) = row
-        payload = orjson.loads(self._sealer.open(sealed, _associated(destination, key)))
+        body = self._sealer.open(sealed, _associated(destination, key))
         return QueuedItem(
             id_,
             destination,
@@ -171,7 +177,7 @@ class Outbox:
             key,
             basis,
             tuple(fields.split(",")) if fields else (),
-            payload,
+            body,
             attempts,
             created_at,
         )
@@ -185,7 +191,10 @@ class Outbox:
 
     @staticmethod
     def remove(connection: sqlite3.Connection, ids: list[int]) -> None:
-        connection.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[start : start + _IDS_PER_STATEMENT]
+            marks = ",".join("?" * len(chunk))
+            connection.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)  # noqa: S608
 
     @staticmethod
     def reschedule(connection: sqlite3.Connection, retries: list[tuple[int, float, str]]) -> None:

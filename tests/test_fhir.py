@@ -112,3 +112,40 @@ def test_effective_time_is_corrected_by_the_device_clock_offset():
     assert (
         datetime.fromisoformat(expected) - datetime.fromisoformat(effective)
     ).total_seconds() == 3600
+
+
+def test_a_bundle_spliced_from_stored_bytes_is_the_bundle_built_from_parsed_items():
+    from dataclasses import replace
+
+    import orjson
+
+    from gateway.fhir import bundle_from_stored
+
+    readings = [
+        replace(bound(bp_measurement(120 + i), reading_id=f"r-{i}"), device_address=address)
+        for i, address in enumerate(
+            ["C4:7C:8D:6A:12:34", "C4:7C:8D:6A:00:02", "C4:7C:8D:6A:12:34", "C4:7C:8D:6A:00:02"]
+        )
+    ]
+    weight = Measurement(kind="weight", values={"body_weight": Quantity(value=80.5, unit="kg")})
+    readings.append(replace(bound(weight, reading_id="r-w"), device_address="C4:7C:8D:6A:00:09"))
+    groups = [reading_entries(reading_event(r), SYSTEM) for r in readings]
+    stored = [orjson.dumps({"entries": group}) for group in groups]  # as the outbox keeps them
+    spliced = bundle_from_stored(stored)
+    assert spliced == orjson.dumps(transaction_bundle(groups))
+    bundle = Bundle.model_validate_json(spliced)
+    assert [e.resource.get_resource_type() for e in bundle.entry].count("Device") == 3
+
+
+def test_stored_bytes_in_another_layout_are_not_spliced():
+    import orjson
+
+    from gateway.fhir import bundle_from_stored
+
+    entries = reading_entries(reading_event(bound()), SYSTEM)
+    good = orjson.dumps({"entries": entries})
+    assert bundle_from_stored([good]) is not None
+    observation_first = orjson.dumps({"entries": [entries[1], entries[0], entries[2]]})
+    assert bundle_from_stored([good, observation_first]) is None
+    assert bundle_from_stored([orjson.dumps({"entries": entries[:1]})]) is None  # no observation
+    assert bundle_from_stored([orjson.dumps({"other": entries})]) is None

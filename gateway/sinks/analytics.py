@@ -45,7 +45,7 @@ class JsonBatchSink:
         body = orjson.dumps(
             {
                 "sent_at": datetime.now(UTC).isoformat(),
-                self._key: [item.payload for item in items],
+                self._key: [orjson.Fragment(item.body) for item in items],  # as queued
             }
         )
         outcome, _status, _text = await post(

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.fhir import transaction_bundle
+from gateway.fhir import bundle_from_stored, transaction_bundle
 from gateway.outbox import QueuedItem
 from gateway.settings import FhirDestination
 from gateway.sinks import Outcome, excerpt, is_retryable
@@ -45,12 +45,13 @@ class FhirSink:
             self._headers["Authorization"] = f"Bearer {token}"
 
     async def deliver(self, items: list[QueuedItem]) -> Outcome:
-        groups = [item.payload["entries"] for item in items]
-        bundle = transaction_bundle(groups)
+        body = bundle_from_stored([item.body for item in items])
+        if body is None:  # not in the stored layout: build it the long way
+            body = orjson.dumps(transaction_bundle([item.payload["entries"] for item in items]))
         outcome, _status, text = await post(
             self._session,
             self._settings.url,
-            orjson.dumps(bundle),
+            body,
             self._headers,
             self._settings.timeout_s,
             [item.id for item in items],
@@ -60,33 +61,38 @@ class FhirSink:
             first = await self.deliver(items[:middle])
             return _merge(first, await self.deliver(items[middle:]))
         if outcome.delivered:
-            return _per_entry(items, groups, bundle, text)
+            return _per_entry(items, text)
         return outcome
 
     async def close(self) -> None:
         return None
 
 
-def _per_entry(
-    items: list[QueuedItem], groups: list[list[dict[str, Any]]], bundle: dict[str, Any], text: str
-) -> Outcome:
+def _per_entry(items: list[QueuedItem], text: str) -> Outcome:
     try:
         response = orjson.loads(text)
         entries = response["entry"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         entries = None
-    if not isinstance(entries, list) or len(entries) != len(bundle["entry"]):
-        # No per-entry detail: a 2xx on a transaction means every entry was applied.
-        return Outcome(delivered=[item.id for item in items])
+    everyone = Outcome(delivered=[item.id for item in items])
+    if not isinstance(entries, list):
+        return everyone  # no per-entry detail: a 2xx on a transaction means all were applied
+    codes = [_status_code(entry) for entry in entries]
+    if all(code is None or code < 400 for code in codes):
+        return everyone  # the usual answer: no need to know which entry was whose
+    groups = [item.payload["entries"] for item in items]
+    bundle = transaction_bundle(groups)
+    if len(entries) != len(bundle["entry"]):
+        return everyone
     position = {entry["fullUrl"]: index for index, entry in enumerate(bundle["entry"])}
     outcome = Outcome()
     for item, group in zip(items, groups, strict=True):
-        codes = [_status_code(entries[position[entry["fullUrl"]]]) for entry in group]
-        failed = [c for c in codes if c is not None and c >= 400 and not is_retryable(c)]
+        mine = [_status_code(entries[position[entry["fullUrl"]]]) for entry in group]
+        failed = [c for c in mine if c is not None and c >= 400 and not is_retryable(c)]
         if failed:
-            answer = entries[position[group[codes.index(failed[0])]["fullUrl"]]]
+            answer = entries[position[group[mine.index(failed[0])]["fullUrl"]]]
             outcome.failed.append((item.id, failed[0], excerpt(orjson.dumps(answer).decode())))
-        elif any(c is not None and is_retryable(c) for c in codes):
+        elif any(c is not None and is_retryable(c) for c in mine):
             outcome.retry.append(item.id)
             outcome.reason = "an entry of the transaction-response asked for a retry"
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import aiohttp
-import orjson
 
 from gateway.outbox import QueuedItem
 from gateway.settings import WebhookDestination
@@ -30,7 +29,7 @@ class WebhookSink:
     async def deliver(self, items: list[QueuedItem]) -> Outcome:
         outcome = Outcome()
         for item in items:
-            body = orjson.dumps(item.payload)
+            body = item.body  # the event as queued, byte for byte: what the signature covers
             timestamp = int(time.time())
             headers = {
                 "Content-Type": "application/json",
