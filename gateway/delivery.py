@@ -74,6 +74,7 @@ class DeliveryWorker:
         self._draining = False
         self._drain_requested = asyncio.Event()
         self._failures = 0  # consecutive batches the destination failed entirely
+        self._settling: asyncio.Future[None] | None = None  # the last batch's bookkeeping
         self._held_until = 0.0
 
     def wake(self) -> None:
@@ -86,6 +87,12 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self._settled()  # the last batch's bookkeeping is done before we return
+
+    async def _run(self) -> None:
         name = self.sink.name
         ahead: list[QueuedItem] = []
         while True:
@@ -108,6 +115,7 @@ class DeliveryWorker:
                 continue
             if self._draining:
                 return
+            await self._settled()
             next_due = await self._database.call(
                 lambda c: self._outbox.next_due(c, name), priority=self._priority
             )
@@ -177,17 +185,38 @@ class DeliveryWorker:
             read_ahead = asyncio.ensure_future(self._due(exclude))
         try:
             outcome = await self.sink.deliver(sendable) if sendable else Outcome()
-            await self._database.call(
+            if sendable:
+                self._note_outcome(outcome)
+            # The bookkeeping (remove, audit, reschedule; one commit) runs while the next batch
+            # is sent. The worker's database work is taken in order, so whatever it reads next
+            # already sees this batch settled; at most one batch is ever unsettled.
+            await self._settled()
+            applied = self._database.submit(
                 lambda c: self._apply(c, sendable, withheld, outcome), priority=self._priority
             )
+            settle = self._settle(applied, sendable, withheld, outcome)
+            self._settling = asyncio.ensure_future(settle)
         except BaseException:
             if read_ahead is not None:
                 read_ahead.cancel()
             raise
-        if sendable:
-            self._note_outcome(outcome)
-        self._report(sendable, withheld, outcome)
         return await read_ahead if read_ahead is not None else []
+
+    async def _settle(
+        self,
+        applied: asyncio.Future[None],
+        sendable: list[QueuedItem],
+        withheld: list[QueuedItem],
+        outcome: Outcome,
+    ) -> None:
+        await applied
+        self._report(sendable, withheld, outcome)
+
+    async def _settled(self) -> None:
+        """Wait for the previous batch's bookkeeping (and raise what it raised)."""
+        if self._settling is not None:
+            settling, self._settling = self._settling, None
+            await settling
 
     def _apply(
         self,

@@ -197,15 +197,25 @@ class Database:
         self, function: Callable[[sqlite3.Connection], T], *, priority: Priority = Priority.BULK
     ) -> T:
         """Run ``function(connection)`` on the writer thread and return its result."""
-        return await self._submit(lambda: self._run(function), priority)
+        return await self.submit(function, priority=priority)
+
+    def submit(
+        self, function: Callable[[sqlite3.Connection], T], *, priority: Priority = Priority.BULK
+    ) -> asyncio.Future[T]:
+        """Queue ``function(connection)`` now (behind earlier work of the same priority); the
+        future has its result. For callers that must fix the order before they next yield."""
+        return self._enqueue(lambda: self._run(function), priority)
 
     async def _submit(self, function: Callable[[], T], priority: int) -> T:
+        return await self._enqueue(function, priority)
+
+    def _enqueue(self, function: Callable[[], T], priority: int) -> asyncio.Future[T]:
         if self._thread is None:
             raise StoreError("database is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((priority, next(self._arrival), _Job(function, future, loop)))
-        return await future
+        return future
 
     def _serve(self) -> None:
         while True:
