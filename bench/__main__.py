@@ -42,12 +42,13 @@ class Sizes:
     sweep_readings: int
     alerts: int
     alerts_per_s: float
+    alert_repeats: int
     idle_window_s: float
     drain: int
 
 
-FULL = Sizes(False, 30_000, (1, 10, 25, 250, 1000), 4_000, 1_000, 50.0, 30.0, 1_000_000)
-QUICK = Sizes(True, 3_000, (1, 10, 1000), 600, 200, 100.0, 4.0, 20_000)
+FULL = Sizes(False, 30_000, (1, 10, 25, 250, 1000), 4_000, 1_000, 50.0, 3, 30.0, 1_000_000)
+QUICK = Sizes(True, 3_000, (1, 10, 1000), 600, 200, 100.0, 1, 4.0, 20_000)
 
 
 def say(message: str) -> None:
@@ -80,13 +81,17 @@ async def run(stages: set[str], sizes: Sizes, workdir: Path, profile: bool) -> r
         capacity = results.pipeline.readings_per_s if results.pipeline else 1000.0
         for share in (0.25, 0.5):
             load = max(100.0, round(capacity * share, -2))
-            say(f"alerts: {sizes.alerts:,} alerts under {load:,.0f} readings/s of load")
+            say(
+                f"alerts: {sizes.alert_repeats} x {sizes.alerts:,} alerts under"
+                f" {load:,.0f} readings/s of load"
+            )
             results.alerts.append(
                 await measure_alert_latency(
                     workdir / "alerts",
                     alerts=sizes.alerts,
                     alerts_per_s=sizes.alerts_per_s,
                     load_per_s=load,
+                    repeats=sizes.alert_repeats,
                 )
             )
         results.notes.append(

@@ -65,7 +65,8 @@ def targets_table(results: Results) -> list[str]:
     for a in results.alerts:
         rows.append(
             f"| alert latency, notification -> signed webhook received "
-            f"({a.alerts:,} alerts, load {a.achieved_load_per_s:,.0f} readings/s) | "
+            f"({a.alerts:,} alerts in {a.runs} run(s), load {a.achieved_load_per_s:,.0f}"
+            " readings/s) | "
             f"p50 {a.p50_ms:.1f} ms, p99 {a.p99_ms:.1f} ms, max {a.max_ms:.1f} ms | "
             f"p99 ≤ {TARGET_P99_MS:.0f} ms | {_verdict(a.p99_ms <= TARGET_P99_MS)} |"
         )
@@ -150,13 +151,17 @@ def render(results: Results) -> str:
             "Alerts injected at a steady rate while ordinary readings flow to the care platform "
             "and analytics at the load shown.",
             "",
-            "| alerts | alerts/s | load (readings/s) | p50 | p90 | p99 | max | mean |",
-            "|---|---|---|---|---|---|---|---|",
+            "Several runs at one load are pooled: the percentiles are over all their alerts; "
+            "each run's own p99 is shown beside them.",
+            "",
+            "| alerts | runs | alerts/s | load (readings/s) | p50 | p90 | p99 | max | mean |"
+            " p99 of each run |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {a.alerts:,} | {a.alerts_per_s:g} | {a.achieved_load_per_s:,.0f} | "
+            f"| {a.alerts:,} | {a.runs} | {a.alerts_per_s:g} | {a.achieved_load_per_s:,.0f} | "
             f"{a.p50_ms:.1f} ms | {a.p90_ms:.1f} ms | {a.p99_ms:.1f} ms | {a.max_ms:.1f} ms | "
-            f"{a.mean_ms:.1f} ms |"
+            f"{a.mean_ms:.1f} ms | {', '.join(f'{p:.0f}' for p in a.run_p99_ms) or '-'} |"
             for a in results.alerts
         ]
         lines.append("")
