@@ -11,13 +11,15 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from devices.source import DeviceTarget, Received
 from gateway.activity import Activity, ActivityEntry
 from gateway.app import Gateway, device_targets
 from gateway.models import Measurement
-from gateway.settings import Settings
+from gateway.settings import Settings, parse_settings
+from tests.configs import free_port, webhook_secret
 
 
 class ActivityWatcher:
@@ -44,6 +46,44 @@ def closed_port_url(path: str) -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
+
+
+def alerting_settings(
+    data_dir: Path, person: str, cuff: str, rule: dict[str, Any], consent: dict[str, bool]
+) -> Settings:
+    """One person with one simulated cuff, an alert rule, and a nurse webhook nobody answers
+    (so the alerts stay queued where a test can read them)."""
+    secret = data_dir.parent / f"{data_dir.name}.webhook-secret"
+    secret.write_text(webhook_secret())
+    return parse_settings(
+        {
+            "gateway": {
+                "data_dir": str(data_dir),
+                "log_level": "error",
+                "api": {"listen": f"127.0.0.1:{free_port()}"},
+            },
+            "subjects": [{"id": person, "birth_date": "1970-01-01", "consent": consent}],
+            "devices": [
+                {
+                    "address": cuff,
+                    "profile": "blood_pressure",
+                    "subject": person,
+                    "simulated": True,
+                    "simulation": {"readings": []},
+                }
+            ],
+            "destinations": [
+                {
+                    "name": "nurse",
+                    "kind": "webhook",
+                    "purpose": "alerting",
+                    "url": closed_port_url("/h"),
+                    "secret_file": str(secret),
+                }
+            ],
+            "alert_rules": [rule],
+        }
+    )
 
 
 @contextlib.asynccontextmanager

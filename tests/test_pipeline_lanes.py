@@ -4,17 +4,14 @@ ordinary readings queued ahead of it, and its alert is still judged in arrival o
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from devices.source import Received
 from gateway.activity import ActivityEntry
 from gateway.models import Measurement, Quantity
-from gateway.settings import Settings, parse_settings
-from tests.configs import free_port
-from tests.gateway_harness import closed_port_url, running_gateway, target_for
+from gateway.settings import Settings
+from tests.gateway_harness import alerting_settings, running_gateway, target_for
 
 PERSON = "197001011234"
 CUFF = "C4:7C:8D:6A:00:01"
@@ -22,38 +19,8 @@ BLOOD_PRESSURE = "00002a35-0000-1000-8000-00805f9b34fb"
 
 
 def settings_for(tmp_path: Path) -> Settings:
-    (tmp_path / "s").write_text("whsec_" + base64.b64encode(os.urandom(32)).decode())
-    return parse_settings(
-        {
-            "gateway": {
-                "data_dir": str(tmp_path / "d"),
-                "log_level": "error",
-                "api": {"listen": f"127.0.0.1:{free_port()}"},
-            },
-            "subjects": [{"id": PERSON, "birth_date": "1970-01-01", "consent": {"alerting": True}}],
-            "devices": [
-                {
-                    "address": CUFF,
-                    "profile": "blood_pressure",
-                    "subject": PERSON,
-                    "simulated": True,
-                    "simulation": {"readings": []},
-                }
-            ],
-            "destinations": [
-                {
-                    "name": "nurse",
-                    "kind": "webhook",
-                    "purpose": "alerting",
-                    "url": closed_port_url("/h"),
-                    "secret_file": str(tmp_path / "s"),
-                }
-            ],
-            "alert_rules": [
-                {"kind": "blood_pressure", "value": "systolic", "above": 180, "cooldown_s": 0}
-            ],
-        }
-    )
+    rule = {"kind": "blood_pressure", "value": "systolic", "above": 180, "cooldown_s": 0}
+    return alerting_settings(tmp_path / "d", PERSON, CUFF, rule, consent={"alerting": True})
 
 
 def systolic(value: float, minute: int) -> Measurement:

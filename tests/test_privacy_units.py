@@ -341,47 +341,16 @@ async def test_alerts_are_audited_without_the_measured_value(tmp_path):
     from datetime import datetime
 
     from gateway.models import Measurement, Quantity
-    from tests.configs import free_port
-    from tests.gateway_harness import closed_port_url, inject, running_gateway
+    from tests.gateway_harness import alerting_settings, inject, running_gateway
 
-    (tmp_path / "s").write_text("whsec_" + base64.b64encode(os.urandom(32)).decode())
-    settings = parse_settings(
-        {
-            "gateway": {
-                "data_dir": str(tmp_path / "d"),
-                "log_level": "error",
-                "api": {"listen": f"127.0.0.1:{free_port()}"},
-            },
-            "subjects": [{"id": PERSON, "birth_date": "1970-01-01", "consent": {}}],
-            "devices": [
-                {
-                    "address": "C4:7C:8D:6A:00:01",
-                    "profile": "blood_pressure",
-                    "subject": PERSON,
-                    "simulated": True,
-                    "simulation": {"readings": []},
-                }
-            ],
-            "destinations": [
-                {
-                    "name": "nurse",
-                    "kind": "webhook",
-                    "purpose": "alerting",
-                    "url": closed_port_url("/h"),
-                    "secret_file": str(tmp_path / "s"),
-                }
-            ],
-            "alert_rules": [
-                {
-                    "kind": "blood_pressure",
-                    "value": "systolic",
-                    "above": 180,
-                    "severity": "critical",
-                    "vital_interest": True,
-                }
-            ],
-        }
-    )
+    rule = {
+        "kind": "blood_pressure",
+        "value": "systolic",
+        "above": 180,
+        "severity": "critical",
+        "vital_interest": True,
+    }
+    settings = alerting_settings(tmp_path / "d", PERSON, "C4:7C:8D:6A:00:01", rule, consent={})
     reading = Measurement(
         kind="blood_pressure",
         measured_at=datetime(2026, 11, 20, 8),
