@@ -66,8 +66,8 @@ _DUE_WHERE = " WHERE destination = ? AND next_attempt_at <= ?"
 _DUE_ORDER = " ORDER BY priority, id LIMIT ?"
 _DUE_SORTED = _DUE_COLUMNS + " INDEXED BY outbox_due" + _DUE_WHERE
 _DUE_IN_ORDER = _DUE_COLUMNS + " INDEXED BY outbox_order" + _DUE_WHERE
-_IDS_PER_STATEMENT = 500  # well under SQLite's limit on bound parameters
 _DUE_PROBE = 4  # this many batches due or more: walk the delivery order instead of sorting
+_IDS_PER_STATEMENT = 500  # well under SQLite's limit on bound parameters
 
 
 def _associated(destination: str, idempotency_key: str) -> bytes:

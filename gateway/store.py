@@ -4,7 +4,7 @@ SQLite calls block, and a commit on an SD card can take milliseconds, so every s
 one dedicated thread and the event loop awaits it. One thread also means one writer, which is
 what SQLite wants; waiting work is taken by priority, so an alert never queues behind a backlog.
 The file is in WAL mode with ``synchronous=FULL``: a committed reading survives ``kill -9`` and
-power loss. A second, read-only-in-effect connection on its own thread checkpoints the log.
+power loss. A second connection, on a thread of its own, checkpoints the log (``Checkpointer``).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class Database:
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
             self._thread.start()
-        await self._submit(self._open, Priority.INTAKE)
+        await self._enqueue(self._open, Priority.INTAKE)
 
     def _open(self) -> None:
         try:
@@ -205,9 +205,6 @@ class Database:
         """Queue ``function(connection)`` now (behind earlier work of the same priority); the
         future has its result. For callers that must fix the order before they next yield."""
         return self._enqueue(lambda: self._run(function), priority)
-
-    async def _submit(self, function: Callable[[], T], priority: int) -> T:
-        return await self._enqueue(function, priority)
 
     def _enqueue(self, function: Callable[[], T], priority: int) -> asyncio.Future[T]:
         if self._thread is None:
@@ -253,7 +250,7 @@ class Database:
             return
         if self._connection is not None:
             # Last in line: whatever was queued before the close still runs first.
-            await self._submit(self._close, _LAST)
+            await self._enqueue(self._close, _LAST)
         self._jobs.put((_LAST + 1, next(self._arrival), None))
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._thread = None
