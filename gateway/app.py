@@ -137,7 +137,13 @@ class Gateway:
         try:
             await self.database.call(lambda c: self._seed_consents(c, references))
             self.rights = Rights(
-                self.settings, self.database, references, sealer, self.consents, self.restrictions
+                self.settings,
+                self.database,
+                references,
+                sealer,
+                self.consents,
+                self.restrictions,
+                outbox,
             )
             async with aiohttp.ClientSession() as session:
                 await self._serve(stop, session, references, sealer, outbox)
@@ -190,6 +196,9 @@ class Gateway:
             self.activity,
             is_restricted=self.restrictions.is_restricted,
         )
+        for destination, worker in zip(built, self.workers, strict=False):
+            if destination.route.category == "reading":
+                worker.build = self.pipeline.builder(destination.route.name)
         self.source = BleSource(
             device_targets(self.settings),
             self.pipeline.submit,

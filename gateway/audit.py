@@ -2,6 +2,12 @@
 
 Every entry's hash covers its own content and the previous entry's hash, so editing, removing
 or reordering any entry breaks the chain from that point on, and ``verify`` says where.
+
+A delivered batch is one entry (``disclosure`` with ``readings_by_subject``: subject
+reference -> the reading ids it carried), not one per reading: the chain grows per request, not per reading.
+The people it names are indexed in ``audit_subjects`` so each person's view stays exact, and
+``entries`` shows a batch as one disclosure per reading (the same ``seq``), as it was shown
+when each reading had an entry of its own.
 """
 
 from __future__ import annotations
@@ -55,25 +61,49 @@ def append_many(
 ) -> int:
     """Append (event, data, subject_ref) entries in order, inside the caller's transaction.
 
-    The chain head is read once for the lot, so auditing a delivered batch costs one query
-    and one insert, not one of each per item. Returns the last sequence number.
+    The chain head is read once for the lot. Returns the last sequence number. An entry whose
+    data has ``readings_by_subject`` (subject reference -> reading ids) is indexed under each
+    person.
     """
     row = connection.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS)
     stamp = (at or datetime.now(UTC)).isoformat()
     rows = []
+    people = []
     for event, data, subject_ref in entries:
         seq += 1
         body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         entry_hash = _entry_hash(prev_hash, seq, stamp, event, subject_ref, body)
         rows.append((seq, stamp, event, subject_ref, body, prev_hash, entry_hash))
         prev_hash = entry_hash
+        named = data.get(BATCH_KEY)
+        if isinstance(named, dict):
+            people += [(ref, seq) for ref in named]
     connection.executemany(
         "INSERT INTO audit (seq, at, event, subject_ref, data, prev_hash, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    if people:
+        connection.executemany(
+            "INSERT INTO audit_subjects (subject_ref, seq) VALUES (?, ?)", people
+        )
     return seq
+
+
+# In a batch entry's data: subject reference -> the ids of that person's readings it names.
+BATCH_KEY = "readings_by_subject"
+
+
+def batch_entry(
+    common: dict[str, Any], readings: Sequence[tuple[str, str]]
+) -> dict[str, Any]:
+    """The data of one entry for a delivered batch: what was sent where and why (``common``),
+    and which readings of whom (``readings``: (subject_ref, reading_id) pairs, in order)."""
+    named: dict[str, list[str]] = {}
+    for subject_ref, reading_id in readings:
+        named.setdefault(subject_ref, []).append(reading_id)
+    return {**common, BATCH_KEY: named}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +119,7 @@ def verify(connection: sqlite3.Connection) -> VerifyResult:
     rows = connection.execute(
         "SELECT seq, at, event, subject_ref, data, prev_hash, hash FROM audit ORDER BY seq"
     )
+    named: dict[int, set[str]] = {}
     for seq, at, event, subject_ref, data, prev_hash, entry_hash in rows:
         if seq != expected_seq:
             return VerifyResult(False, count, f"entry {expected_seq} is missing (next is {seq})")
@@ -96,13 +127,29 @@ def verify(connection: sqlite3.Connection) -> VerifyResult:
             return VerifyResult(False, count, f"entry {seq} does not follow entry {seq - 1}")
         if _entry_hash(prev_hash, seq, at, event, subject_ref, data) != entry_hash:
             return VerifyResult(False, count, f"entry {seq} was altered")
+        if b'"' + BATCH_KEY.encode() + b'":{' in data:
+            batch = orjson.loads(data).get(BATCH_KEY)
+            if isinstance(batch, dict):
+                named[seq] = set(batch)
         expected_prev, expected_seq, count = entry_hash, seq + 1, count + 1
+    # The per-person index must say exactly what the chained entries say: a row removed from
+    # it would hide a disclosure from that person's page.
+    indexed: dict[int, set[str]] = {}
+    for subject_ref, seq in connection.execute("SELECT subject_ref, seq FROM audit_subjects"):
+        indexed.setdefault(seq, set()).add(subject_ref)
+    for seq in sorted(set(named) | set(indexed)):
+        if named.get(seq) != indexed.get(seq):
+            return VerifyResult(
+                False, count, f"entry {seq}: the index of the people it names was altered"
+            )
     return VerifyResult(True, count)
 
 
 def entries(
     connection: sqlite3.Connection, *, subject_ref: str | None = None, limit: int = 1000
 ) -> list[AuditEntry]:
+    """Entries, newest first; a batch entry is shown as one disclosure per reading it names
+    (only the person's own readings when ``subject_ref`` is given)."""
     if subject_ref is None:
         rows = connection.execute(
             "SELECT seq, at, event, subject_ref, data FROM audit ORDER BY seq DESC LIMIT ?",
@@ -111,7 +158,24 @@ def entries(
     else:
         rows = connection.execute(
             "SELECT seq, at, event, subject_ref, data FROM audit WHERE subject_ref = ?"
+            " UNION ALL SELECT seq, at, event, subject_ref, data FROM audit WHERE seq IN"
+            " (SELECT seq FROM audit_subjects WHERE subject_ref = ?)"
             " ORDER BY seq DESC LIMIT ?",
-            (subject_ref, limit),
+            (subject_ref, subject_ref, limit),
         )
-    return [AuditEntry(r[0], r[1], r[2], r[3], orjson.loads(r[4])) for r in rows]
+    shown: list[AuditEntry] = []
+    for seq, at, event, ref, raw in rows:
+        data = orjson.loads(raw)
+        batch = data.get(BATCH_KEY) if isinstance(data, dict) else None
+        if not isinstance(batch, dict):
+            shown.append(AuditEntry(seq, at, event, ref, data))
+            continue
+        del data[BATCH_KEY]
+        for person, reading_ids in batch.items():
+            if subject_ref is not None and person != subject_ref:
+                continue
+            shown += [
+                AuditEntry(seq, at, event, person, {**data, "reading_id": reading_id})
+                for reading_id in reading_ids
+            ]
+    return shown

@@ -30,7 +30,7 @@ from gateway.alerts import AlertEngine, AlertEvent
 from gateway.consent import ConsentRegistry
 from gateway.crypto import Sealer
 from gateway.events import BoundReading, age_on, reading_event
-from gateway.outbox import PRIORITY_CARE, NewItem, Outbox
+from gateway.outbox import PRIORITY_CARE, NewItem, Outbox, QueuedItem
 from gateway.references import References
 from gateway.settings import Settings, SubjectSettings
 from gateway.store import Database, Priority, Transaction, reading_aad
@@ -332,17 +332,60 @@ class Pipeline:
         vital: bool,
         key: str | None = None,
     ) -> NewItem | None:
-        item = Item(
-            reading.reading_id, reading.subject_ref, category, payload, vital_interest=vital
+        passed = self._pass(
+            route,
+            reading.reading_id,
+            reading.subject_ref,
+            reading.measurement.kind,
+            category,
+            payload,
+            vital=vital,
+        )
+        if passed is None:
+            return None
+        result, body = passed
+        return NewItem(
+            destination=route.name,
+            purpose=route.purpose,
+            category=category,
+            priority=route.priority,
+            subject_ref=reading.subject_ref,
+            reading_id=reading.reading_id,
+            idempotency_key=key or reading.reading_id,
+            legal_basis=result.legal_basis or "consent",
+            fields=result.fields,
+            payload=body,
+            from_reading=category == "reading",
         )
 
+    def _pass(
+        self,
+        route: Route,
+        reading_id: str,
+        subject_ref: str,
+        kind: str,
+        category: str,
+        payload: dict[str, Any],
+        *,
+        vital: bool,
+        report: bool = True,
+    ) -> tuple[Item, dict[str, Any]] | None:
+        """Run a route's chain and format over one reading's event; None when it may not go.
+
+        ``report``: say what was decided in the activity feed (at intake, not when a queued
+        item is rebuilt from its stored reading to be sent).
+        """
+        item = Item(reading_id, subject_ref, category, payload, vital_interest=vital)
+
         def verdict(passed: bool, **detail: Any) -> None:
+            if not report:
+                return
             self._activity.emit(
                 "filtered",
                 destination=route.name,
                 purpose=route.purpose,
                 category=category,
-                reading_id=reading.reading_id,
+                reading_id=reading_id,
                 passed=passed,
                 **detail,
             )
@@ -355,10 +398,7 @@ class Pipeline:
             body = route.format(result)
         except ValueError as exc:  # e.g. a kind this destination's format cannot express
             log.warning(
-                "destination_cannot_take",
-                destination=route.name,
-                kind=reading.measurement.kind,
-                reason=str(exc),
+                "destination_cannot_take", destination=route.name, kind=kind, reason=str(exc)
             )
             verdict(False, reason="this destination cannot take this kind of reading")
             return None
@@ -373,22 +413,36 @@ class Pipeline:
             return None
         if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body).lower()):
             self.stats.identifier_blocked += 1
-            log.error("identifier_blocked", destination=route.name, kind=reading.measurement.kind)
+            log.error("identifier_blocked", destination=route.name, kind=kind)
             verdict(False, reason="an identifier would have left; blocked")
             return None
         verdict(True, legal_basis=result.legal_basis)
-        return NewItem(
-            destination=route.name,
-            purpose=route.purpose,
-            category=category,
-            priority=route.priority,
-            subject_ref=reading.subject_ref,
-            reading_id=reading.reading_id,
-            idempotency_key=key or reading.reading_id,
-            legal_basis=result.legal_basis or "consent",
-            fields=result.fields,
-            payload=body,
-        )
+        return result, body
+
+    def builder(self, destination: str) -> Callable[[QueuedItem], bytes | None]:
+        """How a destination's queued reading is built again from the stored reading at send
+        time (after a restart, or when its payload was not kept in memory): the same route,
+        chain and format as at intake, so the bytes are the same (consent is checked again).
+        None: the reading is no longer stored, or may not go now."""
+        route = next(route for route in self._routes if route.name == destination)
+
+        def build(item: QueuedItem) -> bytes | None:
+            if item.event is None:
+                return None
+            event = orjson.loads(item.event)
+            passed = self._pass(
+                route,
+                item.reading_id,
+                item.subject_ref,
+                str(event.get("kind")),
+                item.category,
+                event,
+                vital=False,
+                report=False,
+            )
+            return None if passed is None else orjson.dumps(passed[1])
+
+        return build
 
     def _report_full(self, refused: list[NewItem]) -> None:
         for item in refused:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway import audit
+from gateway.outbox import FROM_READING
 from gateway.store import Database, Transaction
 
 log = structlog.get_logger(__name__)
@@ -37,14 +38,18 @@ class Retention:
     def _delete(self, connection: sqlite3.Connection, cutoff: float) -> dict[str, int]:
         with Transaction(connection):
             counts = {
-                "readings": connection.execute(
-                    "DELETE FROM readings WHERE received_at < ?",
-                    (datetime.fromtimestamp(cutoff, UTC).isoformat(),),
-                ).rowcount,
                 "dead_letters": connection.execute(
                     "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
                 ).rowcount,
             }
+            # A reading still waiting for a destination (or in the dead letters, to be
+            # re-queued) is what that item is built from: it goes once it has been sent.
+            counts["readings"] = connection.execute(
+                "DELETE FROM readings WHERE received_at < ? AND reading_id NOT IN"
+                " (SELECT reading_id FROM outbox WHERE payload = ?)"
+                " AND reading_id NOT IN (SELECT reading_id FROM dead_letters WHERE payload = ?)",
+                (datetime.fromtimestamp(cutoff, UTC).isoformat(), FROM_READING, FROM_READING),
+            ).rowcount
             if any(counts.values()):
                 audit.append(
                     connection, "retention.deleted", {"retention_days": self.days, **counts}

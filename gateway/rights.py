@@ -63,7 +63,9 @@ class Rights:
         sealer: Sealer,
         consents: ConsentRegistry,
         restrictions: Restrictions,
+        outbox: Outbox,
     ) -> None:
+        self._outbox = outbox
         self._subjects = {subject.id: subject for subject in settings.subjects}
         self._database = database
         self._references = references
@@ -222,7 +224,7 @@ class Rights:
                     "readings": connection.execute(
                         "DELETE FROM readings WHERE subject_ref = ?", (ref,)
                     ).rowcount,
-                    "queued": Outbox.purge(connection, ref),
+                    "queued": self._outbox.purge(connection, ref),
                     "dead_letters": connection.execute(
                         "DELETE FROM dead_letters WHERE subject_ref = ?", (ref,)
                     ).rowcount,
@@ -285,7 +287,7 @@ class Rights:
                     self._consents.write(connection, ref, effective, source=source)
                 for purpose, granted in effective.items():
                     if not granted:
-                        purged[purpose] = Outbox.purge(connection, ref, purpose)
+                        purged[purpose] = self._outbox.purge(connection, ref, purpose)
                         audit.append(
                             connection,
                             "consent.withdrawn.purged",

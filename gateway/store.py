@@ -118,6 +118,15 @@ CREATE TABLE IF NOT EXISTS audit (
     hash       TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject_ref, seq);
+
+-- Which people a batch entry of the audit log names (a delivered batch carries several
+-- people's readings): the per-person view of the log reads through it. Derived from the
+-- chained entries' content, and checked against it by ``audit.verify``.
+CREATE TABLE IF NOT EXISTS audit_subjects (
+    subject_ref  TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (subject_ref, seq)
+) WITHOUT ROWID;
 """
 
 
