@@ -4,7 +4,7 @@ Every entry's hash covers its own content and the previous entry's hash, so edit
 or reordering any entry breaks the chain from that point on, and ``verify`` says where.
 
 A delivered batch is one entry (``disclosure`` with ``readings_by_subject``: subject
-reference -> the reading ids it carried), not one per reading: the chain grows per request, not per reading.
+reference -> the reading ids it carried), not one per reading: the chain grows per request.
 The people it names are indexed in ``audit_subjects`` so each person's view stays exact, and
 ``entries`` shows a batch as one disclosure per reading (the same ``seq``), as it was shown
 when each reading had an entry of its own.
@@ -95,9 +95,7 @@ def append_many(
 BATCH_KEY = "readings_by_subject"
 
 
-def batch_entry(
-    common: dict[str, Any], readings: Sequence[tuple[str, str]]
-) -> dict[str, Any]:
+def batch_entry(common: dict[str, Any], readings: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The data of one entry for a delivered batch: what was sent where and why (``common``),
     and which readings of whom (``readings``: (subject_ref, reading_id) pairs, in order)."""
     named: dict[str, list[str]] = {}
