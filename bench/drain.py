@@ -2,7 +2,7 @@
 
 The outbox is filled through the real ``Outbox.enqueue`` (sealed payloads, the same rows the
 pipeline writes, each with its own reading id and idempotency key) in big transactions. The FHIR
-payloads are made by the real mapper (``gateway.fhir.reading_entries``) from 1,000 distinct
+payloads are made by the real mapper (``gateway.exporters.fhir.payload``) from 1,000 distinct
 reading events and reused round-robin (making a million of them would take longer than the
 drain; what the drain costs does not depend on which values a payload holds). Then
 ``health-gateway run`` starts as a process, with the care platform (the receiver process)
@@ -31,14 +31,14 @@ from bench.workload import (
     webhook_secret_file,
 )
 from gateway.app import Paths
-from gateway.crypto import Sealer
-from gateway.events import BoundReading, reading_event
-from gateway.fhir import reading_entries
-from gateway.keys import load_or_create_key
-from gateway.outbox import PRIORITY_CARE, NewItem, Outbox
-from gateway.references import References
-from gateway.routes import FHIR_FIELDS
-from gateway.store import Database, Transaction
+from gateway.exporters.fhir.payload import reading_entries
+from gateway.exporters.registry import FHIR_FIELDS
+from gateway.intake.events import BoundReading, reading_event
+from gateway.privacy.keys import load_or_create_key
+from gateway.privacy.references import References
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Transaction
+from gateway.storage.outbox import PRIORITY_CARE, NewItem, Outbox
 from tests.configs import write_config
 
 FILL_TRANSACTION = 20_000

@@ -24,23 +24,23 @@ import structlog
 from devices.source import BleSource, DeviceTarget
 from gateway import __version__
 from gateway.activity import Activity
-from gateway.aggregates import AggregateWindows
-from gateway.alerts import AlertEngine
-from gateway.api import ApiServer
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.delivery import DeliveryWorker
-from gateway.keys import load_or_create_key
-from gateway.outbox import Outbox, QueuedItem
-from gateway.pipeline import Pipeline
-from gateway.references import References
-from gateway.retention import Retention
-from gateway.rights import Restrictions, Rights
-from gateway.routes import build_destinations
+from gateway.api.server import ApiServer
+from gateway.delivery.worker import DeliveryWorker
+from gateway.exporters.aggregate.windows import AggregateWindows
+from gateway.exporters.analytics.sender import JsonBatchSink
+from gateway.exporters.registry import build_destinations
+from gateway.intake.alerts import AlertEngine
+from gateway.intake.pipeline import Pipeline
+from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.keys import load_or_create_key
+from gateway.privacy.references import References
+from gateway.privacy.retention import Retention
+from gateway.privacy.rights import Restrictions, Rights
 from gateway.secrets import read_secret
 from gateway.settings import AggregateDestination, Settings
-from gateway.sinks.analytics import JsonBatchSink
-from gateway.store import Database, Priority, Transaction
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Priority, Transaction
+from gateway.storage.outbox import Outbox, QueuedItem
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import orjson
 
-from gateway import audit
+from gateway.privacy import audit
 from gateway.settings import ConfigError, Settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bleak.exc import BleakDBusError, BleakError
 
 from devices.sim.dbus_daemon import DbusDaemonMissing
-from gateway.store import StoreError
+from gateway.storage.database import StoreError
 
 
 def describe(exc: BaseException) -> str | None:

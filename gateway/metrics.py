@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from gateway import __version__
 from gateway.activity import ActivityEntry
-from gateway.outbox import Outbox
+from gateway.storage.outbox import Outbox
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

@@ -17,15 +17,15 @@ from filters.aggregate import aggregate
 from filters.chain import ChainContext, Item
 from filters.generalise import round_to_step, round_values
 from filters.pseudonymise import KeyRing, pseudonymise
-from gateway import audit
-from gateway.aggregates import AggregateWindows
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.outbox import Outbox
-from gateway.pseudonym_keys import load_key_ring
-from gateway.retention import Retention
+from gateway.exporters.aggregate.windows import AggregateWindows
+from gateway.privacy import audit
+from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.pseudonym_keys import load_key_ring
+from gateway.privacy.retention import Retention
 from gateway.settings import AggregateDestination, ConfigError, parse_settings
-from gateway.store import Database, Transaction, reading_aad
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Transaction, reading_aad
+from gateway.storage.outbox import Outbox
 
 PERSON = "197001011234"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway import audit
 from gateway.models import Measurement, Quantity
+from gateway.privacy import audit
 from gateway.settings import Settings, parse_settings
 from tests.configs import ADULT, REFUSER, base_config, free_port, webhook_secret, write_config
 from tests.gateway_harness import ActivityWatcher, inject, queued, running_gateway

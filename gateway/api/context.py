@@ -13,11 +13,11 @@ from gateway.activity import ActivityEntry
 from gateway.api.security import LoginLimiter, Network, Session, Sessions
 from gateway.api.summary import AlertMemory, SummaryBuilder
 from gateway.metrics import GatewayMetrics
-from gateway.rights import Rights
+from gateway.privacy.rights import Rights
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
-    from gateway.references import References
+    from gateway.privacy.references import References
 
 _REMEMBERED_READINGS = 4096
 _REFRESHES = frozenset({"stored", "alert.raised", "alert.resolved", "delivered"})

@@ -12,15 +12,15 @@ import orjson
 import structlog
 from aiohttp import web
 
-from gateway import audit
 from gateway.api.context import ApiContext, context_of, principal_of
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
 from gateway.metrics import CONTENT_TYPE
-from gateway.outbox import Outbox
+from gateway.privacy import audit
 from gateway.settings import PURPOSES, FhirDestination
-from gateway.store import Priority, Transaction
+from gateway.storage.database import Priority, Transaction
+from gateway.storage.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 

@@ -25,8 +25,8 @@ from gateway.settings import split_listen
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
-    from gateway.crypto import Sealer
-    from gateway.references import References
+    from gateway.privacy.references import References
+    from gateway.storage.crypto import Sealer
 
 log = structlog.get_logger(__name__)
 

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway import audit
 from gateway.activity import ActivityEntry
 from gateway.api.charts import Series, trend_svg
+from gateway.privacy import audit
 from gateway.settings import PURPOSES, Settings
-from gateway.store import reading_aad
+from gateway.storage.database import reading_aad
 
 if TYPE_CHECKING:
-    from gateway.crypto import Sealer
+    from gateway.storage.crypto import Sealer
 
 TREND_DAYS = 30
 HISTORY_LIMIT = 100

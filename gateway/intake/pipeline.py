@@ -24,16 +24,16 @@ import structlog
 from devices.source import Received
 from filters.chain import ChainContext, Filter, Item, run_chain
 from filters.minimise import FieldLeak, enforce_allow_list
-from gateway import audit
 from gateway.activity import Activity
-from gateway.alerts import AlertEngine, AlertEvent
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.events import BoundReading, age_on, reading_event
-from gateway.outbox import PRIORITY_CARE, NewItem, Outbox, QueuedItem
-from gateway.references import References
+from gateway.intake.alerts import AlertEngine, AlertEvent
+from gateway.intake.events import BoundReading, age_on, reading_event
+from gateway.privacy import audit
+from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.references import References
 from gateway.settings import Settings, SubjectSettings
-from gateway.store import Database, Priority, Transaction, reading_aad
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Priority, Transaction, reading_aad
+from gateway.storage.outbox import PRIORITY_CARE, NewItem, Outbox, QueuedItem
 
 log = structlog.get_logger(__name__)
 

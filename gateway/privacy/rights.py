@@ -14,14 +14,14 @@ from typing import Any
 
 import orjson
 
-from gateway import audit
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.fhir import reading_entries
-from gateway.outbox import Outbox
-from gateway.references import References
+from gateway.exporters.fhir.payload import reading_entries
+from gateway.privacy import audit
+from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.references import References
 from gateway.settings import Settings, SubjectSettings
-from gateway.store import Database, Priority, Transaction, reading_aad
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Priority, Transaction, reading_aad
+from gateway.storage.outbox import Outbox
 
 
 class SubjectNotFound(KeyError):

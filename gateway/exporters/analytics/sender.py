@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import aiohttp
 import orjson
 
-from gateway.outbox import QueuedItem
+from gateway.exporters.base import Outcome
+from gateway.exporters.http import post
 from gateway.settings import AggregateDestination, AnalyticsDestination
-from gateway.sinks import Outcome
-from gateway.sinks.http import post
+from gateway.storage.outbox import QueuedItem
 
 
 class JsonBatchSink:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from gateway.outbox import QueuedItem
+from gateway.storage.outbox import QueuedItem
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 

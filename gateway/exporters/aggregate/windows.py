@@ -20,11 +20,11 @@ import orjson
 import structlog
 
 from filters.aggregate import aggregate
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.outbox import PRIORITY_OTHER, NewItem, Outbox
+from gateway.privacy.consent import ConsentRegistry
 from gateway.settings import AggregateDestination
-from gateway.store import Database, Transaction, reading_aad
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Transaction, reading_aad
+from gateway.storage.outbox import PRIORITY_OTHER, NewItem, Outbox
 
 log = structlog.get_logger(__name__)
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import structlog
 
-from gateway import audit
 from gateway.activity import Activity
-from gateway.outbox import Outbox, QueuedItem
-from gateway.sinks import Outcome, Sink
-from gateway.store import Database, Priority, Transaction
+from gateway.exporters.base import Outcome, Sink
+from gateway.privacy import audit
+from gateway.storage.database import Database, Priority, Transaction
+from gateway.storage.outbox import Outbox, QueuedItem
 
 log = structlog.get_logger(__name__)
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import structlog
 
-from gateway import audit
-from gateway.outbox import FROM_READING
-from gateway.store import Database, Transaction
+from gateway.privacy import audit
+from gateway.storage.database import Database, Transaction
+from gateway.storage.outbox import FROM_READING
 
 log = structlog.get_logger(__name__)
 

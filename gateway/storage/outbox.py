@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from gateway.crypto import Sealer
-from gateway.store import reading_aad
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import reading_aad
 
 PRIORITY_ALERT = 0
 PRIORITY_CARE = 1

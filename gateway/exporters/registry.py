@@ -11,11 +11,15 @@ from filters.consent import not_restricted, require_consent
 from filters.generalise import round_values
 from filters.minimise import allow_fields
 from filters.pseudonymise import pseudonymise
-from gateway.alerts import AlertEvent
-from gateway.fhir import reading_entries
-from gateway.outbox import PRIORITY_ALERT, PRIORITY_CARE, PRIORITY_OTHER
-from gateway.pipeline import Route
-from gateway.pseudonym_keys import load_key_ring
+from gateway.exporters.analytics.sender import JsonBatchSink
+from gateway.exporters.base import Sink
+from gateway.exporters.fhir.payload import reading_entries
+from gateway.exporters.fhir.sender import FhirSink
+from gateway.exporters.webhook.sender import WebhookSink
+from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
+from gateway.intake.alerts import AlertEvent
+from gateway.intake.pipeline import Route
+from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
 from gateway.settings import (
     PSEUDONYMISED_FIELDS,
@@ -25,11 +29,7 @@ from gateway.settings import (
     Settings,
     WebhookDestination,
 )
-from gateway.sinks import Sink
-from gateway.sinks.analytics import JsonBatchSink
-from gateway.sinks.fhir import FhirSink
-from gateway.sinks.webhook import WebhookSink
-from gateway.webhooks import SecretFormatError, parse_secret
+from gateway.storage.outbox import PRIORITY_ALERT, PRIORITY_CARE, PRIORITY_OTHER
 
 # What the care platform needs to file an Observation, and nothing else from the event.
 FHIR_FIELDS = frozenset(
@@ -169,7 +169,8 @@ def _analytics(destination: AnalyticsDestination, session: aiohttp.ClientSession
 def build_destinations(settings: Settings, session: aiohttp.ClientSession) -> list[Built]:
     """Routes and sinks for the destinations that take readings or alerts.
 
-    Aggregate destinations take neither: their windows are built by ``gateway.aggregates``.
+    Aggregate destinations take neither: their windows are built by
+    ``gateway.exporters.aggregate.windows``.
     """
     built = []
     for destination in settings.destinations:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from gateway import audit
+from gateway.privacy import audit
 
 
 class ConsentRegistry:
