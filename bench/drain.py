@@ -31,8 +31,8 @@ from bench.workload import (
     webhook_secret_file,
 )
 from gateway.app import Paths
+from gateway.exporters.fhir.factory import FHIR_FIELDS
 from gateway.exporters.fhir.payload import reading_entries
-from gateway.exporters.registry import FHIR_FIELDS
 from gateway.intake.events import BoundReading, reading_event
 from gateway.privacy.keys import load_or_create_key
 from gateway.privacy.references import References

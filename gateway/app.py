@@ -26,21 +26,21 @@ from gateway import __version__
 from gateway.activity import Activity
 from gateway.api.server import ApiServer
 from gateway.delivery.worker import DeliveryWorker
+from gateway.exporters.aggregate import factory as aggregate
 from gateway.exporters.aggregate.windows import AggregateWindows
-from gateway.exporters.analytics.sender import JsonBatchSink
 from gateway.exporters.registry import build_destinations
 from gateway.intake.alerts import AlertEngine
 from gateway.intake.pipeline import Pipeline
-from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.keys import load_or_create_key
 from gateway.privacy.references import References
+from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
-from gateway.privacy.rights import Restrictions, Rights
-from gateway.secrets import read_secret
+from gateway.privacy.rights import Rights
 from gateway.settings import AggregateDestination, Settings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction
-from gateway.storage.outbox import Outbox, QueuedItem
+from gateway.storage.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +115,7 @@ class Gateway:
         self.paths = Paths(settings.gateway.data_dir)
         self.consents = ConsentRegistry()
         self.restrictions = Restrictions()
+        self.consent_rule = ConsentRule(self.consents, self.restrictions)
         self.rights: Rights | None = None
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
@@ -173,7 +174,7 @@ class Gateway:
                 outbox,
                 self.activity,
                 purpose=destination.route.purpose,
-                may_send=self._may_send,
+                may_send=self.consent_rule.may_send,
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
                 priority=Priority.ALERT if destination.route.category == "alert" else Priority.BULK,
@@ -306,54 +307,23 @@ class Gateway:
         for destination in self.settings.destinations:
             if not isinstance(destination, AggregateDestination):
                 continue
-            token = read_secret(
-                f"destinations.{destination.name}.token",
-                destination.token_file,
-                destination.token_env,
-                required=False,
-            )
-            sink = JsonBatchSink(
-                destination,
-                session,
-                token,
-                key="reports",
-                max_batch=1,
-                max_bytes=None,
-                linger_s=0.0,
-            )
             worker = DeliveryWorker(
-                sink,
+                aggregate.build_sink(destination, session),
                 self.database,
                 outbox,
                 self.activity,
                 purpose=destination.purpose,
-                may_send=self._may_send,
+                may_send=self.consent_rule.may_send,
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
             )
             self.workers.append(worker)
             aggregators.append(
                 AggregateWindows(
-                    destination,
-                    self.database,
-                    outbox,
-                    sealer,
-                    self.consents,
-                    self.restrictions.is_restricted,
-                    worker.wake,
+                    destination, self.database, outbox, sealer, self.consent_rule, worker.wake
                 )
             )
         return aggregators
-
-    def _may_send(self, item: QueuedItem) -> bool:
-        """Consent and restriction are checked again when sending, not only when queuing."""
-        if item.category == "aggregate":
-            return True  # anonymous: built only from consenting, unrestricted people's readings
-        if self.restrictions.is_restricted(item.subject_ref):
-            return False
-        if item.legal_basis == "vital_interest":
-            return True
-        return self.consents.is_granted(item.subject_ref, item.purpose)
 
     async def _shutdown(
         self,

@@ -19,8 +19,9 @@ from filters.generalise import round_to_step, round_values
 from filters.pseudonymise import KeyRing, pseudonymise
 from gateway.exporters.aggregate.windows import AggregateWindows
 from gateway.privacy import audit
-from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.pseudonym_keys import load_key_ring
+from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
 from gateway.settings import AggregateDestination, ConfigError, parse_settings
 from gateway.storage.crypto import Sealer
@@ -145,6 +146,8 @@ async def test_aggregate_windows_emit_each_closed_window_once(tmp_path):
     sealer = Sealer(b"s" * 32)
     outbox = Outbox(sealer)
     consents = ConsentRegistry()
+    restricted = Restrictions()
+    restricted.apply("s-restricted", True)
     clock = [1_000_000.0]
     destination = AggregateDestination(
         name="employer",
@@ -160,8 +163,7 @@ async def test_aggregate_windows_emit_each_closed_window_once(tmp_path):
         database,
         outbox,
         sealer,
-        consents,
-        lambda ref: ref == "s-restricted",
+        ConsentRule(consents, restricted),
         lambda: None,
         clock=lambda: clock[0],
     )

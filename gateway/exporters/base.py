@@ -1,12 +1,19 @@
-"""Sinks deliver queued items to one destination and report an outcome per item."""
+"""What every exporter is: a ``Route`` (what it takes and how its payload is made from a reading)
+and a ``Sink`` (how a batch of queued items is sent, with an ``Outcome`` per item).
+
+Queueing and retrying are not the exporters' business: ``gateway.delivery`` does them for every
+kind alike, as the OpenTelemetry Collector's exporter helper does for its exporters.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from filters.chain import Filter, Item
 from gateway.storage.outbox import QueuedItem
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -23,6 +30,29 @@ class Outcome:
     reason: str | None = None
 
 
+@dataclass(slots=True)
+class Route:
+    """One destination as intake sees it: what it takes, its chain, and its payload format.
+
+    Built once at start by the kind's factory; the same route builds a queued reading's payload
+    again from the stored reading when it is sent."""
+
+    name: str
+    purpose: str
+    category: str  # "reading" or "alert"
+    priority: int
+    steps: list[Filter]
+    allowed: frozenset[str]
+    format: Callable[[Item], dict[str, Any]]
+    wake: Callable[[], None] = lambda: None
+    # Destinations whose purpose needs no direct identifier: the serialised payload is checked
+    # for every configured identifier before it may enter the outbox.
+    forbid_identifiers: bool = False
+    # The payload is a flat event whose keys are the fields sent (analytics), rather than a
+    # format built from the fields (FHIR entries, alert bodies).
+    payload_is_event: bool = False
+
+
 class Sink(Protocol):
     name: str
     max_batch: int
@@ -32,6 +62,16 @@ class Sink(Protocol):
     async def deliver(self, items: list[QueuedItem]) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Built:
+    """A configured destination, ready to run: its route, its sink, and its retry timing."""
+
+    route: Route
+    sink: Sink
+    retry_initial_s: float
+    retry_max_s: float
 
 
 def is_retryable(status: int) -> bool:

@@ -22,9 +22,10 @@ import orjson
 import structlog
 
 from devices.source import Received
-from filters.chain import ChainContext, Filter, Item, run_chain
+from filters.chain import ChainContext, Item, run_chain
 from filters.minimise import FieldLeak, enforce_allow_list
 from gateway.activity import Activity
+from gateway.exporters.base import Route
 from gateway.intake.alerts import AlertEngine, AlertEvent
 from gateway.intake.events import BoundReading, age_on, reading_event
 from gateway.privacy import audit
@@ -44,26 +45,6 @@ TRANSIENT_KINDS = frozenset({"cuff_pressure", "glucose_context"})
 # Readings taken from the queue per transaction: large enough that a burst costs few commits,
 # small enough that an alert never waits behind more than a few ms of other readings' work.
 MAX_BATCH = 32
-
-
-@dataclass(slots=True)
-class Route:
-    """One destination as the pipeline sees it: what it takes, its chain, and its payload format."""
-
-    name: str
-    purpose: str
-    category: str  # "reading" or "alert"
-    priority: int
-    steps: list[Filter]
-    allowed: frozenset[str]
-    format: Callable[[Item], dict[str, Any]]
-    wake: Callable[[], None] = lambda: None
-    # Destinations whose purpose needs no direct identifier: the serialised payload is checked
-    # for every configured identifier before it may enter the outbox.
-    forbid_identifiers: bool = False
-    # The payload is a flat event whose keys are the fields sent (analytics), rather than a
-    # format built from the fields (FHIR entries, alert bodies).
-    payload_is_event: bool = False
 
 
 @dataclass(slots=True)

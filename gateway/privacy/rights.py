@@ -18,6 +18,7 @@ from gateway.exporters.fhir.payload import reading_entries
 from gateway.privacy import audit
 from gateway.privacy.consent import ConsentRegistry
 from gateway.privacy.references import References
+from gateway.privacy.restriction import Restrictions
 from gateway.settings import Settings, SubjectSettings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
@@ -26,26 +27,6 @@ from gateway.storage.outbox import Outbox
 
 class SubjectNotFound(KeyError):
     """No configured subject has this id."""
-
-
-class Restrictions:
-    """Subjects who restricted processing: their readings are stored, never disclosed."""
-
-    def __init__(self) -> None:
-        self._restricted: set[str] = set()
-
-    def load(self, connection: sqlite3.Connection) -> None:
-        rows = connection.execute("SELECT subject_ref FROM restrictions WHERE restricted = 1")
-        self._restricted = {row[0] for row in rows}
-
-    def is_restricted(self, subject_ref: str) -> bool:
-        return subject_ref in self._restricted
-
-    def apply(self, subject_ref: str, restricted: bool) -> None:
-        if restricted:
-            self._restricted.add(subject_ref)
-        else:
-            self._restricted.discard(subject_ref)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import orjson
 import structlog
 
 from filters.aggregate import aggregate
-from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.consent import ConsentRule
 from gateway.settings import AggregateDestination
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Transaction, reading_aad
@@ -42,8 +42,7 @@ class AggregateWindows:
         database: Database,
         outbox: Outbox,
         sealer: Sealer,
-        consents: ConsentRegistry,
-        is_restricted: Callable[[str], bool],
+        rule: ConsentRule,
         wake: Callable[[], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -51,8 +50,7 @@ class AggregateWindows:
         self._database = database
         self._outbox = outbox
         self._sealer = sealer
-        self._consents = consents
-        self._is_restricted = is_restricted
+        self._rule = rule
         self._wake = wake
         self._clock = clock
         self.reports = 0
@@ -110,7 +108,7 @@ class AggregateWindows:
         events = (
             (ref, orjson.loads(self._sealer.open(payload, reading_aad(reading_id))))
             for reading_id, ref, payload in rows
-            if self._consents.is_granted(ref, purpose) and not self._is_restricted(ref)
+            if self._rule.basis(ref, purpose, category="reading", vital_interest=False)
         )
         body: dict[str, Any] = {
             "window": {"start": _iso(start), "end": _iso(end)},

@@ -25,7 +25,7 @@ class JsonBatchSink:
         *,
         key: str,
         max_batch: int,
-        max_bytes: int,
+        max_bytes: int | None,
         linger_s: float,
     ) -> None:
         self.name = settings.name
