@@ -244,13 +244,7 @@ class Gateway:
     async def status(self) -> dict[str, Any]:
         """A snapshot for operators: devices, per-destination queue and health, pipeline counts."""
         depth = await self.database.call(Outbox.depth)
-        dead = dict(
-            await self.database.call(
-                lambda c: c.execute(
-                    "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
-                ).fetchall()
-            )
-        )
+        dead = await self.database.call(Outbox.dead_letter_counts)
         destinations = []
         kinds = {d.name: d.kind for d in self.settings.destinations}
         for worker in self.workers:

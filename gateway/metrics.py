@@ -42,13 +42,6 @@ class _Snapshot:
     now: float = 0.0
 
 
-def _dead_letter_counts(connection: object) -> dict[str, int]:
-    rows = connection.execute(  # type: ignore[attr-defined]
-        "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
-    ).fetchall()
-    return {destination: count for destination, count in rows}
-
-
 class GatewayMetrics(Collector):
     """One registry per gateway (so tests can run several in one process)."""
 
@@ -99,7 +92,7 @@ class GatewayMetrics(Collector):
         database = self._gateway.database
         self._snapshot = _Snapshot(
             depth=await database.call(Outbox.depth),
-            dead=await database.call(_dead_letter_counts),
+            dead=await database.call(Outbox.dead_letter_counts),
             now=now,
         )
 

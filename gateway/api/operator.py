@@ -335,22 +335,9 @@ async def requeue(request: web.Request) -> web.Response:
 
     def move(connection: sqlite3.Connection) -> tuple[list[int], list[int]]:
         with Transaction(connection):
-            marks = ",".join("?" * len(wanted))
-            present = {
-                row[0]
-                for row in connection.execute(
-                    f"SELECT id FROM dead_letters WHERE id IN ({marks})",  # noqa: S608
-                    wanted,
-                )
-            }
+            present = Outbox.dead_letter_ids(connection, wanted)
             Outbox.requeue(connection, sorted(present), now)
-            left = {
-                row[0]
-                for row in connection.execute(
-                    f"SELECT id FROM dead_letters WHERE id IN ({marks})",  # noqa: S608
-                    wanted,
-                )
-            }
+            left = Outbox.dead_letter_ids(connection, wanted)
             audit.append(
                 connection,
                 "dead_letters.requeued",

@@ -32,6 +32,7 @@ from gateway.privacy import audit
 from gateway.privacy.consent import ConsentRegistry
 from gateway.privacy.references import References
 from gateway.settings import Settings, SubjectSettings
+from gateway.storage import readings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
 from gateway.storage.outbox import PRIORITY_CARE, NewItem, Outbox, QueuedItem
@@ -156,7 +157,7 @@ class Pipeline:
             return
         ids = [reading.reading_id for reading in bound]
         known = await self._database.call(
-            lambda c: _existing_readings(c, ids), priority=Priority.INTAKE
+            lambda c: readings.existing(c, ids), priority=Priority.INTAKE
         )
         prepared: list[_Prepared] = []
         for reading in bound:
@@ -460,11 +461,7 @@ class Pipeline:
             for entry in prepared
         ]
         with Transaction(connection):
-            connection.executemany(
-                "INSERT OR IGNORE INTO readings (reading_id, subject_ref, kind, measured_at,"
-                " received_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            readings.insert(connection, rows)
             self._capacity.added(self._outbox.enqueue(connection, items, now))
             alert_entries = [
                 (alert.type, alert_audit_record(alert), entry.reading.subject_ref)
@@ -512,7 +509,7 @@ class OutboxCapacity:
 
     def is_full(self, connection: sqlite3.Connection, now: float) -> bool:
         if now - self._counted_at >= self.RECOUNT_S:
-            self._count = connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            self._count = Outbox.count(connection)
             self._counted_at = now
         return self._count >= self.limit
 
@@ -538,12 +535,6 @@ def identifier_pattern(settings: Settings) -> re.Pattern[bytes]:
     folded = {i.encode().lower() for i in identifiers}
     alternatives = sorted((re.escape(i) for i in folded), key=len, reverse=True)
     return re.compile(b"|".join(alternatives) or b"(?!)")
-
-
-def _existing_readings(connection: sqlite3.Connection, ids: list[str]) -> set[str]:
-    marks = ",".join("?" * len(ids))
-    rows = connection.execute(f"SELECT reading_id FROM readings WHERE reading_id IN ({marks})", ids)  # noqa: S608
-    return {row[0] for row in rows}
 
 
 def _is_minor(subject: SubjectSettings, on: date) -> bool:

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from gateway.storage import audit_log
+
 GENESIS = "0" * 64
 
 
@@ -65,8 +67,7 @@ def append_many(
     data has ``readings_by_subject`` (subject reference -> reading ids) is indexed under each
     person.
     """
-    row = connection.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS)
+    seq, prev_hash = audit_log.head(connection) or (0, GENESIS)
     stamp = (at or datetime.now(UTC)).isoformat()
     rows = []
     people = []
@@ -79,15 +80,7 @@ def append_many(
         named = data.get(BATCH_KEY)
         if isinstance(named, dict):
             people += [(ref, seq) for ref in named]
-    connection.executemany(
-        "INSERT INTO audit (seq, at, event, subject_ref, data, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    if people:
-        connection.executemany(
-            "INSERT INTO audit_subjects (subject_ref, seq) VALUES (?, ?)", people
-        )
+    audit_log.insert(connection, rows, people)
     return seq
 
 
@@ -114,11 +107,8 @@ class VerifyResult:
 def verify(connection: sqlite3.Connection) -> VerifyResult:
     """Walk the chain; the first broken link is reported with its sequence number."""
     expected_prev, expected_seq, count = GENESIS, 1, 0
-    rows = connection.execute(
-        "SELECT seq, at, event, subject_ref, data, prev_hash, hash FROM audit ORDER BY seq"
-    )
     named: dict[int, set[str]] = {}
-    for seq, at, event, subject_ref, data, prev_hash, entry_hash in rows:
+    for seq, at, event, subject_ref, data, prev_hash, entry_hash in audit_log.in_order(connection):
         if seq != expected_seq:
             return VerifyResult(False, count, f"entry {expected_seq} is missing (next is {seq})")
         if prev_hash != expected_prev:
@@ -133,7 +123,7 @@ def verify(connection: sqlite3.Connection) -> VerifyResult:
     # The per-person index must say exactly what the chained entries say: a row removed from
     # it would hide a disclosure from that person's page.
     indexed: dict[int, set[str]] = {}
-    for subject_ref, seq in connection.execute("SELECT subject_ref, seq FROM audit_subjects"):
+    for subject_ref, seq in audit_log.index(connection):
         indexed.setdefault(seq, set()).add(subject_ref)
     for seq in sorted(set(named) | set(indexed)):
         if named.get(seq) != indexed.get(seq):
@@ -148,19 +138,7 @@ def entries(
 ) -> list[AuditEntry]:
     """Entries, newest first; a batch entry is shown as one disclosure per reading it names
     (only the person's own readings when ``subject_ref`` is given)."""
-    if subject_ref is None:
-        rows = connection.execute(
-            "SELECT seq, at, event, subject_ref, data FROM audit ORDER BY seq DESC LIMIT ?",
-            (limit,),
-        )
-    else:
-        rows = connection.execute(
-            "SELECT seq, at, event, subject_ref, data FROM audit WHERE subject_ref = ?"
-            " UNION ALL SELECT seq, at, event, subject_ref, data FROM audit WHERE seq IN"
-            " (SELECT seq FROM audit_subjects WHERE subject_ref = ?)"
-            " ORDER BY seq DESC LIMIT ?",
-            (subject_ref, subject_ref, limit),
-        )
+    rows = audit_log.newest(connection, subject_ref, limit)
     shown: list[AuditEntry] = []
     for seq, at, event, ref, raw in rows:
         data = orjson.loads(raw)

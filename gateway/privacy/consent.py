@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from filters.consent import disclosure_basis
 from gateway.privacy import audit
 from gateway.privacy.restriction import Restrictions
+from gateway.storage import consents
 from gateway.storage.outbox import QueuedItem
 
 
@@ -21,8 +22,7 @@ class ConsentRegistry:
         self._granted: dict[tuple[str, str], bool] = {}
 
     def load(self, connection: sqlite3.Connection) -> None:
-        rows = connection.execute("SELECT subject_ref, purpose, granted FROM consents")
-        self._granted = {(ref, purpose): bool(granted) for ref, purpose, granted in rows}
+        self._granted = consents.load(connection)
 
     def is_granted(self, subject_ref: str, purpose: str) -> bool:
         """Absent means not granted."""
@@ -53,13 +53,7 @@ class ConsentRegistry:
     ) -> None:
         """Persist and audit a change inside the caller's transaction (memory is not touched)."""
         now = datetime.now(UTC)
-        connection.executemany(
-            "INSERT INTO consents (subject_ref, purpose, granted, changed_at, source)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject_ref, purpose) DO UPDATE SET"
-            " granted = excluded.granted, changed_at = excluded.changed_at,"
-            " source = excluded.source",
-            [(subject_ref, p, int(g), now.isoformat(), source) for p, g in consent.items()],
-        )
+        consents.record(connection, subject_ref, consent, now.isoformat(), source)
         audit.append(
             connection,
             "consent.changed",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from gateway.storage import consents
+
 
 class Restrictions:
     """Subjects who restricted processing: their readings are stored, never disclosed."""
@@ -12,8 +14,7 @@ class Restrictions:
         self._restricted: set[str] = set()
 
     def load(self, connection: sqlite3.Connection) -> None:
-        rows = connection.execute("SELECT subject_ref FROM restrictions WHERE restricted = 1")
-        self._restricted = {row[0] for row in rows}
+        self._restricted = consents.restricted(connection)
 
     def is_restricted(self, subject_ref: str) -> bool:
         return subject_ref in self._restricted

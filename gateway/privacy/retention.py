@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway.privacy import audit
+from gateway.storage import readings
 from gateway.storage.database import Database, Transaction
-from gateway.storage.outbox import FROM_READING
+from gateway.storage.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -38,18 +39,12 @@ class Retention:
     def _delete(self, connection: sqlite3.Connection, cutoff: float) -> dict[str, int]:
         with Transaction(connection):
             counts = {
-                "dead_letters": connection.execute(
-                    "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
-                ).rowcount,
+                "dead_letters": Outbox.delete_dead_letters_before(connection, cutoff),
             }
-            # A reading still waiting for a destination (or in the dead letters, to be
-            # re-queued) is what that item is built from: it goes once it has been sent.
-            counts["readings"] = connection.execute(
-                "DELETE FROM readings WHERE received_at < ? AND reading_id NOT IN"
-                " (SELECT reading_id FROM outbox WHERE payload = ?)"
-                " AND reading_id NOT IN (SELECT reading_id FROM dead_letters WHERE payload = ?)",
-                (datetime.fromtimestamp(cutoff, UTC).isoformat(), FROM_READING, FROM_READING),
-            ).rowcount
+            # Dead letters first: a reading stays while an item waits to be built from it.
+            counts["readings"] = readings.delete_received_before(
+                connection, datetime.fromtimestamp(cutoff, UTC).isoformat()
+            )
             if any(counts.values()):
                 audit.append(
                     connection, "retention.deleted", {"retention_days": self.days, **counts}

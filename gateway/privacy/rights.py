@@ -20,6 +20,8 @@ from gateway.privacy.consent import ConsentRegistry
 from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
 from gateway.settings import Settings, SubjectSettings
+from gateway.storage import consents as consent_rows
+from gateway.storage import readings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
 from gateway.storage.outbox import Outbox
@@ -87,21 +89,13 @@ class Rights:
         }
 
     def _held(self, connection: sqlite3.Connection, ref: str) -> dict[str, Any]:
-        readings = [
+        held_readings = [
             orjson.loads(self._sealer.open(payload, reading_aad(reading_id)))
-            for reading_id, payload in connection.execute(
-                "SELECT reading_id, payload FROM readings WHERE subject_ref = ?"
-                " ORDER BY received_at",
-                (ref,),
-            )
+            for reading_id, payload in readings.of_subject(connection, ref)
         ]
-        consents = {
-            purpose: {"granted": bool(granted), "changed_at": changed_at, "source": source}
-            for purpose, granted, changed_at, source in connection.execute(
-                "SELECT purpose, granted, changed_at, source FROM consents WHERE subject_ref = ?"
-                " ORDER BY purpose",
-                (ref,),
-            )
+        choices = {
+            purpose: {"granted": granted, "changed_at": changed_at, "source": source}
+            for purpose, granted, changed_at, source in consent_rows.of_subject(connection, ref)
         }
         queued = [
             {
@@ -112,11 +106,7 @@ class Rights:
                 "queued_at": datetime.fromtimestamp(t, UTC).isoformat(),
                 "attempts": a,
             }
-            for d, p, c, r, t, a in connection.execute(
-                "SELECT destination, purpose, category, reading_id, created_at, attempts"
-                " FROM outbox WHERE subject_ref = ? ORDER BY id",
-                (ref,),
-            )
+            for d, p, c, r, t, a in Outbox.queued_of_subject(connection, ref)
         ]
         dead_letters = [
             {
@@ -127,19 +117,15 @@ class Rights:
                 "status": s,
                 "failed_at": datetime.fromtimestamp(t, UTC).isoformat(),
             }
-            for d, p, c, r, s, t in connection.execute(
-                "SELECT destination, purpose, category, reading_id, status, failed_at"
-                " FROM dead_letters WHERE subject_ref = ? ORDER BY id",
-                (ref,),
-            )
+            for d, p, c, r, s, t in Outbox.dead_letters_of_subject(connection, ref)
         ]
         entries = [
             {"seq": e.seq, "at": e.at, "event": e.event, **e.data}
             for e in audit.entries(connection, subject_ref=ref, limit=100_000)
         ]
         return {
-            "readings": readings,
-            "consents": consents,
+            "readings": held_readings,
+            "consents": choices,
             "queued": queued,
             "dead_letters": dead_letters,
             "audit": entries,
@@ -202,18 +188,11 @@ class Rights:
         def erase(connection: sqlite3.Connection) -> tuple[dict[str, int], dict[str, bool]]:
             with Transaction(connection):
                 counts = {
-                    "readings": connection.execute(
-                        "DELETE FROM readings WHERE subject_ref = ?", (ref,)
-                    ).rowcount,
+                    "readings": readings.delete_of_subject(connection, ref),
                     "queued": self._outbox.purge(connection, ref),
-                    "dead_letters": connection.execute(
-                        "DELETE FROM dead_letters WHERE subject_ref = ?", (ref,)
-                    ).rowcount,
-                    "consents": connection.execute(
-                        "DELETE FROM consents WHERE subject_ref = ?", (ref,)
-                    ).rowcount,
+                    "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
+                    "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
                 }
-                connection.execute("DELETE FROM restrictions WHERE subject_ref = ?", (ref,))
                 withdrawn = {purpose: False for purpose in sorted(purposes)}
                 self._consents.write(connection, ref, withdrawn, source=f"erasure:{source}")
                 audit.append(
@@ -236,12 +215,8 @@ class Rights:
 
         def write(connection: sqlite3.Connection) -> None:
             with Transaction(connection):
-                connection.execute(
-                    "INSERT INTO restrictions (subject_ref, restricted, changed_at, source)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (subject_ref) DO UPDATE SET"
-                    " restricted = excluded.restricted, changed_at = excluded.changed_at,"
-                    " source = excluded.source",
-                    (ref, int(restricted), datetime.now(UTC).isoformat(), source),
+                consent_rows.record_restriction(
+                    connection, ref, restricted, datetime.now(UTC).isoformat(), source
                 )
                 audit.append(
                     connection,

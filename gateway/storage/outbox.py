@@ -20,8 +20,10 @@ from typing import Any
 
 import orjson
 
+from gateway.storage import readings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import reading_aad
+from gateway.storage.schema import FROM_READING
 
 PRIORITY_ALERT = 0
 PRIORITY_CARE = 1
@@ -45,10 +47,6 @@ class NewItem:
     # True: only a queue row is written; the payload is rebuilt from the stored reading at
     # send time (kept in memory meanwhile when there is room). False: the payload is stored.
     from_reading: bool = False
-
-
-# An empty payload column: the item is built from its stored reading when it is sent.
-FROM_READING = b""
 
 
 @dataclass(slots=True)
@@ -246,19 +244,11 @@ class Outbox:
 
     def _attach_events(self, connection: sqlite3.Connection, items: list[QueuedItem]) -> None:
         """Read and open the stored readings that items not in memory are built from."""
-        ids = sorted({item.reading_id for item in items})
-        events: dict[str, bytes] = {}
-        for start in range(0, len(ids), _IDS_PER_STATEMENT):
-            chunk = ids[start : start + _IDS_PER_STATEMENT]
-            rows = connection.execute(
-                f"SELECT reading_id, payload FROM readings WHERE reading_id IN"  # noqa: S608
-                f" ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for reading_id, sealed in rows:
-                events[reading_id] = self._sealer.open(sealed, reading_aad(reading_id))
+        stored = readings.sealed(connection, sorted({item.reading_id for item in items}))
         for item in items:
-            item.event = events.get(item.reading_id)
+            sealed = stored.get(item.reading_id)
+            if sealed is not None:
+                item.event = self._sealer.open(sealed, reading_aad(item.reading_id))
 
     def _item(self, row: tuple[Any, ...], cached: bool = True) -> QueuedItem:
         (
@@ -397,3 +387,66 @@ class Outbox:
                 connection.execute("DELETE FROM dead_letters WHERE id = ?", (id_,))
                 moved += 1
         return moved
+
+    @staticmethod
+    def count(connection: sqlite3.Connection) -> int:
+        """Items queued for every destination (the soft cap's exact count)."""
+        return int(connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    @staticmethod
+    def dead_letter_counts(connection: sqlite3.Connection) -> dict[str, int]:
+        rows = connection.execute(
+            "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
+        )
+        return {destination: count for destination, count in rows}
+
+    @staticmethod
+    def dead_letter_ids(connection: sqlite3.Connection, ids: list[int]) -> set[int]:
+        """Which of these ids are dead letters now."""
+        found: set[int] = set()
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[start : start + _IDS_PER_STATEMENT]
+            marks = ",".join("?" * len(chunk))
+            rows = connection.execute(
+                f"SELECT id FROM dead_letters WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    @staticmethod
+    def queued_of_subject(
+        connection: sqlite3.Connection, subject_ref: str
+    ) -> list[tuple[str, str, str, str, float, int]]:
+        """A person's queued items: (destination, purpose, category, reading_id, created_at,
+        attempts), in queue order."""
+        return connection.execute(
+            "SELECT destination, purpose, category, reading_id, created_at, attempts"
+            " FROM outbox WHERE subject_ref = ? ORDER BY id",
+            (subject_ref,),
+        ).fetchall()
+
+    @staticmethod
+    def dead_letters_of_subject(
+        connection: sqlite3.Connection, subject_ref: str
+    ) -> list[tuple[str, str, str, str, int | None, float]]:
+        """A person's dead letters: (destination, purpose, category, reading_id, status,
+        failed_at), oldest first."""
+        return connection.execute(
+            "SELECT destination, purpose, category, reading_id, status, failed_at"
+            " FROM dead_letters WHERE subject_ref = ? ORDER BY id",
+            (subject_ref,),
+        ).fetchall()
+
+    @staticmethod
+    def delete_dead_letters_of_subject(connection: sqlite3.Connection, subject_ref: str) -> int:
+        return connection.execute(
+            "DELETE FROM dead_letters WHERE subject_ref = ?", (subject_ref,)
+        ).rowcount
+
+    @staticmethod
+    def delete_dead_letters_before(connection: sqlite3.Connection, cutoff: float) -> int:
+        """Delete dead letters given up before ``cutoff`` (epoch seconds); returns how many."""
+        return connection.execute(
+            "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
+        ).rowcount
