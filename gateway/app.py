@@ -11,26 +11,29 @@ import asyncio
 import contextlib
 import gc
 import os
+import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
 
-from devices.source import BleSource, DeviceTarget
+from devices.source import BleSource, DeviceStatus, DeviceTarget
 from gateway import __version__
 from gateway.activity import Activity
 from gateway.api.server import ApiServer
 from gateway.delivery.worker import DeliveryWorker
+from gateway.errors import GatewayError
 from gateway.exporters.aggregate import factory as aggregate
 from gateway.exporters.aggregate.windows import AggregateWindows
 from gateway.exporters.registry import build_destinations
+from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
-from gateway.intake.pipeline import Pipeline
+from gateway.intake.pipeline import Pipeline, PipelineStats
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.keys import load_or_create_key
 from gateway.privacy.references import References
@@ -43,6 +46,7 @@ from gateway.storage.database import Database, Priority, Transaction
 from gateway.storage.outbox import Outbox
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -74,10 +78,6 @@ def tune_runtime() -> None:
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-
-
-class GatewayError(Exception):
-    """The service could not keep running; the message says which part failed and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +241,37 @@ class Gateway:
             )
             await self._shutdown(stopped, source_task, pipeline_task, worker_tasks)
 
+    # The hub's interface for the local API and the metrics (gateway.hub.Hub) ---------------
+
+    def is_ready(self) -> bool:
+        return self.ready.is_set()
+
+    def subject_rights(self) -> Rights:
+        assert self.rights is not None, "the API starts after the gateway has its rights service"
+        return self.rights
+
+    def consent_purposes(self, subject_ref: str) -> dict[str, bool]:
+        return self.consents.purposes(subject_ref)
+
+    def is_restricted(self, subject_ref: str) -> bool:
+        return self.restrictions.is_restricted(subject_ref)
+
+    def device_status(self) -> list[DeviceStatus]:
+        return self.source.status() if self.source is not None else []
+
+    def pipeline_stats(self) -> tuple[PipelineStats, int] | None:
+        return None if self.pipeline is None else (self.pipeline.stats, self.pipeline.pending)
+
+    def delivery_stats(self) -> list[DestinationStats]:
+        return [DestinationStats(w.sink.name, w.purpose, w.stats) for w in self.workers]
+
+    async def on_database(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.database.call(function, priority=Priority.INTAKE)
+
+    def wake_delivery(self) -> None:
+        for worker in self.workers:
+            worker.wake()
+
     async def status(self) -> dict[str, Any]:
         """A snapshot for operators: devices, per-destination queue and health, pipeline counts."""
         depth = await self.database.call(Outbox.depth)
@@ -272,7 +303,7 @@ class Gateway:
                 **asdict(device),
                 "last_seen": device.last_seen.isoformat() if device.last_seen else None,
             }
-            for device in (self.source.status() if self.source else [])
+            for device in self.device_status()
         ]
         return {
             "version": __version__,

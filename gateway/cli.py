@@ -49,17 +49,6 @@ def _load(path: Path) -> Settings:
     return settings
 
 
-def personal_strings(settings: Settings) -> list[str]:
-    """Everything the log redactor must mask: identifiers, birth dates, device addresses."""
-    strings: list[str] = []
-    for subject in settings.subjects:
-        strings += [subject.id, subject.birth_date.isoformat()]
-        if subject.company_id:
-            strings.append(subject.company_id)
-    strings += [device.address for device in settings.devices]
-    return strings
-
-
 async def _serve(settings: Settings) -> None:
     from gateway.app import Gateway
 
@@ -71,7 +60,7 @@ async def _serve(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.logging import configure_logging
+    from gateway.logging import configure_logging, personal_strings
 
     settings = _load(args.config)
     configure_logging(

@@ -29,9 +29,8 @@ from aiohttp import web
 
 from gateway.activity import Activity, ActivityEntry
 from gateway.app import Gateway
-from gateway.cli import personal_strings
 from gateway.exporters.webhook.signing import parse_secret, sign
-from gateway.logging import configure_logging
+from gateway.logging import configure_logging, personal_strings
 from gateway.preflight import preflight
 from gateway.settings import load_settings
 

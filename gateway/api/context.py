@@ -16,7 +16,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.privacy.rights import Rights
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.hub import Hub
     from gateway.privacy.references import References
 
 _REMEMBERED_READINGS = 4096
@@ -98,7 +98,7 @@ class Principal:
 
 @dataclass(slots=True)
 class ApiContext:
-    gateway: Gateway
+    hub: Hub
     references: References
     summaries: SummaryBuilder
     metrics: GatewayMetrics
@@ -112,9 +112,7 @@ class ApiContext:
 
     @property
     def rights(self) -> Rights:
-        rights = self.gateway.rights
-        assert rights is not None, "the API starts after the gateway has its rights service"
-        return rights
+        return self.hub.subject_rights()
 
 
 CONTEXT = web.AppKey("context", ApiContext)
