@@ -19,6 +19,7 @@ from filters.redact import Redactor
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
+
 def personal_strings(settings: Settings) -> list[str]:
     """Everything the log redactor must mask: identifiers, birth dates, device addresses."""
     strings: list[str] = []
