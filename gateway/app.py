@@ -167,6 +167,10 @@ class Gateway:
         outbox: Outbox,
     ) -> None:
         built = build_destinations(self.settings, session)
+        assert self.rights is not None
+        for destination in built:
+            if destination.forget is not None:
+                self.rights.on_erasure(destination.forget)
         for destination in built:
             worker = DeliveryWorker(
                 destination.sink,

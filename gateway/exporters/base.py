@@ -7,7 +7,7 @@ kind alike, as the OpenTelemetry Collector's exporter helper does for its export
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -72,6 +72,8 @@ class Built:
     sink: Sink
     retry_initial_s: float
     retry_max_s: float
+    # Drops what the route keeps in memory about a person (their identifiers), on erasure.
+    forget: Callable[[Collection[str]], None] | None = None
 
 
 def is_retryable(status: int) -> bool:

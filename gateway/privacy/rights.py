@@ -8,6 +8,7 @@ transaction has committed, so they never claim something the database does not h
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,12 +50,19 @@ class Rights:
         outbox: Outbox,
     ) -> None:
         self._outbox = outbox
+        # What else keeps a person's identifiers in memory (exporters' pseudonym caches).
+        self._forgetters: list[Callable[[Collection[str]], None]] = []
         self._subjects = {subject.id: subject for subject in settings.subjects}
         self._database = database
         self._references = references
         self._sealer = sealer
         self._consents = consents
         self._restrictions = restrictions
+
+    def on_erasure(self, forget: Callable[[Collection[str]], None]) -> None:
+        """``forget(identifiers)`` is called with a person's identifiers once their data is
+        erased, so nothing derived from them is kept in memory either."""
+        self._forgetters.append(forget)
 
     def subject(self, subject_id: str) -> SubjectSettings:
         try:
@@ -206,6 +214,11 @@ class Rights:
         counts, withdrawn = await self._database.call(erase, priority=Priority.INTAKE)
         self._consents.apply(ref, withdrawn)
         self._restrictions.apply(ref, False)
+        subject = self.subject(subject_id)
+        identifiers = {subject.id} | ({subject.company_id} if subject.company_id else set())
+        self._references.forget(subject.id)
+        for forget in self._forgetters:
+            forget(identifiers)
         return counts
 
     # Restriction and consent ----------------------------------------------------------------

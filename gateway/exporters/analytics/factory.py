@@ -8,7 +8,7 @@ from filters.chain import Item
 from filters.consent import consent_gate
 from filters.generalise import round_values
 from filters.minimise import allow_fields
-from filters.pseudonymise import pseudonymise
+from filters.pseudonymise import PseudonymCache, pseudonymise
 from gateway.exporters.analytics.sender import JsonBatchSink
 from gateway.exporters.base import Built, Route
 from gateway.privacy.pseudonym_keys import load_key_ring
@@ -23,6 +23,7 @@ def build(destination: AnalyticsDestination, session: aiohttp.ClientSession) -> 
         f"{prefix}.token", destination.token_file, destination.token_env, required=False
     )
     keys = load_key_ring(destination.pseudonym_key_file, f"{prefix}.pseudonym_key_file")
+    people = PseudonymCache(keys)  # people's identifiers: one HMAC each, not one per reading
     fields = tuple(destination.fields)
     identifiers = [field for field in PSEUDONYMISED_FIELDS if field in fields]
     name = destination.name
@@ -40,7 +41,7 @@ def build(destination: AnalyticsDestination, session: aiohttp.ClientSession) -> 
             consent_gate,
             round_values(destination.round),
             allow_fields(fields),
-            pseudonymise(keys, identifiers),
+            pseudonymise(people, identifiers),
         ],
         allowed=frozenset(fields) | {"event_id"},
         format=to_event,
@@ -56,4 +57,6 @@ def build(destination: AnalyticsDestination, session: aiohttp.ClientSession) -> 
         max_bytes=destination.batch_max_bytes,
         linger_s=destination.linger_s,
     )
-    return Built(route, sink, destination.retry_initial_s, destination.retry_max_s)
+    return Built(
+        route, sink, destination.retry_initial_s, destination.retry_max_s, forget=people.forget
+    )
