@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from datetime import date
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -145,6 +146,32 @@ class GatewaySettings(_Section):
     retention_days: int = Field(default=365, ge=1)
     require_eea: bool = True
     max_queued_items: int = Field(default=1_000_000, ge=100)
+    # The hub page (README "The hub page"): its language when the browser does not ask for
+    # Swedish, the zone its times are shown in (default: the hub's own), and when a device's
+    # battery or silence is worth telling the person about.
+    locale: Literal["sv", "en"] = "sv"
+    time_zone: str | None = None
+    low_battery_percent: int = Field(default=20, ge=0, le=100)
+    device_unseen_days: float = Field(default=3.0, gt=0)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"{value!r} is not a time zone; write it as Europe/Stockholm"
+                ) from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        if self.time_zone is not None:
+            return ZoneInfo(self.time_zone)
+        local = datetime.now().astimezone().tzinfo
+        return local if local is not None else UTC
 
 
 class SimulationSettings(_Section):
@@ -357,6 +384,11 @@ class Settings(_Section):
     devices: list[DeviceSettings] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
+    # What the person should do, shown on the page with an alert of that severity: one text,
+    # or one per language ({ sv = "...", en = "..." }).
+    alert_instructions: dict[
+        Literal["info", "warning", "critical"], str | dict[Literal["sv", "en"], str]
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:

@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from gateway import audit
-from gateway.api.context import ApiContext, context_of, principal_of
+from gateway.api.context import ApiContext, context_of, page_language, principal_of
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
@@ -152,6 +152,7 @@ async def subject_erase(request: web.Request) -> web.Response:
     subject_id = _subject_id(request)
     source = principal_of(request).audit_source
     counts = await context.rights.erase(subject_id, source)
+    context.alerts.forget(context.rights.subject_ref(subject_id))  # they hold health values
     log.info("subject_erased_via_api", source=source)
     context.events.notify(context.rights.subject_ref(subject_id))
     return json_response({"erased": counts})
@@ -219,10 +220,11 @@ async def subject_summary(request: web.Request) -> web.Response:
     )
     mine = [
         {
-            "name": d["name"] or d["label"],
-            "kind": d["label"],
+            "name": d["name"],
+            "profile": d["profile"],
             "connected": d["connected"],
             "last_seen": d["last_seen"],
+            "last_reading_at": d["last_reading_at"],
             "battery_level": d["battery_level"],
         }
         for d in await devices_of(context)
@@ -231,6 +233,7 @@ async def subject_summary(request: web.Request) -> web.Response:
     summary = context.summaries.build(
         subject_id,
         held,
+        language=page_language(request),
         restricted=context.gateway.restrictions.is_restricted(ref),
         devices=mine,
         alerts=context.alerts.for_subject(ref),
