@@ -115,17 +115,18 @@ class Translator:
         """A short day for chart axes: "30 nov." / "30 Nov"."""
         return format_date(moment, "d MMM", locale=self.language)
 
-    def when(self, value: str | datetime | None, now: datetime) -> str:
-        """ "Today at 18:04", "Yesterday at 07:30", "Monday 23 November at 08:00"."""
+    def when(self, value: str | datetime | None, now: datetime, inline: bool = False) -> str:
+        """ "Today at 18:04", "Yesterday at 07:30", "Monday 23 November at 08:00"; ``inline``
+        for use inside a sentence ("today at 18:04")."""
         moment = _parse(value, self.zone)
         if moment is None:
             return ""
         local, today = self.local(moment), self.local(now).date()
         time = self.clock(local)
         if local.date() == today:
-            return self.t("time.today_at", time=time)
+            return self.t("time.today_at.inline" if inline else "time.today_at", time=time)
         if local.date() == today - timedelta(days=1):
-            return self.t("time.yesterday_at", time=time)
+            return self.t("time.yesterday_at.inline" if inline else "time.yesterday_at", time=time)
         day = format_date(local, self.t("time.day_pattern"), locale=self.language)
         return self.t("time.day_at", day=day, time=time)
 

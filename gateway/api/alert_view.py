@@ -258,7 +258,9 @@ class AlertView:
             "instructions": instructions(self._settings, tr, raised.severity) if is_open else "",
             "resolved_when": ""
             if episode.resolved is None
-            else tr.t("alert.resolved_at", when=tr.when(episode.resolved.at, self._now)),
+            else tr.t(
+                "alert.resolved_at", when=tr.when(episode.resolved.at, self._now, inline=True)
+            ),
             "vital_interest": raised.vital_interest
             or any(d["legal_basis"] == "vital_interest" for d in deliveries),
             "sent": deliveries,

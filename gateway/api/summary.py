@@ -186,7 +186,7 @@ class SummaryBuilder:
                 alerts, held["entries"], held["kinds"], self._destination_text_for(tr), erased_at
             ),
             "generated_at": moment.isoformat(),
-            "updated": tr.t("summary.updated", when=tr.when(moment, moment)),
+            "updated": tr.t("summary.updated", when=tr.when(moment, moment, inline=True)),
         }
 
     # Readings and trends --------------------------------------------------------------------
@@ -309,7 +309,9 @@ class SummaryBuilder:
                 for s in series
             ],
             "limits": [{"value": limit.value, "label": limit.label} for limit in limits],
-            "sentence": " ".join(sentences),
+            # The first value's trend (the upper pressure of a blood pressure) says enough.
+            "sentence": sentences[0] if sentences else "",
+            "how_to_read": tr.t("chart.how_to_read"),
             "svg": trend_svg(tr, series, limits, start, end, aria) if series else "",
         }
 

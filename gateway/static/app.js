@@ -99,6 +99,7 @@ function forgetPerson() {
   stopEvents();
   clearTimeout(state.refreshTimer);
   state = freshState();
+  $("consents").after($("withdraw-confirm"));
   for (const id of ["latest", "trends", "alerts", "alerts-resolved", "devices", "consents", "history"]) {
     $(id).replaceChildren();
   }
@@ -222,6 +223,7 @@ function renderTrends(trends) {
     }
     card.append(legend);
     if (trend.sentence) card.append(el("p", "sentence", trend.sentence));
+    card.append(el("p", "hint small", trend.how_to_read));
     return card;
   });
   if (cards.length) box.replaceChildren(...cards);
@@ -253,6 +255,7 @@ function renderDevices(devices) {
 
 function renderConsents(consents) {
   const box = $("consents");
+  box.after($("withdraw-confirm")); // back from the row it was shown under, before the rows go
   if (!consents.length) {
     box.replaceChildren(el("p", "empty", t("consents.none")));
     return;
@@ -280,7 +283,12 @@ function renderConsents(consents) {
   );
 }
 
-const HISTORY_SHOWN = 5;
+// A short screen (an 800x480 touch screen) shows fewer, so the section fits without scrolling.
+const SHORT_SCREEN = window.matchMedia("(max-height: 560px)");
+
+function historyShown() {
+  return SHORT_SCREEN.matches ? 3 : 5;
+}
 
 function renderHistory(history) {
   const list = $("history");
@@ -289,8 +297,8 @@ function renderHistory(history) {
     more.hidden = true;
     return empty(list, t("history.none"));
   }
-  const shown = state.historyAll ? history : history.slice(0, HISTORY_SHOWN);
-  more.hidden = history.length <= HISTORY_SHOWN;
+  const shown = state.historyAll ? history : history.slice(0, historyShown());
+  more.hidden = history.length <= historyShown();
   more.textContent = state.historyAll ? t("history.show_fewer") : t("history.show_all", { count: history.length });
   list.replaceChildren(
     ...shown.map((entry) => {
@@ -387,6 +395,8 @@ function askConsent(consent, toggle) {
     state.pendingWithdrawal = { consent, toggle };
     $("withdraw-question").textContent = t("withdraw.question", { purpose: consent.label });
     $("withdraw-warning").textContent = consent.withdraw_warning;
+    // Right under the switch that was touched, where the person is looking.
+    toggle.closest(".consent").after($("withdraw-confirm"));
     show("withdraw-confirm", true);
     $("withdraw-no").focus();
     return;
