@@ -141,18 +141,10 @@ class GatewaySettings(_Section):
     api: ApiSettings = ApiSettings()
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    outbox_key_file: Path | None = None
-    shutdown_grace_s: float = Field(default=5.0, ge=0)
-    retention_days: int = Field(default=365, ge=1)
-    require_eea: bool = True
-    max_queued_items: int = Field(default=1_000_000, ge=100)
-    # The hub page (README "The hub page"): its language when the browser does not ask for
-    # Swedish, the zone its times are shown in (default: the hub's own), and when a device's
-    # battery or silence is worth telling the person about.
+    # The hub page (README "The hub page"): Swedish, or English unless the browser asks for
+    # Swedish; times in this zone (default: the hub's own).
     locale: Literal["sv", "en"] = "sv"
     time_zone: str | None = None
-    low_battery_percent: int = Field(default=20, ge=0, le=100)
-    device_unseen_days: float = Field(default=3.0, gt=0)
 
     @field_validator("time_zone")
     @classmethod
@@ -172,6 +164,16 @@ class GatewaySettings(_Section):
             return ZoneInfo(self.time_zone)
         local = datetime.now().astimezone().tzinfo
         return local if local is not None else UTC
+
+    outbox_key_file: Path | None = None
+    shutdown_grace_s: float = Field(default=5.0, ge=0)
+    retention_days: int = Field(default=365, ge=1)
+    require_eea: bool = True
+    max_queued_items: int = Field(default=1_000_000, ge=100)
+    # When a device needs attention (status, /api/status, the page): battery at or below this
+    # percentage, or nothing heard from it for this many days.
+    low_battery_percent: int = Field(default=20, ge=0, le=100)
+    device_unseen_days: float = Field(default=3.0, gt=0)
 
 
 class SimulationSettings(_Section):

@@ -41,12 +41,13 @@ class AlertMemory:
     """
 
     def __init__(self) -> None:
-        self._notes: OrderedDict[tuple[str, str], AlertNote] = OrderedDict()
+        self._notes: OrderedDict[tuple[str, str, str], AlertNote] = OrderedDict()
 
     def observe(self, entry: ActivityEntry) -> None:
         if entry.kind not in ("alert.raised", "alert.resolved"):
             return
-        key = (str(entry.fields.get("reading_id")), entry.kind)
+        # One reading can raise alerts on two values (upper and lower pressure).
+        key = (str(entry.fields.get("reading_id")), str(entry.fields.get("value")), entry.kind)
         self._notes[key] = AlertNote(entry.at, entry.kind, dict(entry.fields))
         while len(self._notes) > ALERT_MEMORY:
             self._notes.popitem(last=False)
@@ -95,10 +96,10 @@ def instructions(settings: Settings, tr: Translator, severity: str | None) -> st
 
 
 def _events(notes: list[AlertNote], entries: list[audit.AuditEntry]) -> list[_Event]:
-    found: dict[tuple[str, str], _Event] = {}
+    found: dict[tuple[str, str, str], _Event] = {}  # (reading, value, type)
     for note in notes:
         f = note.fields
-        key = (str(f.get("reading_id")), note.type)
+        key = (str(f.get("reading_id")), str(f.get("value")), note.type)
         measured = f.get("measured")
         found[key] = _Event(
             at=datetime.fromtimestamp(note.at, UTC).isoformat(),
@@ -116,7 +117,7 @@ def _events(notes: list[AlertNote], entries: list[audit.AuditEntry]) -> list[_Ev
         if entry.event not in ("alert.raised", "alert.resolved"):
             continue
         data = entry.data
-        key = (str(data.get("reading_id")), entry.event)
+        key = (str(data.get("reading_id")), str(data.get("value")), entry.event)
         if key in found:
             found[key].vital_interest |= bool(data.get("vital_interest"))
             continue

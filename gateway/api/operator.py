@@ -210,6 +210,17 @@ async def subject_restriction(request: web.Request) -> web.Response:
     return json_response({"restricted": restricted})
 
 
+async def bluetooth_problem(context: ApiContext) -> str | None:
+    """Why the hub's Bluetooth is not working, or None. The check is the gateway's trouble
+    watch (``gateway/trouble.py``, the installer's status work); a gateway without one has
+    nothing to say here."""
+    watch = getattr(context.gateway, "trouble", None)
+    if watch is None:
+        return None
+    state = await watch.bluetooth()
+    return None if state.ok else str(state.reason)
+
+
 async def subject_summary(request: web.Request) -> web.Response:
     context = context_of(request)
     subject_id = _subject_id(request)
@@ -218,8 +229,10 @@ async def subject_summary(request: web.Request) -> web.Response:
     held = await context.gateway.database.call(
         lambda c: context.summaries.read(c, ref, now), priority=Priority.INTAKE
     )
+    radio = await bluetooth_problem(context)
     mine = [
         {
+            "radio_problem": radio,
             "name": d["name"],
             "profile": d["profile"],
             "connected": d["connected"],

@@ -335,7 +335,7 @@ class SummaryBuilder:
                 seen = seen.replace(tzinfo=UTC)
             days = (now - seen).total_seconds() / 86400
             if days >= gateway.device_unseen_days:
-                trouble.append({"code": "unseen", "text": tr.plural("device.unseen", int(days))})
+                trouble.append({"code": "unseen", "text": tr.plural("device.unseen", round(days))})
         connected = bool(device.get("connected"))
         line = [tr.t("device.connected" if connected else "device.not_connected")]
         state = tr.t("device.last_seen", ago=tr.ago(last_seen, now))
