@@ -102,10 +102,15 @@ async def enter_pin_on_pad(page: Page, language: str, pin: str) -> None:
     await page.get_by_role("button", name=words(language, "page.login.open"), exact=True).click()
 
 
-def alert_config(locale: str) -> Any:
+DEVICE_NAMES = {"sv": "Blodtrycksmätare", "en": "Blood pressure monitor"}
+
+
+def alert_config(locale: str, device_language: str | None = None) -> Any:
     def tweak(config: dict[str, Any]) -> None:
         config["gateway"]["locale"] = locale
         config["alert_instructions"] = {"critical": dict(INSTRUCTIONS)}
+        for device in config["devices"]:
+            device["name"] = DEVICE_NAMES[device_language or locale]
 
     return tweak
 
@@ -136,7 +141,8 @@ async def test_a_person_signs_in_on_the_pin_pad_sees_alert_instructions_withdraw
 ):
     name = f"{language}-{screen['width']}x{screen['height']}"
     devices = [cuff(READINGS, interval_s=1.0)]
-    async with running_hub(tmp_path, devices=devices, tweak=alert_config(hub_locale)) as hub:
+    tweak = alert_config(hub_locale, language)
+    async with running_hub(tmp_path, devices=devices, tweak=tweak) as hub:
         context = await browser.new_context(
             viewport=screen, locale=browser_locale, accept_downloads=True, has_touch=True
         )
@@ -173,6 +179,13 @@ async def test_a_person_signs_in_on_the_pin_pad_sees_alert_instructions_withdraw
         await expect(open_alerts).to_contain_text(INSTRUCTIONS[language])
         await expect(open_alerts).to_contain_text(words(language, "alert.severity.critical"))
         await expect(open_alerts).to_contain_text("191")
+        await expect(page.locator("#trends svg.chart")).to_have_count(1)
+        # The first screens, as the README shows them (docs/hub-page.png is the Swedish phone's).
+        await page.screenshot(
+            path=ARTIFACTS / f"hub-page-{name}-overview.png",
+            full_page=True,
+            clip={"x": 0, "y": 0, "width": screen["width"], "height": 1500},
+        )
         earlier = page.locator("#alerts-earlier")
         await expect(earlier.locator("summary")).to_have_text(
             words(language, "page.alerts.earlier.one", count=1)
@@ -188,7 +201,7 @@ async def test_a_person_signs_in_on_the_pin_pad_sees_alert_instructions_withdraw
         await expect(trend.locator("svg.chart line.limit")).to_have_count(1)
         await expect(trend.locator(".legend")).to_contain_text("180")
         await expect(trend.locator(".sentence")).not_to_be_empty()
-        await expect(page.locator("#devices")).to_contain_text("Blood pressure monitor")
+        await expect(page.locator("#devices")).to_contain_text(DEVICE_NAMES[language])
         await no_accessibility_violations(page, f"with readings and alerts ({name})")
         await page.screenshot(path=ARTIFACTS / f"hub-page-{name}-readings.png", full_page=True)
         if screen is TOUCH:

@@ -19,11 +19,11 @@ from gateway.i18n import Translator
 # Wider than tall, so a chart and its legend fit a 480-pixel-high screen together.
 WIDTH = 440
 HEIGHT = 190
-LEFT = 48
+LEFT = 54
 RIGHT = 14
 TOP = 12
-BOTTOM = 30
-FONT = 15
+BOTTOM = 32
+FONT = 17
 LIMIT_COLOUR = "#7a1f1f"
 
 
