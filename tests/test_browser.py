@@ -153,6 +153,8 @@ async def test_a_person_signs_in_on_the_pin_pad_sees_alert_instructions_withdraw
             page.get_by_role("heading", name=words(language, "page.login.title"))
         ).to_be_visible()
         await no_accessibility_violations(page, f"on the sign-in screen ({name})")
+        if screen is TOUCH:
+            await fits_the_screen(page, "#login", TOUCH["height"])
         await page.screenshot(path=ARTIFACTS / f"hub-page-{name}-sign-in.png")
 
         # A wrong PIN on the pad is refused in plain words; the right one opens the page.
