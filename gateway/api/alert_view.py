@@ -12,6 +12,7 @@ disclosures with neither (after a restart that lost both).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -85,7 +86,9 @@ class _Episode:
 
 
 def instructions(settings: Settings, tr: Translator, severity: str | None) -> str:
-    configured = settings.alert_instructions.get(severity) if severity in SEVERITIES else None  # type: ignore[call-overload]
+    configured = next(
+        (text for level, text in settings.alert_instructions.items() if level == severity), None
+    )
     if isinstance(configured, str):
         return configured
     if isinstance(configured, dict):
@@ -170,7 +173,7 @@ class AlertView:
         notes: list[AlertNote],
         entries: list[audit.AuditEntry],
         kinds: dict[str, str],
-        destination_text: Any,
+        destination_text: Callable[[str], str],
         erased_at: str | None,
     ) -> list[dict[str, Any]]:
         """Open alerts first (newest first), then resolved ones (newest first).
@@ -215,7 +218,7 @@ class AlertView:
                     "open": False,
                     "severity": None,
                     "severity_text": "",
-                    "title": tr.t("alert.unknown_title", kind=_kind(tr, kind)),
+                    "title": tr.t("alert.unknown_title", kind=kind_text(tr, kind)),
                     "detail": "",
                     "instructions": "",
                     "resolved_when": "",
@@ -233,7 +236,7 @@ class AlertView:
         raised = episode.raised
         unit = unit_text(tr, raised.unit)
         what = tr.t(
-            "alert.what", kind=_kind(tr, raised.kind), value=lower(_value(tr, raised.value))
+            "alert.what", kind=kind_text(tr, raised.kind), value=lower(value_text(tr, raised.value))
         )
         way = "above" if raised.direction == "above" else "below"
         limit = "" if raised.limit is None else tr.number(raised.limit)
@@ -286,20 +289,12 @@ def unit_text(tr: Translator, unit: str) -> str:
     return UNIT_TEXT.get(unit, unit)
 
 
-def _kind(tr: Translator, kind: str) -> str:
+def kind_text(tr: Translator, kind: str) -> str:
     return tr.get(f"kind.{kind}", kind.replace("_", " ").capitalize())
 
 
-def kind_text(tr: Translator, kind: str) -> str:
-    return _kind(tr, kind)
-
-
-def _value(tr: Translator, name: str) -> str:
-    return tr.get(f"value.{name}", name.replace("_", " ").capitalize())
-
-
 def value_text(tr: Translator, name: str) -> str:
-    return _value(tr, name)
+    return tr.get(f"value.{name}", name.replace("_", " ").capitalize())
 
 
 def lower(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -337,14 +338,13 @@ class SummaryBuilder:
             if days >= gateway.device_unseen_days:
                 trouble.append({"code": "unseen", "text": tr.plural("device.unseen", round(days))})
         connected = bool(device.get("connected"))
-        line = [tr.t("device.connected" if connected else "device.not_connected")]
         state = tr.t("device.last_seen", ago=tr.ago(last_seen, now))
         if battery is not None:
             state += " " + tr.t("device.battery", level=battery)
         return {
             **device,
             "name": device.get("name") or kind_text(tr, str(device.get("profile", ""))),
-            "badge": line[0],
+            "badge": tr.t("device.connected" if connected else "device.not_connected"),
             "state": state,
             "hint": "" if connected or trouble else tr.t("device.normal_when_idle"),
             "trouble": trouble,
@@ -359,7 +359,7 @@ class SummaryBuilder:
                 return tr.t("destination.named", name=name, what=what)
         return name
 
-    def _destination_text_for(self, tr: Translator) -> Any:
+    def _destination_text_for(self, tr: Translator) -> Callable[[str], str]:
         return lambda name: self._destination_text(tr, name)
 
     def _consents(
