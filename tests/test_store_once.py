@@ -457,3 +457,51 @@ def test_payloads_kept_from_intake_are_bounded_and_forgotten_with_their_person()
     cache.put("care", "r-5", "s-5", "care", b"ee")
     cache.drop("care", ["r-5", "r-6"])  # delivered (and one never kept)
     assert len(cache) == 0 and cache.size == 0
+
+
+async def test_a_database_from_before_store_once_is_read_as_it_is_and_marked_as_the_new_schema(
+    tmp_path,
+):
+    from gateway.storage.crypto import Sealer
+    from gateway.storage.database import Database
+    from gateway.storage.outbox import NewItem
+
+    path = tmp_path / "gateway.db"
+    database = Database(path)
+    await database.open()
+    outbox = Outbox(Sealer(b"k" * 32))
+    old_style = NewItem(
+        "care", "care", "reading", 1, "s-1", "r-1", "r-1", "consent", ("kind",), {"entries": []}
+    )
+
+    def write(connection):
+        with Transaction(connection):
+            outbox.enqueue(connection, [old_style], time.time())
+        connection.execute("PRAGMA user_version=1")  # as the gateway before store once left it
+
+    try:
+        await database.call(write)
+    finally:
+        await database.close()
+    database = Database(path)
+    await database.open()  # the same file, opened by this gateway
+    try:
+        [item] = await database.call(lambda c: outbox.due(c, "care", 10, float("inf")))
+        version = await database.call(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        await database.close()
+    assert item.payload == {"entries": []} and not item.needs_build  # its payload, as stored
+    assert version == 2
+
+
+async def test_a_database_from_a_newer_gateway_is_refused_with_a_clear_error(tmp_path):
+    from gateway.storage.database import Database, StoreError
+
+    path = tmp_path / "gateway.db"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version=3")
+    connection.close()
+    database = Database(path)
+    with pytest.raises(StoreError, match="written by a newer gateway"):
+        await database.open()
+    await database.close()
