@@ -31,7 +31,7 @@ from devices.gatt.body_composition import BodyCompositionAssembler, split_body_c
 from devices.gatt.current_time import decode_current_time, encode_current_time
 from devices.gatt.errors import DecodeError, EncodeError
 from devices.gatt.glucose_join import GlucoseContextJoiner, attach_context
-from gateway.models import Measurement
+from devices.models import Measurement
 
 __all__ = [
     "BodyCompositionAssembler",
@@ -120,8 +120,13 @@ def _codec(characteristic: Characteristic, error: type[ValueError]) -> Codec:
     return codec
 
 
-def decode(characteristic: Characteristic, data: bytes) -> Measurement:
-    """Decode one characteristic value (a notification or indication payload)."""
+def decode(characteristic: Characteristic, data: bytes, *, model: str | None = None) -> Measurement:
+    """Decode one characteristic value (a notification or indication payload).
+
+    ``model`` (a lower-case model name such as ``"beurer-bm85"``) applies that model's documented
+    deviations from the specification (``devices.gatt.quirks``); None, or a model without known
+    quirks, is plain specification behaviour.
+    """
     codec = _codec(characteristic, DecodeError)
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"{codec.label}: expected bytes, got {type(data).__name__}")

@@ -27,7 +27,7 @@ from devices.ieee11073 import (
     encode_float,
     encode_sfloat,
 )
-from gateway.models import Measurement, Quantity
+from devices.models import Measurement, Quantity
 
 Number = float | SpecialValue
 

@@ -45,7 +45,7 @@ from devices.gatt._fields import (
     write_user,
 )
 from devices.ieee11073 import SpecialValue
-from gateway.models import Measurement
+from devices.models import Measurement
 
 BLOOD_PRESSURE_MEASUREMENT = 0x2A35
 INTERMEDIATE_CUFF_PRESSURE = 0x2A36

@@ -49,7 +49,7 @@ from devices.gatt._fields import (
 )
 from devices.gatt.errors import EncodeError
 from devices.gatt.weight import LENGTH_FOR_MASS, LENGTH_UNITS, MASS_UNITS
-from gateway.models import Measurement
+from devices.models import Measurement
 
 BODY_COMPOSITION_MEASUREMENT = 0x2A9C
 LABEL = "Body Composition Measurement (0x2A9C)"

@@ -57,7 +57,7 @@ from devices.gatt._fields import (
     enum_name,
     pick_unit,
 )
-from gateway.models import Measurement
+from devices.models import Measurement
 
 GLUCOSE_MEASUREMENT = 0x2A18
 

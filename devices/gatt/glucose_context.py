@@ -44,7 +44,7 @@ from devices.gatt._fields import (
     pick_unit,
 )
 from devices.ieee11073 import SpecialValue
-from gateway.models import Measurement, Quantity
+from devices.models import Measurement, Quantity
 
 GLUCOSE_MEASUREMENT_CONTEXT = 0x2A34
 

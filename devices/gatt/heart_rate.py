@@ -36,7 +36,7 @@ from devices.gatt._fields import (
     to_fixed_point,
 )
 from devices.ieee11073 import SpecialValue
-from gateway.models import Measurement, Quantity
+from devices.models import Measurement, Quantity
 
 HEART_RATE_MEASUREMENT = 0x2A37
 

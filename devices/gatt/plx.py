@@ -54,7 +54,7 @@ from devices.gatt._fields import (
     has_time_stamp,
     read_time_stamp,
 )
-from gateway.models import Measurement
+from devices.models import Measurement
 
 PLX_SPOT_CHECK_MEASUREMENT = 0x2A5E
 PLX_CONTINUOUS_MEASUREMENT = 0x2A5F

@@ -34,7 +34,7 @@ from devices.gatt._fields import (
     pick_unit,
     read_time_stamp,
 )
-from gateway.models import Measurement
+from devices.models import Measurement
 
 TEMPERATURE_MEASUREMENT = 0x2A1C
 

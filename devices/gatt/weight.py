@@ -37,7 +37,7 @@ from devices.gatt._fields import (
     write_fixed,
     write_user,
 )
-from gateway.models import Measurement
+from devices.models import Measurement
 
 WEIGHT_MEASUREMENT = 0x2A9D
 

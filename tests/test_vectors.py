@@ -1,0 +1,77 @@
+"""Every real vector in tests/vectors/ decodes to what its public source says it holds.
+
+The corpus is data, one JSON file per source (see tests/vectors/README.md); this test is the only
+code that reads it. A vector with a ``profile`` is advertisement service data for
+``devices.broadcast.decode``; any other is a GATT characteristic value for ``devices.gatt.decode``
+with the vector's ``model`` (None = plain specification behaviour).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from devices import broadcast, gatt
+from devices.gatt import DecodeError
+from devices.models import Measurement
+
+VECTORS_DIR = Path(__file__).parent / "vectors"
+DEFAULT_TOLERANCE = 1e-6
+
+
+def _load() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    cases = []
+    for path in sorted(VECTORS_DIR.glob("*.json")):
+        document = orjson.loads(path.read_bytes())
+        for vector in document["vectors"]:
+            cases.append((f"{path.stem}: {vector['name']}", document["source"], vector))
+    return cases
+
+
+CASES = _load()
+
+
+def _decode(vector: dict[str, Any]) -> Measurement:
+    data = bytes.fromhex(vector["hex"])
+    if "profile" in vector:
+        return broadcast.decode(vector["profile"], vector["service_uuid"], data)
+    return gatt.decode(vector["characteristic"], data, model=vector.get("model"))
+
+
+def _assert_matches(measurement: Measurement, expected: dict[str, Any]) -> None:
+    if "kind" in expected:
+        assert measurement.kind == expected["kind"]
+    tolerance = expected.get("tolerance", DEFAULT_TOLERANCE)
+    for name, (number, unit) in expected.get("values", {}).items():
+        assert name in measurement.values, f"{name} missing from {measurement.values}"
+        got = measurement.values[name]
+        assert got.unit == unit, f"{name}: unit {got.unit}, expected {unit}"
+        close = math.isclose(got.value, number, abs_tol=tolerance)
+        assert close, f"{name}: {got.value} != {number}"
+    for name in expected.get("absent", []):
+        assert name not in measurement.values, f"{name} should be absent"
+    if "measured_at" in expected:
+        stamp = expected["measured_at"]
+        assert measurement.measured_at == (None if stamp is None else datetime.fromisoformat(stamp))
+    if "user_index" in expected:
+        assert measurement.user_index == expected["user_index"]
+    for key, value in expected.get("status", {}).items():
+        assert measurement.status.get(key) == value, f"status[{key!r}]: {measurement.status}"
+
+
+@pytest.mark.parametrize(("name", "source", "vector"), CASES, ids=[case[0] for case in CASES])
+def test_each_vector_decodes_to_what_its_source_states(
+    name: str, source: dict[str, Any], vector: dict[str, Any]
+) -> None:
+    assert source.get("repository") or source.get("post"), f"{name} has no source"
+    expected = vector["expected"]
+    if "error" in expected:
+        with pytest.raises(DecodeError, match=expected["error"]):
+            _decode(vector)
+        return
+    _assert_matches(_decode(vector), expected)
