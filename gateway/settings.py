@@ -145,6 +145,10 @@ class GatewaySettings(_Section):
     retention_days: int = Field(default=365, ge=1)
     require_eea: bool = True
     max_queued_items: int = Field(default=1_000_000, ge=100)
+    # When a device needs attention (status, /api/status, the page): battery at or below this
+    # percentage, or nothing heard from it for this many days.
+    low_battery_percent: int = Field(default=20, ge=0, le=100)
+    device_unseen_days: float = Field(default=3.0, gt=0)
 
 
 class SimulationSettings(_Section):
