@@ -46,9 +46,11 @@ def _fail(message: str, code: int) -> int:
 def _load(path: Path) -> Settings:
     from gateway.api.security import check_api_settings
     from gateway.preflight import preflight
+    from gateway.writable import check_service_can_write
 
     settings = load_settings(path)
     try:
+        check_service_can_write(settings)
         preflight(settings)
         check_api_settings(settings)
     except ConfigError as exc:
@@ -96,6 +98,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(settings.subjects)} subjects, {len(settings.devices)} devices,"
         f" {len(settings.destinations)} destinations, {len(settings.alert_rules)} alert rules)"
     )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from gateway.initialise import InitError, initialise
+
+    try:
+        report = initialise(
+            args.config_dir, args.data_dir, user=args.user, systemd_dir=args.systemd_dir
+        )
+    except InitError as exc:
+        return _fail(f"init: {exc}", EXIT_RUNTIME)
+    print(report.text())
     return 0
 
 
@@ -365,6 +380,27 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and its secrets")
     check.add_argument("config", type=Path)
     check.set_defaults(handler=cmd_check_config)
+
+    init = commands.add_parser(
+        "init",
+        help="create the config and data folders, secrets, PINs and keys (run as root)",
+        description="Lay out a hub: the config folder (root-owned, the service's group, 0750)"
+        " with a commented config from the example, the API token, PINs and the alert signing"
+        " secret; the data folder (the service user's, 0700) with its keys; optionally the"
+        " systemd unit. Existing files are never changed. Prints the next steps.",
+    )
+    init.add_argument("--config-dir", type=Path, default=Path("/etc/health-gateway"))
+    init.add_argument("--data-dir", type=Path, default=Path("/var/lib/health-gateway"))
+    init.add_argument(
+        "--user", default=None, help="the service user (default: health-gateway as root)"
+    )
+    init.add_argument(
+        "--systemd-dir",
+        type=Path,
+        default=None,
+        help="also write the unit here (e.g. /etc/systemd/system)",
+    )
+    init.set_defaults(handler=cmd_init)
 
     demo = commands.add_parser(
         "demo", help="simulated devices, local care platform and alert receiver; no hardware"
