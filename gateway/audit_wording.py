@@ -56,8 +56,8 @@ def _disclosure(data: dict[str, Any]) -> str:
     fields = ", ".join(data.get("fields") or []) or "no fields"
     basis = str(data.get("legal_basis", "")).replace("_", " ")
     return (
-        f"sent to {data.get('destination')} for {data.get('purpose')} ({basis}): {fields};"
-        f" reading {data.get('reading_id')}"
+        f"sent to {data.get('destination')} for {data.get('purpose')} ({basis}),"
+        f" reading {data.get('reading_id')}: {fields}"
     )
 
 
