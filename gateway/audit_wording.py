@@ -70,16 +70,16 @@ def _withheld(data: dict[str, Any]) -> str:
 
 def _alert(verb: str) -> Callable[[dict[str, Any]], str]:
     def describe(data: dict[str, Any]) -> str:
-        direction = "above" if data.get("direction") == "above" else "below"
+        what = f"{data.get('severity')} alert {verb}: {data.get('kind')} {data.get('value')}"
         limit = data.get("limit")
-        unit = data.get("unit") or ""
-        vital = "; sent on vital interest" if data.get("vital_interest") else ""
+        if limit is None:  # a resolution: back inside the rule's range
+            where = " back within its limit"
+        else:
+            direction = "above" if data.get("direction") == "above" else "below"
+            where = f" {direction} {limit:g} {data.get('unit') or ''}".rstrip()
         personal = " (personal limit)" if data.get("personal_rule") else ""
-        return (
-            f"{data.get('severity')} alert {verb}: {data.get('kind')} {data.get('value')}"
-            f" {direction} {limit} {unit}".rstrip()
-            + f"{personal}{vital}"
-        )
+        vital = "; sent on vital interest" if data.get("vital_interest") else ""
+        return what + where + personal + vital
 
     return describe
 
@@ -118,7 +118,7 @@ def describe_entry(event: str, data: dict[str, Any]) -> str:
     if describer is not None:
         try:
             return describer(data)
-        except (AttributeError, TypeError):
+        except (AttributeError, TypeError, ValueError):
             pass  # an older or unexpected shape: fall back to the plain fields below
     return ", ".join(
         f"{key}={value}" for key, value in data.items() if not isinstance(value, dict | list)

@@ -100,6 +100,14 @@ async def test_audit_show_says_which_consent_changed_and_for_whom(tmp_path):
         sent = [line for line in lines if " disclosure " in line]
         assert sent and all(f"{ADULT}  sent to " in row for row in sent)
         assert any("sent to care-platform for care (consent), reading " in row for row in sent)
+        assert any(
+            line.endswith("critical alert raised: blood_pressure systolic above 180 mm[Hg]")
+            for line in lines
+        )
+        assert any(
+            line.endswith("critical alert resolved: blood_pressure systolic back within its limit")
+            for line in lines
+        )
         ref = hub.gateway.rights.subject_ref(ADULT)
         assert ref not in shown.out  # the internal reference is not what the operator typed
 
