@@ -217,6 +217,7 @@ class Gateway:
                     asyncio.create_task(a.run(), name=f"aggregate:{a.destination.name}")
                     for a in aggregators
                 ),
+                asyncio.create_task(self.trouble.run(), name="bluetooth-watch"),
             ]
             log.info(
                 "gateway_started",

@@ -7,6 +7,7 @@ config's ``gateway.low_battery_percent`` and ``gateway.device_unseen_days``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,8 @@ log = structlog.get_logger(__name__)
 # /api/status may be polled by a page every few seconds; one D-Bus round trip per poll is
 # cheap, but there is no need to ask BlueZ more often than this.
 BLUETOOTH_RECHECK_S = 5.0
+# How often the service asks on its own, so the journal says when Bluetooth stops or returns.
+BLUETOOTH_WATCH_S = 60.0
 NOT_USED = BluetoothState(True, None, None)
 
 
@@ -45,6 +48,12 @@ class TroubleWatch:
                     log.warning("bluetooth_unavailable", reason=state.reason)
             self._bluetooth, self._checked_at = state, now
         return self._bluetooth
+
+    async def run(self) -> None:
+        """Ask at the start and then every minute; changes are logged (never raises)."""
+        while True:
+            await self.bluetooth()
+            await asyncio.sleep(BLUETOOTH_WATCH_S)
 
     def device_fields(self, device: dict[str, Any], now: datetime) -> dict[str, Any]:
         """``battery_low``, ``last_contact`` and ``unseen_days`` for one device of /api/devices."""

@@ -20,6 +20,7 @@ from devices.adapter import _from_objects, check_bluetooth
 from gateway.settings import parse_settings
 from gateway.trouble import TroubleWatch
 from tests.configs import ADULT, base_config
+from tests.conftest import watch_logs
 from tests.hub_harness import cuff, running_hub
 from tests.test_cli_ops import READINGS, cli, operator_config
 
@@ -105,29 +106,39 @@ async def test_status_says_bluetooth_is_not_working_and_which_device_went_unseen
         # any time at all counts as "days": the device has not been heard since the start
         config["gateway"]["device_unseen_days"] = 1e-9
 
-    async with running_hub(tmp_path, tweak=tweak) as hub:
-        async with (
-            aiohttp.ClientSession(headers=hub.auth()) as http,
-            http.get(hub.url + "/api/status") as response,
-        ):
-            status = await response.json()
-        assert status["ready"] is True
-        assert status["bluetooth"]["ok"] is False
-        assert status["bluetooth"]["reason"].startswith("the system D-Bus is not running")
-        kinds = [(w["kind"], w["device"]) for w in status["warnings"]]
-        assert kinds == [("bluetooth", None), ("device_unseen", "device-1")]
-        assert status["devices"][0]["last_contact"] is None
+    with watch_logs() as logs:
+        async with running_hub(tmp_path, tweak=tweak) as hub:
+            # the service says it in its log too, by itself, without anyone asking
+            logged = await logs.wait_for("bluetooth_unavailable")
+            assert logged["reason"].startswith("the system D-Bus is not running")
+            assert logged["log_level"] == "warning"
+            await check_status(tmp_path, hub)
 
-        shown = await cli("status", "--config", operator_config(tmp_path, hub))
-        assert shown.code == 0, shown.err
-        first = shown.out.splitlines()[0]
-        assert "running and ready" not in shown.out
-        assert first.endswith(
-            "running, but Bluetooth is not working: the system D-Bus is not running (no bus"
-            " socket); install and start dbus and bluez, or check DBUS_SYSTEM_BUS_ADDRESS"
-        )
-        assert "NEEDS ATTENTION" in shown.out
-        assert "- Blood pressure monitor: never seen in 0 days" in shown.out
+
+async def check_status(tmp_path: Path, hub) -> None:
+    """/api/status and `status` of a hub whose radio cannot work."""
+    async with (
+        aiohttp.ClientSession(headers=hub.auth()) as http,
+        http.get(hub.url + "/api/status") as response,
+    ):
+        status = await response.json()
+    assert status["ready"] is True
+    assert status["bluetooth"]["ok"] is False
+    assert status["bluetooth"]["reason"].startswith("the system D-Bus is not running")
+    kinds = [(w["kind"], w["device"]) for w in status["warnings"]]
+    assert kinds == [("bluetooth", None), ("device_unseen", "device-1")]
+    assert status["devices"][0]["last_contact"] is None
+
+    shown = await cli("status", "--config", operator_config(tmp_path, hub))
+    assert shown.code == 0, shown.err
+    first = shown.out.splitlines()[0]
+    assert "running and ready" not in shown.out
+    assert first.endswith(
+        "running, but Bluetooth is not working: the system D-Bus is not running (no bus"
+        " socket); install and start dbus and bluez, or check DBUS_SYSTEM_BUS_ADDRESS"
+    )
+    assert "NEEDS ATTENTION" in shown.out
+    assert "- Blood pressure monitor: never seen in 0 days" in shown.out
 
 
 async def test_a_low_battery_is_shown_in_status_with_the_device(tmp_path):
