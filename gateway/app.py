@@ -41,6 +41,7 @@ from gateway.secrets import read_secret
 from gateway.settings import AggregateDestination, Settings
 from gateway.sinks.analytics import JsonBatchSink
 from gateway.store import Database, Priority, Transaction
+from gateway.trouble import TroubleWatch
 
 log = structlog.get_logger(__name__)
 
@@ -122,6 +123,7 @@ class Gateway:
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
         self.api: ApiServer | None = None
+        self.trouble = TroubleWatch(settings)
         self._background: list[asyncio.Task[None]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -215,6 +217,7 @@ class Gateway:
                     asyncio.create_task(a.run(), name=f"aggregate:{a.destination.name}")
                     for a in aggregators
                 ),
+                asyncio.create_task(self.trouble.run(), name="bluetooth-watch"),
             ]
             log.info(
                 "gateway_started",

@@ -11,8 +11,9 @@ from gateway.store import StoreError
 def describe(exc: BaseException) -> str | None:
     """One line for a known operational failure; None for a bug (which should show a traceback)."""
     from gateway.app import GatewayError
+    from gateway.scan import BluetoothUnavailable
 
-    if isinstance(exc, DbusDaemonMissing | StoreError | GatewayError):
+    if isinstance(exc, DbusDaemonMissing | StoreError | GatewayError | BluetoothUnavailable):
         return str(exc)
     if isinstance(exc, BleakDBusError):
         return (

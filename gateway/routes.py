@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -123,12 +124,14 @@ def _webhook(destination: WebhookDestination, session: aiohttp.ClientSession) ->
     return Built(route, sink, destination.retry_initial_s, destination.retry_max_s)
 
 
-def _analytics(destination: AnalyticsDestination, session: aiohttp.ClientSession) -> Built:
+def _analytics(
+    destination: AnalyticsDestination, session: aiohttp.ClientSession, key_file: Path
+) -> Built:
     prefix = f"destinations.{destination.name}"
     token = read_secret(
         f"{prefix}.token", destination.token_file, destination.token_env, required=False
     )
-    keys = load_key_ring(destination.pseudonym_key_file, f"{prefix}.pseudonym_key_file")
+    keys = load_key_ring(key_file, f"{prefix}.pseudonym_key_file")
     fields = tuple(destination.fields)
     identifiers = [field for field in PSEUDONYMISED_FIELDS if field in fields]
     name = destination.name
@@ -178,5 +181,6 @@ def build_destinations(settings: Settings, session: aiohttp.ClientSession) -> li
         elif isinstance(destination, WebhookDestination):
             built.append(_webhook(destination, session))
         elif isinstance(destination, AnalyticsDestination):
-            built.append(_analytics(destination, session))
+            key_file = settings.pseudonym_key_path(destination)
+            built.append(_analytics(destination, session, key_file))
     return built

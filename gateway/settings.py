@@ -298,7 +298,9 @@ class AnalyticsDestination(_Destination):
 
     kind: Literal["analytics"]
     fields: list[str] = Field(min_length=1)
-    pseudonym_key_file: Path
+    # The service generates this key (0600) if it is missing, so by default it lives in
+    # data_dir, the one place the service may write: data_dir/keys/analytics-<name>.key.
+    pseudonym_key_file: Path | None = None
     token_file: Path | None = None
     token_env: str | None = None
     round: dict[str, float] = Field(default_factory=dict)  # value name -> step, e.g. systolic = 5
@@ -435,6 +437,12 @@ class Settings(_Section):
     @property
     def uses_simulated_radio(self) -> bool:
         return any(device.simulated for device in self.devices)
+
+    def pseudonym_key_path(self, destination: AnalyticsDestination) -> Path:
+        """Where an analytics destination's pseudonym key is (or will be generated)."""
+        return destination.pseudonym_key_file or (
+            self.gateway.data_dir / "keys" / f"analytics-{destination.name}.key"
+        )
 
     def subject(self, subject_id: str) -> SubjectSettings:
         for subject in self.subjects:

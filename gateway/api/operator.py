@@ -89,6 +89,9 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
                 **newest.get(device.address, {"clock_offset_s": None, "last_reading_at": None}),
             }
         )
+    now = datetime.now(UTC)
+    for entry in devices:
+        entry.update(gateway.trouble.device_fields(entry, now))
     return devices
 
 
@@ -97,6 +100,9 @@ async def status(request: web.Request) -> web.Response:
     snapshot = await context.gateway.status()
     snapshot["devices"] = await devices_of(context)
     snapshot["hub_time"] = datetime.now(UTC).isoformat()
+    bluetooth = await context.gateway.trouble.bluetooth()
+    snapshot["bluetooth"] = bluetooth.as_dict()
+    snapshot["warnings"] = context.gateway.trouble.warnings(bluetooth, snapshot["devices"])
     return json_response(snapshot)
 
 
@@ -336,17 +342,44 @@ async def dead_letters(request: web.Request) -> web.Response:
     return json_response({"dead_letters": rows})
 
 
-async def requeue(request: web.Request) -> web.Response:
-    context = context_of(request)
-    body = await json_object(request)
+def requested_ids(body: dict[str, Any]) -> list[int]:
     ids = body.get("ids")
     if (
         not isinstance(ids, list)
         or not ids
         or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
     ):
-        raise ApiError(400, "ids: must be a non-empty list of dead-letter ids (numbers)")
-    wanted = sorted(set(ids))
+        raise ApiError(
+            400,
+            'ids: must be a non-empty list of dead-letter ids (numbers), or send {"all": true}',
+        )
+    return sorted(set(ids))
+
+
+def every_dead_letter(connection: sqlite3.Connection, destination: str | None) -> list[int]:
+    """Bulk re-queue: every dead letter, or every one of one destination."""
+    if destination is None:
+        return [row[0] for row in connection.execute("SELECT id FROM dead_letters ORDER BY id")]
+    return [
+        row[0]
+        for row in connection.execute(
+            "SELECT id FROM dead_letters WHERE destination = ? ORDER BY id", (destination,)
+        )
+    ]
+
+
+async def requeue(request: web.Request) -> web.Response:
+    context = context_of(request)
+    body = await json_object(request)
+    if body.get("all") is True:
+        destination = body.get("destination")
+        if destination is not None and not isinstance(destination, str):
+            raise ApiError(400, "destination: must be a destination's name")
+        wanted = await context.gateway.database.call(lambda c: every_dead_letter(c, destination))
+    else:
+        wanted = requested_ids(body)
+    if not wanted:
+        return json_response({"requeued": [], "not_found": []})
     now = time.time()
 
     def move(connection: sqlite3.Connection) -> tuple[list[int], list[int]]:
