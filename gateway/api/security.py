@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.secret_files import read_private_text
 from gateway.settings import ApiSettings, ConfigError, Settings
 
 TOKEN_FILE_NAME = "api-token"  # noqa: S105 (a file name, not a secret)
@@ -55,7 +56,7 @@ def create_token_file(path: Path) -> str:
 
 def read_token(path: Path, *, key: str = "gateway.api.token_file") -> str:
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        token = read_private_text(path, key).strip()
     except FileNotFoundError:
         raise ConfigError(
             f"{key}: {path} does not exist; create it with "
@@ -86,7 +87,7 @@ def load_pins(settings: Settings) -> dict[str, str]:
         return {}
     key = "gateway.api.pin_file"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_private_text(path, key)
     except FileNotFoundError:
         raise ConfigError(
             f"{key}: {path} does not exist; create it (mode 0600) with one line"
