@@ -125,6 +125,16 @@ class ApiSettings(_Section):
     pin_file: Path | None = None  # lines "SUBJECT_ID PIN": each person's PIN for the hub page
     allowed_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_NETWORKS))
     session_idle_s: float = Field(default=12 * 3600.0, gt=0)
+    # Names a browser may use for the hub besides IP addresses, "localhost" and this machine's
+    # host name (+ ".local"): any other Host header is refused (DNS rebinding).
+    host_names: list[str] = Field(default_factory=list)
+    # Connection guards (README "Security and failure behaviour"): a connection must send its
+    # request head within header_timeout_s and a body within body_timeout_s; an idle keep-alive
+    # connection is closed after idle_timeout_s; beyond max_connections new ones are closed.
+    max_connections: int = Field(default=128, ge=1, le=4096)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    idle_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -133,6 +143,14 @@ class ApiSettings(_Section):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"{value!r} must be host:port, for example 127.0.0.1:8080")
         return value
+
+    @field_validator("host_names")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", name):
+                raise ValueError(f"{name!r} is not a host name; write it as hub.local")
+        return [name.lower() for name in value]
 
     @field_validator("allowed_networks")
     @classmethod
