@@ -124,11 +124,14 @@ class ApiServer:
         self.context = context
         refusals = RefusalReport()
         # keepalive_timeout: aiohttp closes a connection idle this long between requests.
+        # lingering_time: how long it reads a body nobody asked for (or one that timed out)
+        # before closing; bounded by the same time a body is given to arrive.
         runner = web.AppRunner(
             build_app(context, refusals),
             access_log=None,
             shutdown_timeout=1.0,
             keepalive_timeout=api.idle_timeout_s,
+            lingering_time=api.body_timeout_s,
         )
         await runner.setup()
         assert runner.server is not None
