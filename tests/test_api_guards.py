@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.configs import ADULT
 from tests.hub_harness import PINS, Hub, running_hub
@@ -178,6 +179,7 @@ async def test_connections_beyond_the_cap_are_closed_at_once(tmp_path):
         # Once they are gone, new connections are accepted again.
         async with aiohttp.ClientSession() as http, http.get(hub.url + "/healthz") as response:
             assert response.status == 200
+        assert await refused(hub, "over_max_connections") == 1
 
 
 HOSTS = [
@@ -203,6 +205,22 @@ async def test_names_in_host_names_are_answered(tmp_path):
         await _check_hosts(
             hub, "/api/status", [*HOSTS, ("hub.local:8080", None), ("HUB.LOCAL.", None)]
         )
+        # Refusals are counted for the operator (not logged one by one).
+        assert await refused(hub, "foreign_host_header") == 3
+
+
+async def refused(hub: Hub, reason: str) -> float:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(hub.url + "/metrics", headers=hub.auth()) as response,
+    ):
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "health_gateway_api_refused_total":
+                if sample.labels == {"reason": reason}:
+                    return sample.value
+    return 0.0
 
 
 async def _check_hosts(hub: Hub, path: str, hosts: list[tuple[str, int | None]]) -> None:

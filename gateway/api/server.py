@@ -123,6 +123,7 @@ class ApiServer:
         self._gateway.activity.subscribe(context.alerts.observe)
         self.context = context
         refusals = RefusalReport()
+        self.metrics.api_refusals = refusals.totals  # the same dict: counted once, shown live
         # keepalive_timeout: aiohttp closes a connection idle this long between requests.
         # lingering_time: how long it reads a body nobody asked for (or one that timed out)
         # before closing; bounded by the same time a body is given to arrive.
