@@ -4,6 +4,7 @@ personal data, and booleans that are booleans. Checked through the real loader a
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,27 @@ def test_booleans_in_the_config_must_be_true_or_false_not_yes_or_no(path, value)
     dotted = ".".join(str(p) for p in path).replace(".0.", "[0].")
     assert str(info.value).startswith(dotted), str(info.value)
     assert "boolean" in str(info.value)
+
+
+@pytest.mark.parametrize("own_key_file", [True, False])
+def test_a_storage_key_file_others_can_read_stops_the_start_in_one_line(tmp_path, own_key_file):
+    config = copy.deepcopy(BASE)
+    config["devices"] = []
+    config["gateway"] = {"data_dir": str(tmp_path / "data"), "api": {"enabled": False}}
+    if own_key_file:
+        key_file = tmp_path / "outbox.key"
+        config["gateway"]["outbox_key_file"] = str(key_file)
+        expected_key = "gateway.outbox_key_file"
+    else:
+        key_file = tmp_path / "data" / "keys" / "storage.key"
+        expected_key = "gateway.data_dir"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_bytes(os.urandom(32))
+    key_file.chmod(0o644)
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(config))
+    result = _cli("run", "--config", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert expected_key in lines[0] and f"chmod 600 {key_file}" in lines[0]

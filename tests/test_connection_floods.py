@@ -26,7 +26,7 @@ from tests.test_e2e import GatewayProcess, simulated_cuff
 UNIT = Path(__file__).resolve().parent.parent / "config" / "health-gateway.service"
 FLOOD = 1100
 DEFAULT_MAX_CONNECTIONS = 128
-DELIVERY_BOUND_S = 5.0  # retries are every 0.2 s at most; 5 s is far above any healthy run
+DELIVERY_BOUND_S = 10.0  # retries are every 0.2 s at most; the issue saw 40 s
 
 
 def unit_open_file_limit() -> int:
@@ -92,6 +92,9 @@ async def test_a_flood_of_idle_connections_neither_delays_an_alert_nor_starves_d
         tmp_path / "data", tmp_path / "alerts.secret", care.url + "/fhir", alerts.url + "/hooks"
     )
     config["gateway"]["log_level"] = "info"
+    # Held connections stay until this time-out: longer than the test, so they are all still
+    # open while the alert goes out (the time-out itself is tested in test_api_guards.py).
+    config["gateway"]["api"]["header_timeout_s"] = 120.0
     if where == "outside_allowed_networks":
         config["gateway"]["api"]["allowed_networks"] = ["10.0.0.0/8"]  # not loopback
     readings = [
@@ -121,12 +124,20 @@ async def test_a_flood_of_idle_connections_neither_delays_an_alert_nor_starves_d
             )
         else:
             # Beyond the cap they are closed at once; the cap's worth stay until the header
-            # time-out (10 s), so they are still open while the alert goes out below.
+            # time-out, so they are still open while the alert goes out below.
             reads = [asyncio.ensure_future(closed_by_server(reader)) for reader, _ in flood]
-            done, pending = await asyncio.wait(reads, timeout=5.0)
-            assert len(done) >= FLOOD - DEFAULT_MAX_CONNECTIONS
-            assert 0 < len(pending) <= DEFAULT_MAX_CONNECTIONS
-            for read in pending:
+            enough_closed = asyncio.Event()
+
+            def one_closed(_read: asyncio.Future[None]) -> None:
+                if sum(read.done() for read in reads) >= FLOOD - DEFAULT_MAX_CONNECTIONS:
+                    enough_closed.set()
+
+            for read in reads:
+                read.add_done_callback(one_closed)
+            await asyncio.wait_for(enough_closed.wait(), 5.0)
+            held = [read for read in reads if not read.done()]
+            assert 0 < len(held) <= DEFAULT_MAX_CONNECTIONS
+            for read in reads:
                 read.cancel()
         # The gateway holds no more than the cap of them: descriptors stay for deliveries.
         assert gateway.open_descriptors() <= before + DEFAULT_MAX_CONNECTIONS + 16
