@@ -91,7 +91,7 @@ def _too_many(seconds: float) -> ApiError:
     wait = max(1, round(seconds))
     return ApiError(
         429,
-        f"too many wrong tries; try again in {wait} seconds",
+        f"too many wrong tries; try again in {wait} second{'' if wait == 1 else 's'}",
         {"Retry-After": str(wait)},
     )
 

@@ -14,7 +14,9 @@
   refused for 30 s, doubling with each further wrong try up to 15 minutes. A try counts from
   the moment it is admitted, before its body is read: tries in flight use up the free tries,
   so parallel requests cannot all be compared before the lock closes.
-- Every request must come from an address in ``gateway.api.allowed_networks``.
+- Every connection must come from an address in ``gateway.api.allowed_networks`` (others are
+  closed before anything is read: ``connections.py``) and every request must name the hub in
+  its ``Host`` header (``hosts.py``).
 """
 
 from __future__ import annotations
