@@ -129,8 +129,10 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down without losing anything."""
         self.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        own_key = self.settings.gateway.outbox_key_file
         storage_key = load_or_create_key(
-            self.settings.gateway.outbox_key_file or self.paths.storage_key
+            own_key or self.paths.storage_key,
+            config_key="gateway.outbox_key_file" if own_key else "gateway.data_dir",
         )
         references = References(load_or_create_key(self.paths.reference_key))
         sealer = Sealer(storage_key)

@@ -121,9 +121,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from devices.sim.radio import SYSTEM_BUS_ENV
     from gateway.scan import scan
 
-    devices = asyncio.run(scan(args.timeout))
+    try:
+        devices = asyncio.run(scan(args.timeout))
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        # dbus-fast connecting to a system bus socket that is not there (or not listening).
+        bus = os.environ.get(SYSTEM_BUS_ENV) or "/run/dbus/system_bus_socket"
+        return _fail(
+            f"Bluetooth: cannot reach the D-Bus system bus at {bus} ({exc.strerror});"
+            " install and start dbus and bluez (sudo systemctl start dbus bluetooth)",
+            EXIT_RUNTIME,
+        )
     if args.json:
         print(orjson.dumps([d.as_dict() for d in devices]).decode())
         return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from bleak.exc import BleakDBusError, BleakError
 
 from devices.sim.dbus_daemon import DbusDaemonMissing
@@ -24,6 +26,12 @@ def describe(exc: BaseException) -> str | None:
         return f"Bluetooth: {exc}"
     if isinstance(exc, FileNotFoundError) and "system_bus_socket" in str(exc):
         return "Bluetooth: the D-Bus system bus is not running; install and start dbus and bluez"
+    if isinstance(exc, sqlite3.DatabaseError):
+        # A damaged page surfaces at whichever query first reads it, often during the start.
+        return (
+            f"database: {exc}; gateway.db in gateway.data_dir is damaged. Stop the gateway,"
+            " keep a copy of the file, and restore it from a backup (or try sqlite3's .recover)"
+        )
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc.filename}; run as the gateway's service user"
     return None

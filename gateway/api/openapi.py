@@ -119,15 +119,15 @@ def _paths() -> dict[str, Any]:
         },
         "/metrics": {
             "get": _op(
-                "Prometheus metrics (text exposition format).",
+                "Prometheus metrics (text exposition format); the API token, never a session.",
                 {
                     "200": {
                         "description": "Metrics.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    **AUTH_ERRORS,
                 },
                 tag="probes",
-                public=True,
             )
         },
         "/api/openapi.json": {
