@@ -6,9 +6,10 @@ update, or after a half-finished install, and only fills the gaps):
 - the config folder (default /etc/health-gateway), root-owned, group = the service user's
   group, 0750: the service reads it, cannot change it (docs/raspberry-pi.md step 4);
 - in it, 0640 root:<group>: ``config.toml`` from the packaged annotated example (its paths
-  pointed at these folders, the PIN file switched on), the API token, a PIN per person, and
-  the alert webhook's signing secret (Standard Webhooks has the sender issue it: the gateway
-  sends the alerts);
+  pointed at these folders, the PIN file switched on);
+- beside it, 0600 and owned by the service user (the service refuses a secret others can read):
+  the API token, a PIN per person, and the alert webhook's signing secret (Standard Webhooks has
+  the sender issue it: the gateway sends the alerts);
 - the data folder (default /var/lib/health-gateway), owned by the service user, 0700, with
   the keys the service would otherwise make at its first start (storage, references,
   analytics pseudonyms; 0600);
@@ -46,6 +47,7 @@ PIN_DIGITS = 6
 
 CONFIG_DIR_MODE = 0o750
 CONFIG_FILE_MODE = 0o640
+SECRET_FILE_MODE = 0o600
 DATA_DIR_MODE = 0o700
 
 
@@ -132,14 +134,22 @@ class _Layout:
 
     def folder(self, path: Path, *, service_owned: bool, mode: int) -> None:
         existed = path.exists()
-        path.mkdir(parents=True, exist_ok=True, mode=mode)
+        # Missing parents as `install -d` makes them (0755, whatever the umask), so the service
+        # user can pass through to a folder it may read.
+        for parent in reversed(path.parents):
+            if not parent.exists():
+                parent.mkdir(mode=0o755)
+                parent.chmod(0o755)
+        path.mkdir(exist_ok=True, mode=mode)
         self._own(path, service_owned=service_owned, mode=mode)
         if not existed:
             self._report.made.append(self._describe(path, "folder", service_owned, mode))
 
-    def file(self, path: Path, content: str, what: str, *, public: bool = False) -> bool:
-        """Write a new file: root:<group> 0640, or root:root 0644 if ``public``; False if it
-        existed."""
+    def file(
+        self, path: Path, content: str, what: str, *, public: bool = False, secret: bool = False
+    ) -> bool:
+        """Write a new file: root:<group> 0640, root:root 0644 if ``public``, or the service
+        user's 0600 if ``secret``; False if it existed."""
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -149,7 +159,10 @@ class _Layout:
             raise InitError(f"cannot create {path} ({exc.strerror})") from None
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)
-        if public:
+        if secret:
+            self._own(path, service_owned=True, mode=SECRET_FILE_MODE)
+            self._report.made.append(self._describe(path, what, True, SECRET_FILE_MODE))
+        elif public:
             if self._owner.as_root:
                 os.chown(path, 0, 0)
             os.chmod(path, 0o644)
@@ -219,14 +232,16 @@ def initialise(
         raise InitError(f"{exc}; fix it, then run init again") from None
     api = settings.gateway.api
     if api.token_file is not None:
-        layout.file(api.token_file, secrets.token_urlsafe(32) + "\n", "API token")
+        layout.file(api.token_file, secrets.token_urlsafe(32) + "\n", "API token", secret=True)
     if api.pin_file is not None:
-        layout.file(api.pin_file, _pins(settings), "a PIN per person")
+        layout.file(api.pin_file, _pins(settings), "a PIN per person", secret=True)
     for destination in settings.destinations:
         secret_file = getattr(destination, "secret_file", None)
         if secret_file is not None:
             secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-            layout.file(secret_file, secret + "\n", f"{destination.name} signing secret")
+            layout.file(
+                secret_file, secret + "\n", f"{destination.name} signing secret", secret=True
+            )
 
     layout.folder(settings.gateway.data_dir, service_owned=True, mode=DATA_DIR_MODE)
     keys = settings.gateway.data_dir / "keys"
@@ -271,7 +286,7 @@ def _next_steps(
     if tokens:
         steps.append(
             "Put each token the care provider gave you in its file, readable by the service"
-            f" (install -m 0640 -o root -g {owner.group}): " + ", ".join(tokens)
+            f" (install -m 0600 -o {owner.user}): " + ", ".join(tokens)
         )
     secrets_ = [
         f"{d.name}: {d.secret_file}"

@@ -209,7 +209,7 @@ def init_and_check(bin_dir: Path, work: Path) -> list[str]:
     for name in ("care-token", "analytics-token"):
         path = config_dir / name
         path.write_text("a-token-from-the-care-provider-0123456789\n")
-        path.chmod(0o640)
+        path.chmod(0o600)
     after = run(hub, "check-config", config, cwd=work)
     if after.returncode != 0:
         raise PackageCheckFailed(f"check-config of the written example failed: {after.stderr}")

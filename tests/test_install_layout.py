@@ -92,12 +92,12 @@ def owner(path: Path) -> tuple[str, str]:
 
 
 def add_provider_tokens(config_dir: Path) -> None:
-    """What the installer does after init: the care provider's tokens, readable by the group."""
+    """What the installer does after init: the care provider's tokens, the service's own, 0600."""
     for name in ("care-token", "analytics-token"):
         path = config_dir / name
         path.write_text("token-from-the-care-provider-0123456789\n")
-        shutil.chown(path, "root", owner(config_dir)[1])
-        path.chmod(0o640)
+        shutil.chown(path, SERVICE, owner(config_dir)[1])
+        path.chmod(0o600)
 
 
 def test_the_written_config_is_the_packaged_example_with_this_hubs_folders():
@@ -122,8 +122,12 @@ def test_init_lays_out_the_pi_guides_folders_with_owners_and_modes(base):
     assert result.returncode == 0, result.stderr
     group = owner(data_dir)[1]
     assert (owner(config_dir), mode(config_dir)) == (("root", group), 0o750)
-    for name in ("config.toml", "api-token", "pins", "alerts.secret"):
-        assert (owner(config_dir / name), mode(config_dir / name)) == (("root", group), 0o640)
+    assert (owner(config_dir / "config.toml"), mode(config_dir / "config.toml")) == (
+        ("root", group),
+        0o640,
+    )
+    for name in ("api-token", "pins", "alerts.secret"):  # secrets: the service's alone
+        assert (owner(config_dir / name), mode(config_dir / name)) == ((SERVICE, group), 0o600)
     assert (owner(data_dir), mode(data_dir)) == ((SERVICE, group), 0o700)
     keys = data_dir / "keys"
     for name in ("storage.key", "reference.key", "analytics-product-analytics.key"):

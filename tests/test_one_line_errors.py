@@ -102,4 +102,4 @@ def test_scan_without_a_system_dbus_is_one_line_and_exit_1(tmp_path):
     result = cli("scan", "--timeout", "1", env={"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={missing}"})
     assert result.returncode == 1
     line = one_line(result)
-    assert "cannot reach the D-Bus system bus" in line and "start dbus" in line
+    assert "D-Bus is not running" in line and "start dbus" in line
