@@ -44,6 +44,7 @@ from gateway.settings import AggregateDestination, Settings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction
 from gateway.storage.outbox import Outbox
+from gateway.trouble import TroubleWatch
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -123,13 +124,16 @@ class Gateway:
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
         self.api: ApiServer | None = None
+        self.trouble = TroubleWatch(settings)
         self._background: list[asyncio.Task[None]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down without losing anything."""
         self.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        own_key = self.settings.gateway.outbox_key_file
         storage_key = load_or_create_key(
-            self.settings.gateway.outbox_key_file or self.paths.storage_key
+            own_key or self.paths.storage_key,
+            config_key="gateway.outbox_key_file" if own_key else "gateway.data_dir",
         )
         references = References(load_or_create_key(self.paths.reference_key))
         sealer = Sealer(storage_key)
@@ -229,6 +233,7 @@ class Gateway:
                     asyncio.create_task(a.run(), name=f"aggregate:{a.destination.name}")
                     for a in aggregators
                 ),
+                asyncio.create_task(self.trouble.run(), name="bluetooth-watch"),
             ]
             log.info(
                 "gateway_started",

@@ -450,3 +450,14 @@ class Outbox:
         return connection.execute(
             "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
         ).rowcount
+
+    @staticmethod
+    def every_dead_letter(connection: sqlite3.Connection, destination: str | None) -> list[int]:
+        """The ids of every dead letter (of one destination, or of all), oldest first."""
+        if destination is None:
+            rows = connection.execute("SELECT id FROM dead_letters ORDER BY id")
+        else:
+            rows = connection.execute(
+                "SELECT id FROM dead_letters WHERE destination = ? ORDER BY id", (destination,)
+            )
+        return [row[0] for row in rows]
