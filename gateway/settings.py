@@ -245,6 +245,10 @@ class FhirDestination(_Destination):
     token_env: str | None = None
     identifier_system: str = "http://electronichealth.se/identifier/personnummer"
     batch_max_items: int = Field(default=100, ge=1, le=1000)
+    # The platform's cap on entries per transaction, when it has one (Medplum runs a transaction
+    # with conditional creates serialisably and refuses one of more than 8 entries): readings
+    # are then sent in as many Bundles as it takes, instead of learning it from a 400.
+    bundle_max_entries: int | None = Field(default=None, ge=2)
     linger_s: float = Field(default=0.05, ge=0)
 
 
