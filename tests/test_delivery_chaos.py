@@ -129,11 +129,19 @@ async def test_every_reading_arrives_exactly_once_through_chaos(tmp_path, care_p
         finally:
             await receiver.stop()
     identifiers = [o["identifier"][0]["value"] for q in receiver.accepted for o in observations(q)]
-    assert len(identifiers) == len(set(identifiers)) == len(good)  # each exactly once
+    if medplum is None:
+        assert len(identifiers) == len(set(identifiers)) == len(good)  # each exactly once
+    else:
+        # An answer that came after the gateway's timeout counts as accepted here, yet the
+        # gateway sent those readings again: what the real server stored is what counts.
+        assert len(set(identifiers)) == len(good)
+        stored = await medplum.search("Observation")
+        assert sorted(o["identifier"][0]["value"] for o in stored) == sorted(set(identifiers))
+        identifiers = sorted(set(identifiers))
+    delivered = {o["identifier"][0]["value"]: o for q in receiver.accepted for o in observations(q)}
     systolics = sorted(
         c["valueQuantity"]["value"]
-        for q in receiver.accepted
-        for o in observations(q)
+        for o in delivered.values()
         for c in o["component"]
         if c["code"]["coding"][0]["code"] == "150021"
     )
@@ -147,5 +155,3 @@ async def test_every_reading_arrives_exactly_once_through_chaos(tmp_path, care_p
         [(hung, status)] = [f for f in receiver.forwarded if id(f[0]) not in answered]
         assert status == 200  # the server applied the request whose answer never came
         assert {o["identifier"][0]["value"] for o in observations(hung)} <= set(identifiers)
-        stored = await medplum.search("Observation")
-        assert sorted(o["identifier"][0]["value"] for o in stored) == sorted(identifiers)
