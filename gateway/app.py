@@ -28,6 +28,7 @@ from gateway.aggregates import AggregateWindows
 from gateway.alerts import AlertEngine
 from gateway.api import ApiServer
 from gateway.consent import ConsentRegistry
+from gateway.consent_sync import ConsentSync, build_consent_sync
 from gateway.crypto import Sealer
 from gateway.delivery import DeliveryWorker
 from gateway.keys import load_or_create_key
@@ -119,6 +120,7 @@ class Gateway:
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
         self.pipeline: Pipeline | None = None
+        self.consent_sync: ConsentSync | None = None
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
         self.api: ApiServer | None = None
@@ -175,6 +177,10 @@ class Gateway:
             destination.route.wake = worker.wake
             self.workers.append(worker)
         aggregators = self._aggregators(session, outbox, sealer)
+        assert self.rights is not None  # made in run(), before _serve
+        self.consent_sync = build_consent_sync(
+            self.settings, self.rights, self.database, session, self.activity
+        )
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -214,6 +220,11 @@ class Gateway:
                 *(
                     asyncio.create_task(a.run(), name=f"aggregate:{a.destination.name}")
                     for a in aggregators
+                ),
+                *(
+                    [asyncio.create_task(self.consent_sync.run(stop), name="consent-sync")]
+                    if self.consent_sync is not None
+                    else []
                 ),
             ]
             log.info(
@@ -277,6 +288,7 @@ class Gateway:
             "devices": devices,
             "destinations": destinations,
             "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
+            "consent_sync": self.consent_sync.status() if self.consent_sync else None,
         }
 
     @contextlib.asynccontextmanager

@@ -355,12 +355,48 @@ class AlertRuleSettings(_Section):
 SubjectSettings.model_rebuild()
 
 
+V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+# Hub purpose -> the purpose of use a FHIR Consent names (README "Consent from the care
+# platform" gives the reasoning for each).
+DEFAULT_CONSENT_PURPOSES = {
+    "care": f"{V3_ACT_REASON}|TREAT",
+    "alerting": f"{V3_ACT_REASON}|ETREAT",
+    "analytics": f"{V3_ACT_REASON}|SYSDEV",
+    "research": f"{V3_ACT_REASON}|HRESCH",
+    "employer_statistics": f"{V3_ACT_REASON}|POPHLTH",
+}
+
+
+class ConsentSyncSettings(_Section):
+    """Consent read from (and written back to) the care platform's FHIR ``Consent`` resources."""
+
+    destination: str = Field(min_length=1)  # a kind = "fhir" destination: URL, token, system
+    interval_s: float = Field(default=60.0, gt=0)
+    # Merged over the defaults: a config names only the purposes it maps differently.
+    purposes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONSENT_PURPOSES))
+    write_back: bool = True
+
+    @field_validator("purposes")
+    @classmethod
+    def _purpose_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        merged = {**DEFAULT_CONSENT_PURPOSES, **value}
+        for purpose, coding in merged.items():
+            system, _, code = coding.partition("|")
+            if not system or not code:
+                raise ValueError(f'{purpose}: write the purpose of use as "system|code"')
+        codes = list(merged.values())
+        if len(set(codes)) != len(codes):
+            raise ValueError("two hub purposes map to the same code; each needs its own")
+        return merged
+
+
 class Settings(_Section):
     gateway: GatewaySettings
     subjects: list[SubjectSettings] = Field(default_factory=list)
     devices: list[DeviceSettings] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
+    consent_sync: ConsentSyncSettings | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
@@ -394,6 +430,13 @@ class Settings(_Section):
                         f"{destination.region}, outside the EU/EEA; data stays in the EU/EEA "
                         "unless gateway.require_eea = false (only with a legal transfer basis)"
                     )
+        if self.consent_sync is not None:
+            fhir = [d.name for d in self.destinations if isinstance(d, FhirDestination)]
+            if self.consent_sync.destination not in fhir:
+                raise ValueError(
+                    f"consent_sync.destination: {self.consent_sync.destination!r} is not a "
+                    'kind = "fhir" destination; name one of ' + (", ".join(fhir) or "(none)")
+                )
         simulated = {device.simulated for device in self.devices}
         if len(simulated) > 1:
             raise ValueError(
