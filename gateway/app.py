@@ -32,6 +32,8 @@ from gateway.consent_sync import ConsentSync, build_consent_sync
 from gateway.crypto import Sealer
 from gateway.delivery import DeliveryWorker
 from gateway.keys import load_or_create_key
+from gateway.monitoring_notice import CATEGORY as NOTICE_CATEGORY
+from gateway.monitoring_notice import MonitoringNotices
 from gateway.outbox import Outbox, QueuedItem
 from gateway.pipeline import Pipeline
 from gateway.references import References
@@ -178,6 +180,14 @@ class Gateway:
             self.workers.append(worker)
         aggregators = self._aggregators(session, outbox, sealer)
         assert self.rights is not None  # made in run(), before _serve
+        notices = MonitoringNotices(
+            self.settings,
+            self.database,
+            outbox,
+            [destination.route for destination in built],
+            self.consents.purposes,
+        )
+        self.rights.listeners.append(notices.on_change)
         self.consent_sync = build_consent_sync(
             self.settings, self.rights, self.database, session, self.activity
         )
@@ -352,6 +362,8 @@ class Gateway:
         """Consent and restriction are checked again when sending, not only when queuing."""
         if item.category == "aggregate":
             return True  # anonymous: built only from consenting, unrestricted people's readings
+        if item.category == NOTICE_CATEGORY:
+            return True  # the care team is told monitoring stopped (its own legal basis)
         if self.restrictions.is_restricted(item.subject_ref):
             return False
         if item.legal_basis == "vital_interest":

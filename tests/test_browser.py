@@ -134,9 +134,19 @@ async def test_a_person_signs_in_sees_readings_arrive_withdraws_consent_and_down
         await page.get_by_role("button", name="No, keep it").click()
         await expect(page.get_by_role("alertdialog")).to_be_hidden()
         await page.get_by_role("button", name="Delete my data from the hub…").click()
+        # Before and after: the care team will no longer receive readings or alerts.
+        await expect(page.get_by_role("alertdialog")).to_contain_text(
+            "Your care team is told that they will no longer receive your readings or alerts."
+        )
+        await expect(page.locator('[data-purpose="care"] .note')).to_contain_text(
+            "If you turn this off, your care team is told"
+        )
         await page.get_by_role("button", name="Yes, delete my data").click()
         await expect(page.locator("#erase-message")).to_contain_text(
             f"Deleted: {len(READINGS)} readings"
+        )
+        await expect(page.locator("#erase-message")).to_contain_text(
+            "Your care team has been told that they will no longer receive your readings"
         )
         await expect(page.locator("#latest")).to_contain_text("No readings yet")
         await page.screenshot(path=ARTIFACTS / "hub-page-erased.png", full_page=True)

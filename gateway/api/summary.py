@@ -76,6 +76,9 @@ TREND_VALUES = {
     "heart_rate": [("heart_rate", "#a4161a")],
     "spo2": [("spo2", "#1d4e89")],
 }
+# The purposes whose withdrawal the care team is told of (gateway.monitoring_notice.WATCHED).
+MONITORING_PURPOSES = ("alerting", "care")
+
 PURPOSE_TEXT = {
     "care": (
         "Your care team",
@@ -319,6 +322,7 @@ class SummaryBuilder:
             ],
             "devices": devices,
             "consents": self._consents(subject_id, held["consents"]),
+            "care_team_told": self.care_team_told,
             "history": self._history(held["entries"], held["kinds"]),
             "alerts": self._alerts(alerts, held["entries"], held["kinds"]),
             "generated_at": datetime.fromtimestamp(now, UTC).isoformat(),
@@ -330,6 +334,12 @@ class SummaryBuilder:
                 return f"{name} ({DESTINATION_KIND_TEXT.get(destination.kind, destination.kind)})"
         return name
 
+    @property
+    def care_team_told(self) -> bool:
+        """Whether a withdrawal of care or alerting, a restriction or an erasure is told to the
+        care team (gateway.monitoring_notice: to every alert webhook)."""
+        return any(destination.kind == "webhook" for destination in self._settings.destinations)
+
     def _consents(
         self, subject_id: str, recorded: dict[str, tuple[bool, str]]
     ) -> list[dict[str, Any]]:
@@ -340,6 +350,7 @@ class SummaryBuilder:
         purposes = set(destinations) | set(recorded) | set(subject.consent)
         order = {purpose: index for index, purpose in enumerate(PURPOSES)}
         vital = any(rule.vital_interest for rule in self._settings.alert_rules)
+        told = self.care_team_told
         result = []
         for purpose in sorted(purposes, key=lambda p: (order.get(p, len(order)), p)):
             label, explanation = PURPOSE_TEXT.get(purpose, (purpose_label(purpose), ""))
@@ -350,12 +361,25 @@ class SummaryBuilder:
                     "Even when this is off, a nurse is told about a reading that could mean your"
                     " life is in danger. You will see it below if that happens."
                 )
+            stops_monitoring = told and purpose in MONITORING_PURPOSES
+            if stops_monitoring:
+                note = " ".join(
+                    filter(
+                        None,
+                        [
+                            note,
+                            "If you turn this off, your care team is told that they will no"
+                            " longer receive your readings or alerts.",
+                        ],
+                    )
+                )
             result.append(
                 {
                     "purpose": purpose,
                     "label": label,
                     "explanation": explanation,
                     "note": note,
+                    "stops_monitoring": stops_monitoring,
                     "granted": granted,
                     "changed_at": changed_at,
                     "destinations": [

@@ -279,9 +279,14 @@ function renderAlerts(alerts) {
   );
 }
 
+// Said after a change that stops monitoring (gateway/monitoring_notice.py sends the notice).
+const CARE_TEAM_TOLD =
+  "Your care team has been told that they will no longer receive your readings or alerts.";
+
 function render(summary) {
   state.summary = summary;
   show("restricted", summary.restricted);
+  show("erase-care-team", summary.care_team_told);
   renderLatest(summary.latest);
   renderTrends(summary.trends);
   renderAlerts(summary.alerts);
@@ -334,7 +339,8 @@ async function changeConsent(consent, toggle) {
       const removed = (result.purged && result.purged[consent.purpose]) || 0;
       message.textContent =
         `You withdrew your consent: ${consent.label}. Nothing more will be sent for it. ` +
-        `${removed} waiting item${removed === 1 ? " was" : "s were"} deleted.`;
+        `${removed} waiting item${removed === 1 ? " was" : "s were"} deleted.` +
+        (consent.stops_monitoring ? " " + CARE_TEAM_TOLD : "");
     }
     message.classList.add("ok");
     await refresh();
@@ -354,6 +360,7 @@ async function erase() {
     const counts = result.erased;
     message.className = "message ok";
     message.textContent = `Deleted: ${counts.readings} readings and ${counts.queued} waiting items. All your consents are now withdrawn.`;
+    if (state.summary && state.summary.care_team_told) message.textContent += " " + CARE_TEAM_TOLD;
     show("erase-confirm", false);
     await refresh();
   } catch (error) {
