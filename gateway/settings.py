@@ -249,6 +249,9 @@ class FhirDestination(_Destination):
     # with conditional creates serialisably and refuses one of more than 8 entries): readings
     # are then sent in as many Bundles as it takes, instead of learning it from a 400.
     bundle_max_entries: int | None = Field(default=None, ge=2)
+    # How an Observation names the person: by identifier (the platform resolves it), or by the
+    # platform's own "Patient/{id}", looked up by identifier before sending.
+    patient_reference: Literal["identifier", "resolved"] = "identifier"
     linger_s: float = Field(default=0.05, ge=0)
 
 

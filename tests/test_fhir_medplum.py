@@ -203,3 +203,70 @@ async def test_a_batch_over_the_platforms_transaction_cap_is_delivered_once_each
     else:
         assert refused  # the platform's cap was met, and the gateway recovered from it
     assert len(await medplum.search("Observation")) == 2 * len(readings)  # panel + pulse each
+
+
+@pytest.mark.parametrize("has_patient", [True, False])
+async def test_resolved_patient_references_name_the_platforms_patient(
+    tmp_path, medplum: Medplum, has_patient
+):
+    """``patient_reference = "resolved"``: Observations reference ``Patient/{id}`` (found by
+    identifier), so the platform files them under the patient; a person the platform has no
+    Patient for keeps the reference by identifier, and the readings are delivered all the same."""
+    patient_id = None
+    if has_patient:
+        created = await medplum.create(
+            {"resourceType": "Patient", "identifier": [{"system": SYSTEM, "value": ADULT}]}
+        )
+        patient_id = created["id"]
+    settings = parse_settings(
+        {
+            "gateway": {
+                "data_dir": str(tmp_path / "data"),
+                "log_level": "error",
+                "api": {"listen": f"127.0.0.1:{free_port()}"},
+            },
+            "subjects": [{"id": ADULT, "birth_date": "1970-01-01", "consent": {"care": True}}],
+            "devices": [
+                {
+                    "address": CUFF,
+                    "profile": "blood_pressure",
+                    "subject": ADULT,
+                    "simulated": True,
+                    "simulation": {"readings": []},
+                }
+            ],
+            "destinations": [
+                {
+                    "name": "care",
+                    "kind": "fhir",
+                    "purpose": "care",
+                    "url": medplum.url,
+                    "identifier_system": SYSTEM,
+                    "patient_reference": "resolved",
+                    "linger_s": 0.01,
+                }
+            ],
+        }
+    )
+    readings = [
+        bp_measurement(130 + n, measured_at=datetime(2026, 11, 20, 12, n)) for n in range(2)
+    ]
+    async with running_gateway(settings) as gateway:
+        watcher = ActivityWatcher(gateway.activity)
+        await inject(gateway, CUFF, readings)
+        await asyncio.wait_for(watcher.until("delivered", len(readings)), 30)
+    stored = await medplum.search("Observation")
+    assert len(stored) == 4
+    if has_patient:
+        assert {json_subject(o) for o in stored} == {f"Patient/{patient_id}"}
+        filed = await medplum.search("Observation", subject=f"Patient/{patient_id}")
+        assert len(filed) == 4  # found under the patient
+    else:
+        assert {json_subject(o) for o in stored} == {f"{SYSTEM}|{ADULT}"}
+
+
+def json_subject(observation: dict[str, Any]) -> str:
+    subject = observation["subject"]
+    if "reference" in subject:
+        return subject["reference"]
+    return f"{subject['identifier']['system']}|{subject['identifier']['value']}"

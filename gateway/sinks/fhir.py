@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 
 from gateway.fhir import bundle_from_stored, transaction_bundle
+from gateway.fhir_patients import PatientDirectory, PatientLookupFailed
 from gateway.outbox import QueuedItem
 from gateway.settings import FhirDestination
 from gateway.sinks import Outcome, excerpt, is_retryable
@@ -43,6 +44,17 @@ class FhirSink:
         }
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        self._patients = (
+            PatientDirectory(
+                session,
+                settings.url,
+                self._headers,
+                settings.identifier_system,
+                settings.timeout_s,
+            )
+            if settings.patient_reference == "resolved"
+            else None
+        )
 
     async def deliver(self, items: list[QueuedItem]) -> Outcome:
         limit = self._settings.bundle_max_entries
@@ -56,9 +68,15 @@ class FhirSink:
         return await self._deliver(items)
 
     async def _deliver(self, items: list[QueuedItem]) -> Outcome:
-        body = bundle_from_stored([item.body for item in items])
+        bodies = [item.body for item in items]
+        if self._patients is not None:
+            try:
+                bodies = [await self._patients.resolve_body(stored) for stored in bodies]
+            except PatientLookupFailed as exc:
+                return Outcome(retry=[item.id for item in items], reason=str(exc))
+        body = bundle_from_stored(bodies)
         if body is None:  # not in the stored layout: build it the long way
-            body = orjson.dumps(transaction_bundle([item.payload["entries"] for item in items]))
+            body = orjson.dumps(transaction_bundle([orjson.loads(b)["entries"] for b in bodies]))
         outcome, _status, text = await post(
             self._session,
             self._settings.url,
