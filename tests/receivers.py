@@ -27,6 +27,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -78,7 +79,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        record = Received(request.path, dict(request.headers), body)
+        record = Received(request.path, dict(request.headers), body, request.query_string)
         answer = self.responder(record) if self.responder else None
         if answer is None:
             answer = self.script.popleft() if self.script else self.default

@@ -156,7 +156,7 @@ async def test_a_deny_on_the_platform_stops_care_within_an_interval_and_purges_t
     tmp_path, medplum
 ):
     patient_id = await patient(medplum)
-    async with hub(tmp_path, medplum, {"care": True}) as (gateway, _proxy, _platform, watcher):
+    async with hub(tmp_path, medplum, {"care": True}) as (gateway, proxy, _platform, watcher):
         await syncs(watcher, 1)
         readings = [
             bp_measurement(150 + n, measured_at=datetime(2026, 11, 20, 8, n)) for n in range(3)
@@ -169,9 +169,13 @@ async def test_a_deny_on_the_platform_stops_care_within_an_interval_and_purges_t
         assert not granted(gateway, "care")
         assert await queued(gateway, "care") == []
         events = await audit_events(gateway)
+        await syncs(watcher, 1)  # one more look, now that a Consent is known
     assert ("consent.changed", {"purposes": {"care": False}, "source": "care-platform"}) in events
     assert ("consent.withdrawn.purged", {"purpose": "care", "queued_items_removed": 3}) in events
     assert await medplum.search("Observation") == []  # nothing was sent after all
+    searches = [r.query for r in proxy.requests if r.path == "/fhir/Consent"]
+    assert "_lastUpdated" not in searches[0]  # the first look reads them all ...
+    assert "_lastUpdated=ge" in searches[-1]  # ... once one is known, only what changed since
 
 
 async def test_a_permit_on_the_platform_grants_and_an_expired_one_denies(tmp_path, medplum):
