@@ -28,9 +28,12 @@ from gateway.aggregates import AggregateWindows
 from gateway.alerts import AlertEngine
 from gateway.api import ApiServer
 from gateway.consent import ConsentRegistry
+from gateway.consent_sync import ConsentSync, build_consent_sync
 from gateway.crypto import Sealer
 from gateway.delivery import DeliveryWorker
 from gateway.keys import load_or_create_key
+from gateway.monitoring_notice import CATEGORY as NOTICE_CATEGORY
+from gateway.monitoring_notice import MonitoringNotices
 from gateway.outbox import Outbox, QueuedItem
 from gateway.pipeline import Pipeline
 from gateway.references import References
@@ -120,6 +123,7 @@ class Gateway:
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
         self.pipeline: Pipeline | None = None
+        self.consent_sync: ConsentSync | None = None
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
         self.api: ApiServer | None = None
@@ -179,6 +183,18 @@ class Gateway:
             destination.route.wake = worker.wake
             self.workers.append(worker)
         aggregators = self._aggregators(session, outbox, sealer)
+        assert self.rights is not None  # made in run(), before _serve
+        notices = MonitoringNotices(
+            self.settings,
+            self.database,
+            outbox,
+            [destination.route for destination in built],
+            self.consents.purposes,
+        )
+        self.rights.listeners.append(notices.on_change)
+        self.consent_sync = build_consent_sync(
+            self.settings, self.rights, self.database, session, self.activity
+        )
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -220,6 +236,11 @@ class Gateway:
                     for a in aggregators
                 ),
                 asyncio.create_task(self.trouble.run(), name="bluetooth-watch"),
+                *(
+                    [asyncio.create_task(self.consent_sync.run(stop), name="consent-sync")]
+                    if self.consent_sync is not None
+                    else []
+                ),
             ]
             log.info(
                 "gateway_started",
@@ -282,6 +303,7 @@ class Gateway:
             "devices": devices,
             "destinations": destinations,
             "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
+            "consent_sync": self.consent_sync.status() if self.consent_sync else None,
         }
 
     @contextlib.asynccontextmanager
@@ -345,6 +367,8 @@ class Gateway:
         """Consent and restriction are checked again when sending, not only when queuing."""
         if item.category == "aggregate":
             return True  # anonymous: built only from consenting, unrestricted people's readings
+        if item.category == NOTICE_CATEGORY:
+            return True  # the care team is told monitoring stopped (its own legal basis)
         if self.restrictions.is_restricted(item.subject_ref):
             return False
         if item.legal_basis == "vital_interest":
