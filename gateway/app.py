@@ -35,7 +35,9 @@ from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
 from gateway.intake.pipeline import Pipeline, PipelineStats
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
+from gateway.privacy.consent_sync import ConsentSync, build_consent_sync
 from gateway.privacy.keys import load_or_create_key
+from gateway.privacy.monitoring_notice import MonitoringNotices
 from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
@@ -121,6 +123,7 @@ class Gateway:
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
         self.pipeline: Pipeline | None = None
+        self.consent_sync: ConsentSync | None = None
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
         self.api: ApiServer | None = None
@@ -190,6 +193,18 @@ class Gateway:
             destination.route.wake = worker.wake
             self.workers.append(worker)
         aggregators = self._aggregators(session, outbox, sealer)
+        assert self.rights is not None  # made in run(), before _serve
+        notices = MonitoringNotices(
+            self.settings,
+            self.database,
+            outbox,
+            [destination.route for destination in built],
+            self.consents.purposes,
+        )
+        self.rights.listeners.append(notices.on_change)
+        self.consent_sync = build_consent_sync(
+            self.settings, self.rights, self.database, session, self.activity
+        )
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -234,6 +249,11 @@ class Gateway:
                     for a in aggregators
                 ),
                 asyncio.create_task(self.trouble.run(), name="bluetooth-watch"),
+                *(
+                    [asyncio.create_task(self.consent_sync.run(stop), name="consent-sync")]
+                    if self.consent_sync is not None
+                    else []
+                ),
             ]
             log.info(
                 "gateway_started",
@@ -321,6 +341,7 @@ class Gateway:
             "devices": devices,
             "destinations": destinations,
             "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
+            "consent_sync": self.consent_sync.status() if self.consent_sync else None,
         }
 
     @contextlib.asynccontextmanager

@@ -305,6 +305,13 @@ class FhirDestination(_Destination):
     token_env: str | None = None
     identifier_system: str = "http://electronichealth.se/identifier/personnummer"
     batch_max_items: int = Field(default=100, ge=1, le=1000)
+    # The platform's cap on entries per transaction, when it has one (Medplum runs a transaction
+    # with conditional creates serialisably and refuses one of more than 8 entries): readings
+    # are then sent in as many Bundles as it takes, instead of learning it from a 400.
+    bundle_max_entries: int | None = Field(default=None, ge=2)
+    # How an Observation names the person: by identifier (the platform resolves it), or by the
+    # platform's own "Patient/{id}", looked up by identifier before sending.
+    patient_reference: Literal["identifier", "resolved"] = "identifier"
     linger_s: float = Field(default=0.05, ge=0)
 
 
@@ -413,6 +420,41 @@ class AlertRuleSettings(_Section):
 SubjectSettings.model_rebuild()
 
 
+V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+# Hub purpose -> the purpose of use a FHIR Consent names (README "Consent from the care
+# platform" gives the reasoning for each).
+DEFAULT_CONSENT_PURPOSES = {
+    "care": f"{V3_ACT_REASON}|TREAT",
+    "alerting": f"{V3_ACT_REASON}|ETREAT",
+    "analytics": f"{V3_ACT_REASON}|SYSDEV",
+    "research": f"{V3_ACT_REASON}|HRESCH",
+    "employer_statistics": f"{V3_ACT_REASON}|POPHLTH",
+}
+
+
+class ConsentSyncSettings(_Section):
+    """Consent read from (and written back to) the care platform's FHIR ``Consent`` resources."""
+
+    destination: str = Field(min_length=1)  # a kind = "fhir" destination: URL, token, system
+    interval_s: float = Field(default=60.0, gt=0)
+    # Merged over the defaults: a config names only the purposes it maps differently.
+    purposes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONSENT_PURPOSES))
+    write_back: bool = True
+
+    @field_validator("purposes")
+    @classmethod
+    def _purpose_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        merged = {**DEFAULT_CONSENT_PURPOSES, **value}
+        for purpose, coding in merged.items():
+            system, _, code = coding.partition("|")
+            if not system or not code:
+                raise ValueError(f'{purpose}: write the purpose of use as "system|code"')
+        codes = list(merged.values())
+        if len(set(codes)) != len(codes):
+            raise ValueError("two hub purposes map to the same code; each needs its own")
+        return merged
+
+
 class Settings(_Section):
     gateway: GatewaySettings
     subjects: list[SubjectSettings] = Field(default_factory=list)
@@ -424,6 +466,7 @@ class Settings(_Section):
     alert_instructions: dict[
         Literal["info", "warning", "critical"], str | dict[Literal["sv", "en"], str]
     ] = Field(default_factory=dict)
+    consent_sync: ConsentSyncSettings | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
@@ -458,6 +501,13 @@ class Settings(_Section):
                         f"{destination.region}, outside the EU/EEA; data stays in the EU/EEA "
                         "unless gateway.require_eea = false (only with a legal transfer basis)"
                     )
+        if self.consent_sync is not None:
+            fhir = [d.name for d in self.destinations if isinstance(d, FhirDestination)]
+            if self.consent_sync.destination not in fhir:
+                raise ValueError(
+                    f"consent_sync.destination: {self.consent_sync.destination!r} is not a "
+                    'kind = "fhir" destination; name one of ' + (", ".join(fhir) or "(none)")
+                )
         simulated = {device.simulated for device in self.devices}
         if len(simulated) > 1:
             raise ValueError(

@@ -546,6 +546,7 @@ def _schemas() -> dict[str, Any]:
                 "trends": {"type": "array", "items": {"type": "object"}},
                 "devices": {"type": "array", "items": {"type": "object"}},
                 "consents": {"type": "array", "items": {"type": "object"}},
+                "care_team_told": {"type": "boolean"},
                 "history": {"type": "array", "items": {"type": "object"}},
                 "alerts": {"type": "array", "items": {"type": "object"}},
             },

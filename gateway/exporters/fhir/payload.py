@@ -143,6 +143,14 @@ def observation_uuid(reading_id: str, part: str) -> str:
     return _uuid5(f"{reading_id}/{part}")
 
 
+def entry_uuid(reading_id: str, part: str) -> str:
+    """The Bundle entry's ``fullUrl`` id: never the identifier's value. A transaction rewrites
+    every string equal to an entry's ``fullUrl`` into the created resource's reference,
+    identifiers included (Medplum does), and a rewritten identifier no longer matches the
+    ``ifNoneExist`` search, so a resend would create the Observation again."""
+    return _uuid5(f"{reading_id}/{part}/entry")
+
+
 @functools.lru_cache(maxsize=1024)
 def device_uuid(address: str) -> str:
     return _uuid5(f"device/{address}")
@@ -207,7 +215,7 @@ def _observation(
         "device": {"reference": device_url},
     }
     return {
-        "fullUrl": identifier_value,
+        "fullUrl": f"urn:uuid:{entry_uuid(event['reading_id'], part)}",
         "resource": resource,
         "request": {
             "method": "POST",
