@@ -18,7 +18,7 @@ from filters.chain import ChainContext, Item
 from filters.consent import consent_gate
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.restriction import Restrictions
-from gateway.storage.outbox import QueuedItem
+from gateway.storage.outbox import CATEGORY_NOTICE, QueuedItem
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("gateway", "devices", "filters")
@@ -158,3 +158,5 @@ def test_the_consent_rule_decides_alike_when_queuing_and_when_sending():
         consents.apply("s-1", {"analytics": False})
         restrictions.apply("s-1", True)
         assert not rule.may_send(_queued(category, queued.legal_basis)), case
+        # A "monitoring stopped" notice to the care team has its own legal basis.
+        assert rule.may_send(_queued(CATEGORY_NOTICE, "care_continuity")), case
