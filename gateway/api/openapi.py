@@ -458,6 +458,9 @@ def _schemas() -> dict[str, Any]:
                 "last_error": nullable_string,
                 "battery_level": {"type": ["integer", "null"]},
                 "clock_offset_s": {"type": ["number", "null"]},
+                "held_ambiguous": {"type": "integer"},
+                "held_at": nullable_string,
+                "consent_refused": {"type": "boolean"},
             },
         },
         "Destination": {

@@ -68,7 +68,7 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
     for index, device in enumerate(gateway.settings.devices, start=1):
         status = statuses.get(device.address)
         subjects = (
-            [device.subject] if device.subject else sorted(set((device.users or {}).values()))
+            [device.subject] if device.subject else sorted(set(device.user_subjects.values()))
         )
         devices.append(
             {
@@ -86,6 +86,10 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
                 "connects": status.connects if status else 0,
                 "last_error": status.last_error if status else None,
                 "battery_level": getattr(status, "battery_level", None),
+                # A shared scale's weighings that fit nobody or several people: held, not guessed.
+                "held_ambiguous": status.held_ambiguous if status else 0,
+                "held_at": status.held_at.isoformat() if status and status.held_at else None,
+                "consent_refused": bool(status and status.consent_refused),
                 **newest.get(device.address, {"clock_offset_s": None, "last_reading_at": None}),
             }
         )
@@ -224,6 +228,8 @@ async def subject_summary(request: web.Request) -> web.Response:
             "connected": d["connected"],
             "last_seen": d["last_seen"],
             "battery_level": d["battery_level"],
+            "held_ambiguous": d["held_ambiguous"],
+            "consent_refused": d["consent_refused"],
         }
         for d in await devices_of(context)
         if ref in d["subjects"]

@@ -199,6 +199,12 @@ function renderDevices(devices) {
         line.append(document.createTextNode(` Battery ${device.battery_level}%.`));
       }
       item.append(line);
+      if (device.held_ambiguous) {
+        item.append(el("div", "hint", `${device.held_ambiguous} weighing(s) held back: the weight fits nobody or more than one person on this scale, so it was not given to anyone.`));
+      }
+      if (device.consent_refused) {
+        item.append(el("div", "hint", "The scale refused the consent code: it sends nothing until the code matches."));
+      }
       if (!device.connected) {
         item.append(el("div", "hint", "That is normal: it connects when you take a measurement."));
       }
