@@ -23,7 +23,9 @@ Status keys:
 * ``unknown_user`` (True), ``time_stamp_unknown`` (True) as in the other profiles.
 * ``special_values``: ``{"body_fat_percentage": "unsuccessful"}`` for 0xFFFF.
 
-Reserved flag bits (13..15) and bytes after the last announced field raise DecodeError.
+Reserved flag bits (13..15) and bytes after the last announced field are ignored, as the
+specifications require of a receiver (``devices.gatt.decode`` records them in
+``status["reserved_flags"]`` and ``status["ignored_bytes"]``).
 """
 
 from __future__ import annotations
