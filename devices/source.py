@@ -232,7 +232,8 @@ class BleSource:
         self._changed()
         lost = asyncio.Event()
         client = await self._connect(device, found, lost)
-        driver = driver_for(device.profile, client.services)(self._hooks, device, client, lost)
+        driver_class = driver_for(device.profile, client.services)
+        driver = driver_class(self._hooks, device, client, lost, found.name)
         failed = False
         try:
             device.connected = True

@@ -13,8 +13,10 @@ link is up, and turning values into complete readings. The connection manager
 * Battery Level (0x2A19), read and followed when present.
 * The device clock (``devices.drivers.clock``): Current Time, or Date Time where a device has
   only that, with the offset every ``Received`` carries.
-* ``on_value()``: decode (with the target's model quirks), complete, hand over. One value that
-  does not decode is counted, logged without personal data and skipped; the link stays up.
+* ``on_value()``: decode (with the model's quirks: the configured ``model``, else the one the
+  device's advertised name identifies, ``devices.gatt.quirks.model_for_name``), complete, hand
+  over. One value that does not decode is counted, logged without personal data and skipped;
+  the link stays up.
 
 Logs name a device only by its ``ref``: a BLE address is personal data, and so are payloads and
 reading values.
@@ -36,6 +38,7 @@ from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError
 from dbus_fast import DBusError
 
 from devices.gatt import DecodeError, decode, decode_battery_level
+from devices.gatt.quirks import model_for_name
 from devices.models import Measurement
 from devices.profiles import BATTERY_LEVEL, Profile
 from devices.state import DeviceMemory
@@ -122,7 +125,12 @@ class Driver:
     """One connection to one device; subclasses add their family's steps (see module doc)."""
 
     def __init__(
-        self, hooks: SourceHooks, device: DeviceRecord, client: BleakClient, lost: asyncio.Event
+        self,
+        hooks: SourceHooks,
+        device: DeviceRecord,
+        client: BleakClient,
+        lost: asyncio.Event,
+        advertised_name: str | None = None,
     ) -> None:
         # Imported here: clock imports this module for the error types.
         from devices.drivers.clock import ClockSync
@@ -132,6 +140,8 @@ class Driver:
         self.client = client
         self.lost = lost  # set when the link drops
         self.ref = device.target.ref
+        # The quirks to decode with: configured, or recognised from the advertised name.
+        self.model = device.target.model or model_for_name(advertised_name)
         self._pairing_tried = False
         self.clock = ClockSync(self)
 
@@ -237,8 +247,7 @@ class Driver:
             return None
 
     def decode_options(self) -> dict[str, str]:
-        model = self.device.target.model
-        return {} if model is None else {"model": model}
+        return {} if self.model is None else {"model": self.model}
 
     def complete(self, char_uuid: str, measurement: Measurement) -> list[tuple[str, Measurement]]:
         """The complete readings (characteristic, reading) this value finishes; default: itself."""

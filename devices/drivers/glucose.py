@@ -7,6 +7,11 @@ known ones are skipped; a procedure that goes quiet for ``racp_timeout`` is abor
 measurement is held until its Glucose Measurement Context (0x2A34) arrives and the two go on as
 one ``glucose`` reading. If the link drops in between, the measurement is not passed on and not
 counted as seen, so the next download brings it again with its context.
+
+A meter whose sequence numbers identify nothing (the decoder marks its records
+``status["sequence_number_reliable"] = False``: TaiDoc DM30b, see ``devices.gatt.quirks``) is
+remembered as such and asked for all its records each time; none is skipped by number, and the
+pipeline recognises the ones it has by their time stamps.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from devices.drivers.base import (
 )
 from devices.drivers.standard import StandardDriver
 from devices.gatt import DecodeError, GlucoseContextJoiner
+from devices.gatt.quirks import SEQUENCE_NUMBER_RELIABLE
 from devices.gatt.racp import (
     RacpRequest,
     RacpResponse,
@@ -57,15 +63,21 @@ _FILTER_REFUSED = frozenset(
 )
 _SEQUENCE_MAX = 0xFFFF
 _LAST_SEQUENCE = "last_sequence"
+_UNRELIABLE = "sequence_numbers_unreliable"
 
 
 class GlucoseDriver(StandardDriver):
     """A glucose meter with a record store behind RACP."""
 
     def __init__(
-        self, hooks: SourceHooks, device: DeviceRecord, client: BleakClient, lost: asyncio.Event
+        self,
+        hooks: SourceHooks,
+        device: DeviceRecord,
+        client: BleakClient,
+        lost: asyncio.Event,
+        advertised_name: str | None = None,
     ) -> None:
-        super().__init__(hooks, device, client, lost)
+        super().__init__(hooks, device, client, lost, advertised_name)
         self._joiner = GlucoseContextJoiner()
         self._racp: BleakGATTCharacteristic | None = None
         self._racp_answer: asyncio.Future[RacpResponse] | None = None
@@ -81,12 +93,18 @@ class GlucoseDriver(StandardDriver):
             return value
         return None
 
+    @property
+    def _numbers_unreliable(self) -> bool:
+        return self.device.memory.get(_UNRELIABLE) is True
+
     def _seen(self, sequence: int) -> bool:
+        if self._numbers_unreliable:
+            return False
         last = self.last_sequence
         return last is not None and sequence <= last
 
     def _advance(self, sequence: int) -> None:
-        if not self._seen(sequence):
+        if not self._numbers_unreliable and not self._seen(sequence):
             self.device.memory.set(_LAST_SEQUENCE, sequence)
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -102,7 +120,7 @@ class GlucoseDriver(StandardDriver):
         await self._download_records()
 
     async def _download_records(self) -> None:
-        last = self.last_sequence
+        last = None if self._numbers_unreliable else self.last_sequence
         if last is None or last >= _SEQUENCE_MAX:
             request = report_all_records()  # nothing can be newer than the maximum: skip known
         else:
@@ -196,6 +214,12 @@ class GlucoseDriver(StandardDriver):
 
     def complete(self, char_uuid: str, measurement: Measurement) -> list[tuple[str, Measurement]]:
         kind = measurement.kind
+        if (
+            measurement.status.get(SEQUENCE_NUMBER_RELIABLE) is False
+            and not self._numbers_unreliable
+        ):
+            log.info("ble.sequence_numbers_unreliable", device=self.ref)
+            self.device.memory.set(_UNRELIABLE, True)
         if kind == "glucose":
             sequence = measurement.status.get("sequence_number")
             if isinstance(sequence, int) and self._seen(sequence):

@@ -42,9 +42,14 @@ class StandardDriver(Driver):
     """A device that follows its SIG health profile."""
 
     def __init__(
-        self, hooks: SourceHooks, device: DeviceRecord, client: BleakClient, lost: asyncio.Event
+        self,
+        hooks: SourceHooks,
+        device: DeviceRecord,
+        client: BleakClient,
+        lost: asyncio.Event,
+        advertised_name: str | None = None,
     ) -> None:
-        super().__init__(hooks, device, client, lost)
+        super().__init__(hooks, device, client, lost, advertised_name)
         self._assembler = BodyCompositionAssembler()
         self._temperature_type: str | None = None
 

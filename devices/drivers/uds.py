@@ -85,9 +85,14 @@ class UdsScaleDriver(StandardDriver):
     """A weight or body-composition scale behind the User Data Service."""
 
     def __init__(
-        self, hooks: SourceHooks, device: DeviceRecord, client: BleakClient, lost: asyncio.Event
+        self,
+        hooks: SourceHooks,
+        device: DeviceRecord,
+        client: BleakClient,
+        lost: asyncio.Event,
+        advertised_name: str | None = None,
     ) -> None:
-        super().__init__(hooks, device, client, lost)
+        super().__init__(hooks, device, client, lost, advertised_name)
         self._answer: asyncio.Future[UcpResponse] | None = None
         self._activity = asyncio.Event()
 
