@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,24 @@ def test_an_unusable_consent_code_file_fails_at_start_naming_the_key(
     assert message.startswith("devices[0].users.1.consent_code_file: ")
     assert expected in message
     assert content is None or content not in message
+
+
+def test_the_commented_shared_scale_examples_in_the_example_config_are_valid() -> None:
+    example = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
+    blocks = []
+    for marker in ("# A broadcast-only scale", "# A scale with the User Data Service"):
+        section = example[example.index(marker) :].split("\n\n", 1)[0].splitlines()
+        start = section.index("# [[devices]]")
+        blocks.append("\n".join(line.removeprefix("# ") for line in section[start:]))
+    broadcast, uds = (tomllib.loads(block)["devices"][0] for block in blocks)
+    subjects = {"id": "197202023456", "birth_date": "1972-02-02"}
+    settings = parse_settings(
+        {
+            "gateway": {"data_dir": "/var/lib/health-gateway"},
+            "subjects": [{"id": "197001011234", "birth_date": "1970-01-01"}, subjects],
+            "devices": [broadcast, uds],
+        }
+    )
+    assert settings.devices[0].people_by_weight() is not None
+    [user] = [u for u in (settings.devices[1].users or {}).values() if not isinstance(u, str)]
+    assert user.consent_code_file == Path("/etc/health-gateway/bf600-user-1.code")
