@@ -22,6 +22,7 @@ and are rarely set: issue 1094's stamps are in 1970).
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,7 +63,12 @@ class SimulatedBroadcastScale(Peripheral):
         *,
         clock_offset_s: float = 0.0,
         rssi: int = -60,
+        script: Sequence[Weighing] | None = None,
+        interval_s: float = 0.0,
+        seed: int | None = None,
     ) -> None:
+        """``interval_s`` > 0: someone steps on every ``interval_s`` seconds while a radio is
+        listening, with the ``script``'s weighings in turn (then it rests), or random ones."""
         if profile not in _KINDS:
             raise ValueError(f"unknown broadcast scale profile {profile!r}; use {sorted(_KINDS)}")
         self.profile = profile
@@ -76,12 +82,45 @@ class SimulatedBroadcastScale(Peripheral):
             manufacturer_data={HUAMI_COMPANY_ID: bytes.fromhex(address.replace(":", ""))[::-1]},
             rssi=rssi,
         )
+        if interval_s < 0:
+            raise ValueError("interval_s must not be negative")
         self.clock = DeviceClock(clock_offset_s)
+        self.script = None if script is None else list(script)
+        for weighing in self.script or ():
+            # Fail at construction, not mid-weighing, for weighings the scale cannot show.
+            self._frame(
+                self._reading(weighing, weighing.weight, datetime(2026, 1, 1), weighing.impedance),
+                stabilized=True,
+                removed=False,
+            )
+        self.interval_s = interval_s
+        self._random = random.Random(seed)
         self.weighings = 0
         self._last: Measurement | None = None
         self._heard = asyncio.Event()
         self._heard_count = 0
         self.set_advertising(False)  # asleep until someone steps on
+
+    def on_attached(self) -> None:
+        if self.interval_s > 0:
+            self.spawn_background(self._weighing_now_and_then(), "weigh")
+
+    async def _weighing_now_and_then(self) -> None:
+        played = 0
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if self.script is None:
+                weight = round(self._random.uniform(55.0, 95.0), 1)
+                impedance = None
+                if self.profile == "xiaomi_body_composition":
+                    impedance = float(self._random.randint(380, 620))
+                weighing = Weighing(weight=weight, impedance=impedance)
+            elif played < len(self.script):
+                weighing = self.script[played]
+            else:
+                return
+            await self.weigh(weighing)
+            played += 1
 
     def on_advertised(self) -> None:
         self._heard_count += 1
