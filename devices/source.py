@@ -232,7 +232,7 @@ class BleSource:
         self._changed()
         lost = asyncio.Event()
         client = await self._connect(device, found, lost)
-        driver_class = driver_for(device.profile, client.services)
+        driver_class = driver_for(device.profile, client.services, device.target.model)
         driver = driver_class(self._hooks, device, client, lost, found.name)
         failed = False
         try:
