@@ -197,9 +197,12 @@ class BleSource:
     async def _keep_listening(self, device: DeviceRecord) -> None:
         """A broadcast-only device: listen to its advertisements for as long as we run."""
         listener = BroadcastListener(self._hooks, device, BROADCAST_PROFILES[device.target.profile])
-        with self._finder.listening(device.target.address, listener.on_advertisement):
-            log.info("ble.listening", device=device.target.ref)
-            await asyncio.Event().wait()  # until cancelled
+        try:
+            with self._finder.listening(device.target.address, listener.on_advertisement):
+                log.info("ble.listening", device=device.target.ref)
+                await asyncio.Event().wait()  # until cancelled
+        finally:
+            listener.flush()
 
     async def _keep_connected(self, device: DeviceRecord) -> None:
         ref = device.target.ref

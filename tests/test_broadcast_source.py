@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from devices.broadcast import encode
+from devices.models import Measurement, Quantity
 from devices.profiles import BODY_COMPOSITION_SERVICE, WEIGHT_SCALE_SERVICE
 from devices.sim.bluez import SimulatedBlueZ
 from devices.sim.broadcast_scale import SimulatedBroadcastScale, Weighing
@@ -268,3 +270,50 @@ async def test_a_weighing_in_pounds_is_matched_in_kilograms(
     [reading] = collected.of("scale")
     assert reading.measurement.user_index == 2
     assert reading.measurement.values["body_weight"].unit == "[lb_av]"
+
+
+def body_frame(weight: float, stamp: datetime, *, impedance: float | None, removed: bool) -> bytes:
+    values = {"body_weight": Quantity(value=weight, unit="kg")}
+    if impedance is not None:
+        values["impedance"] = Quantity(value=impedance, unit="Ohm")
+    reading = Measurement(
+        kind="body_composition",
+        values=values,
+        measured_at=stamp,
+        status={"stabilized": True, "load_removed": removed},
+    )
+    return encode("xiaomi_body_composition", reading)
+
+
+@pytest.mark.parametrize(
+    ("impedance_comes", "expected_impedance"),
+    [(True, 502.0), (False, None)],
+    ids=["the impedance frame follows", "stepped off before an impedance was measured"],
+)
+async def test_a_body_composition_weighing_waits_for_its_impedance(
+    bluez: SimulatedBlueZ,
+    sources: SourceRunner,
+    impedance_comes: bool,
+    expected_impedance: float | None,
+) -> None:
+    # ble_monitor publishes a "stabilized weight" before the "weight" with impedance: the
+    # scale settles the weight first and measures the impedance after.
+    home = Household(bluez, "xiaomi_body_composition")
+    collected = Collector()
+    sources.start(
+        BleSource([scale_target("xiaomi_body_composition"), witness_target()], collected, **FAST)
+    )
+    stamp = datetime(2026, 11, 30, 7, 15, 0)
+    frames = [(body_frame(77.3, stamp, impedance=None, removed=False), 3)]
+    if impedance_comes:
+        frames.append((body_frame(77.3, stamp, impedance=502, removed=False), 3))
+    frames.append((body_frame(77.3, stamp, impedance=None, removed=True), 2))
+
+    async with asyncio.timeout(STEP):
+        await home.scale.replay(frames)
+    await home.barrier(collected)
+
+    [reading] = collected.of("scale")
+    assert reading.measurement.values["body_weight"].value == 77.3
+    impedance = reading.measurement.values.get("impedance")
+    assert (impedance.value if impedance else None) == expected_impedance

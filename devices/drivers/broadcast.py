@@ -18,6 +18,12 @@ stamp and weight) and not handed over again, also not after a restart: the ident
 over are kept in the device memory. A scale whose clock is unset sends no usable stamp; then a
 weighing ends with the next unsettled or "removed" frame.
 
+The body composition scale publishes a weight as "stabilized" before its impedance is measured
+(ble_monitor tells "stabilized weight" from "weight" with impedance); a stabilized frame without
+impedance is therefore held until the same weighing comes with its impedance, the person steps
+off ("load removed": barefoot contact failed, the weight alone is the reading), or
+``IMPEDANCE_WAIT_S`` pass, whichever is first.
+
 On a scale shared by several people (``DeviceTarget.people``) each weighing is matched to a
 person by weight (``devices.users``); one that fits nobody or several people is held back and
 counted (``DeviceStatus.held_ambiguous``), never guessed.
@@ -25,6 +31,7 @@ counted (``DeviceStatus.held_ambiguous``), never guessed.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import structlog
@@ -45,6 +52,8 @@ _HANDED = "broadcast_handed"  # identities of the weighings handed over (most re
 _RECENT = "recent_weight_kg"  # user index -> most recent weight, for nearest_weight
 _KEEP = 32  # identities remembered: far more than a scale repeats within its advertising time
 _NO_STAMP = "-"
+# How long a body composition weighing without impedance waits for the impedance frame.
+IMPEDANCE_WAIT_S = 5.0
 
 
 class BroadcastListener:
@@ -56,6 +65,9 @@ class BroadcastListener:
         self.profile = profile
         self.ref = device.target.ref
         self._last_payload: bytes | None = None
+        self._waits_for_impedance = profile.name == "xiaomi_body_composition"
+        self._held: tuple[str, Measurement, datetime] | None = None
+        self._held_timer: asyncio.TimerHandle | None = None
 
     def on_advertisement(self, _device: BLEDevice, adv: AdvertisementData) -> None:
         device = self.device
@@ -91,16 +103,51 @@ class BroadcastListener:
         removed = bool(measurement.status.get("load_removed"))
         if not stabilized or removed:
             # Still settling, or the echo after stepping off: a new weighing may come next.
+            self.flush()
             self._forget_unstamped()
             return
         identity = _identity(measurement)
         if identity is None:
             self._drop("stabilized frame without a weight")
             return
-        handed = self._handed()
-        if identity in handed:
+        if identity in self._handed():
             return  # a repeat of the weighing already handed over
-        self._remember(handed, identity)
+        held = self._held
+        if held is not None and held[0] != identity:
+            self.flush()  # another weighing began: the held one is complete as it is
+        elif held is not None and "impedance" not in measurement.values:
+            return  # a repeat of the held frame
+        if self._waits_for_impedance and "impedance" not in measurement.values:
+            self._hold(identity, measurement, received_at)
+            return
+        self._cancel_hold()
+        self._hand_over(identity, measurement, received_at)
+
+    def _hold(self, identity: str, measurement: Measurement, received_at: datetime) -> None:
+        self._held = (identity, measurement, received_at)
+        loop = asyncio.get_running_loop()
+        self._held_timer = loop.call_later(IMPEDANCE_WAIT_S, self._impedance_wait_over)
+
+    def _impedance_wait_over(self) -> None:
+        self._held_timer = None
+        self.flush()
+        self.hooks.changed()
+
+    def _cancel_hold(self) -> None:
+        self._held = None
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+
+    def flush(self) -> None:
+        """Hand over a weighing held for its impedance as it is (also when listening ends)."""
+        held = self._held
+        self._cancel_hold()
+        if held is not None and held[0] not in self._handed():
+            self._hand_over(*held)
+
+    def _hand_over(self, identity: str, measurement: Measurement, received_at: datetime) -> None:
+        self._remember(self._handed(), identity)
         people = self.device.target.people
         if people is not None:
             matched = self._match(measurement)
