@@ -26,7 +26,7 @@ def test_a_stabilized_mi_scale_advertisement_gives_weight_scale_clock_and_both_f
         kind="weight",
         values={"body_weight": Quantity(value=86.55, unit="kg")},
         measured_at=datetime(2021, 4, 11, 16, 19, 1),
-        status={"stabilized": True, "load_removed": False},
+        status={"stabilized": True, "load_removed": False, "weighing_mode": "person"},
     )
 
 
@@ -53,12 +53,25 @@ def test_pounds_and_jin_at_once_is_impossible_and_raises() -> None:
         decode("xiaomi_scale", "181d", both)
 
 
-def test_impedance_is_read_only_on_a_stabilized_weighing_with_its_bit() -> None:
+def test_impedance_is_read_when_its_bit_is_set_over_a_non_zero_field() -> None:
     m = decode("xiaomi_body_composition", "181b", MI_BODY_COMPOSITION_WITH_IMPEDANCE)
     assert m.values["impedance"] == Quantity(value=428.0, unit="Ohm")
-    not_stable = bytearray(MI_BODY_COMPOSITION_WITH_IMPEDANCE)
-    not_stable[1] &= ~0x20
-    assert "impedance" not in decode("xiaomi_body_composition", "181b", bytes(not_stable)).values
+    no_bit = bytearray(MI_BODY_COMPOSITION_WITH_IMPEDANCE)
+    no_bit[1] &= ~0x02
+    assert "impedance" not in decode("xiaomi_body_composition", "181b", bytes(no_bit)).values
+    # The "load removed" capture of xiaomi-ble sets the bit over a zero field.
+    removed = decode("xiaomi_body_composition", "181b", bytes.fromhex("0282b20705040f020100000000"))
+    assert "impedance" not in removed.values
+
+
+def test_object_mode_weighings_say_so_so_they_are_not_taken_for_a_body_weight() -> None:
+    # theengs/decoder tests/BLE/test_ble.cpp: "627607..." and "0624..." are object weighings.
+    scale = decode("xiaomi_scale", "181d", bytes.fromhex("627607e607020e10293a"))
+    assert scale.status["weighing_mode"] == "object"
+    assert scale.values["body_weight"] == Quantity(value=9.55, unit="kg")
+    bc = decode("xiaomi_body_composition", "181b", bytes.fromhex("0624e607020e10293a0000fc03"))
+    assert bc.status["weighing_mode"] == "object"
+    assert encode("xiaomi_body_composition", bc)[0] & 0x04
 
 
 def test_truncated_service_data_raises_and_trailing_bytes_are_ignored() -> None:
@@ -93,9 +106,9 @@ def test_encoding_gives_back_the_captured_bytes() -> None:
 
 def test_the_encoder_refuses_what_the_scale_cannot_send() -> None:
     base = decode("xiaomi_body_composition", "181b", MI_BODY_COMPOSITION_WITH_IMPEDANCE)
-    removed = base.model_copy(update={"status": {"stabilized": True, "load_removed": True}})
-    with pytest.raises(EncodeError, match="only sent on a stabilized weighing"):
-        encode("xiaomi_body_composition", removed)
+    odd_mode = base.model_copy(update={"status": {**base.status, "weighing_mode": "pet"}})
+    with pytest.raises(EncodeError, match="must be 'person' or 'object'"):
+        encode("xiaomi_body_composition", odd_mode)
     with pytest.raises(EncodeError, match="no user index"):
         encode("xiaomi_body_composition", base.model_copy(update={"user_index": 1}))
     no_flags = base.model_copy(update={"status": {}})

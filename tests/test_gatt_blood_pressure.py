@@ -215,6 +215,16 @@ def test_reserved_flag_bits_and_trailing_bytes_are_ignored_and_recorded() -> Non
     assert longer.status == {"ignored_bytes": 2}
 
 
+def test_flags_0xde_as_a_cuff_sold_as_bm96_sends_them_read_every_announced_field() -> None:
+    # Issue 13: flags 0xDE = time stamp, pulse rate, user id, status + reserved bits 6 and 7.
+    body = bytes.fromhex("7800 5000 5a00 e4070c1f0a0b0c 4800 01 0400")
+    m = decode("2a35", b"\xde" + body)
+    assert m == decode("2a35", b"\x1e" + body).model_copy(
+        update={"status": {**decode("2a35", b"\x1e" + body).status, "reserved_flags": 0xC0}}
+    )
+    assert m.user_index == 1 and m.status["irregular_pulse"] is True
+
+
 def test_a_value_cut_short_still_raises_despite_tolerance() -> None:
     with pytest.raises(DecodeError, match="field 'pulse_rate' at offset 7"):
         decode("2a35", bytes.fromhex("04 7800 5000 5a00 48"))

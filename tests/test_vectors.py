@@ -64,6 +64,25 @@ def _assert_matches(measurement: Measurement, expected: dict[str, Any]) -> None:
         assert measurement.status.get(key) == value, f"status[{key!r}]: {measurement.status}"
 
 
+def test_the_corpus_covers_every_family_and_every_broadcast_state() -> None:
+    assert len(CASES) >= 60
+    expected = [vector["expected"] for _, _, vector in CASES]
+    kinds = {e.get("kind") for e in expected}
+    assert {"blood_pressure", "weight", "body_composition", "glucose"} <= kinds
+    decoded = [(v["profile"], _decode(v)) for _, _, v in CASES if "profile" in v]
+    for profile in ("xiaomi_scale", "xiaomi_body_composition"):
+        states = [m.status for p, m in decoded if p == profile]
+        assert any(not st["stabilized"] for st in states)  # still settling
+        assert any(st["stabilized"] and not st["load_removed"] for st in states)  # stabilized
+        assert any(st["load_removed"] for st in states)  # load removed
+    with_impedance = [e for e in expected if "impedance" in e.get("values", {})]
+    without_impedance = [e for e in expected if "impedance" in e.get("absent", [])]
+    assert with_impedance and without_impedance
+    # The reserved-bit captures: real cuffs set flag bits the specification reserves.
+    assert any("reserved_flags" in e.get("status", {}) for e in expected)
+    assert any("error" in e for e in expected)  # and truncation still raises
+
+
 @pytest.mark.parametrize(("name", "source", "vector"), CASES, ids=[case[0] for case in CASES])
 def test_each_vector_decodes_to_what_its_source_states(
     name: str, source: dict[str, Any], vector: dict[str, Any]

@@ -40,6 +40,7 @@ UNKNOWN_USER_ID = 0xFF
 
 _SPECIAL_BY_NAME = {special.value: special for special in SpecialValue}
 _U16 = struct.Struct("<H")
+_SFLOAT_CACHE: dict[int, Number] = {}
 _DATE_TIME = struct.Struct("<HBBBBB")  # year, month, day, hours, minutes, seconds
 _DATE_TIME_PARTS = ("month", "day", "hours", "minutes", "seconds")
 
@@ -94,7 +95,19 @@ class Reader:
         return int.from_bytes(self._take(2, field), "little", signed=True)
 
     def sfloat(self, field: str, shift: int = 0) -> Number:
-        return decode_sfloat(self.u16(field), shift)
+        offset = self.offset
+        if len(self._data) - offset < 2:
+            self._short(2, field)
+        self.offset = offset + 2
+        raw = _U16.unpack_from(self._data, offset)[0]
+        if shift:
+            return decode_sfloat(raw, shift)
+        # Devices repeat a small set of values (pressures, pulse rates, weights): remember each
+        # decoded raw value; at most 65,536 entries.
+        number = _SFLOAT_CACHE.get(raw)
+        if number is None:
+            number = _SFLOAT_CACHE[raw] = decode_sfloat(raw)
+        return number
 
     def float32(self, field: str, shift: int = 0) -> Number:
         return decode_float(self.uint(4, field), shift)
@@ -280,8 +293,8 @@ class ValueSink:
         self.specials: dict[str, str] = {}
 
     def put(self, name: str, number: Number, unit: str) -> None:
-        if isinstance(number, SpecialValue):
-            self.specials[name] = number.value
+        if number.__class__ is SpecialValue:
+            self.specials[name] = number.value  # type: ignore[union-attr]
         else:
             self.values[name] = trusted_quantity(float(number), unit)
 
