@@ -25,7 +25,7 @@ from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from devices.drivers.base import LINK_ERRORS, describe
+from devices.drivers.link import LINK_ERRORS, describe
 from devices.profiles import PROFILES
 
 log = structlog.get_logger(__name__)

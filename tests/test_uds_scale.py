@@ -2,7 +2,7 @@
 
 The simulated scale (``devices.sim.uds_scale``) follows the User Data Service specification's
 User Control Point procedures as openScale's ``BluetoothStandardWeightProfile.java`` drives
-them on Beurer BF 600/720 and Sanitas SBF 70 scales (Register New User 0x01, Consent 0x02,
+them on Beurer BF 600 and Sanitas SBF 72 scales (Register New User 0x01, Consent 0x02,
 Response 0x20 with 0x01 Success / 0x03 Invalid Parameter / 0x05 User Not Authorized).
 """
 

@@ -25,18 +25,26 @@ reading values.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 import structlog
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
-from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError
-from dbus_fast import DBusError
 
+from devices.drivers.clock import ClockSync
+from devices.drivers.link import (
+    LINK_ERRORS,
+    PairingFailed,
+    ProfileMismatch,
+    describe,
+    local_now,
+    needs_pairing,
+    now_utc,
+    short,
+)
 from devices.gatt import DecodeError, decode, decode_battery_level
 from devices.gatt.quirks import model_for_name
 from devices.models import Measurement
@@ -48,25 +56,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-_ADDRESS_PATTERN = re.compile(r"(?:[0-9A-Fa-f]{2}[:_-]){5}[0-9A-Fa-f]{2}")
-
-# What the BLE stack raises for conditions outside our control: radio or bus trouble, a device
-# out of range, a GATT error. They end one connection attempt, never the source.
-LINK_ERRORS = (BleakError, DBusError, TimeoutError, OSError, EOFError)
-
 # Kinds that are never passed on even if a device sends them (the pipeline drops them too).
 TRANSIENT_KINDS = frozenset({"cuff_pressure", "glucose_context"})
-# ATT errors a bond cures: Insufficient Authentication, Encryption Key Size, Encryption.
-_PAIRING_ATT_ERRORS = frozenset({0x05, 0x0C, 0x0F})
-_BLUEZ_NOT_PERMITTED = "org.bluez.Error.NotPermitted"
-
-
-class ProfileMismatch(Exception):
-    """The device lacks a characteristic its profile requires."""
-
-
-class PairingFailed(Exception):
-    """The device demands pairing and would not pair."""
 
 
 @dataclass(slots=True)
@@ -132,9 +123,6 @@ class Driver:
         lost: asyncio.Event,
         advertised_name: str | None = None,
     ) -> None:
-        # Imported here: clock imports this module for the error types.
-        from devices.drivers.clock import ClockSync
-
         self.hooks = hooks
         self.device = device
         self.client = client
@@ -299,35 +287,17 @@ class Driver:
         """At disconnect: let go of anything half received (the device sends it again whole)."""
 
 
-def needs_pairing(exc: BaseException) -> bool:
-    """Whether a GATT error says the link needs a bond (bluetoothd: "Not paired")."""
-    if isinstance(exc, BleakGATTProtocolError):
-        return int(exc.code) in _PAIRING_ATT_ERRORS
-    if isinstance(exc, BleakDBusError):
-        return exc.dbus_error == _BLUEZ_NOT_PERMITTED and "Not paired" in (
-            exc.dbus_error_details or ""
-        )
-    return False
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message`` with any Bluetooth address (also in D-Bus object paths) masked."""
-    text = str(exc)
-    text = _ADDRESS_PATTERN.sub("<address>", text)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def short(char_uuid: str) -> str:
-    """``2a35`` for a SIG UUID, the full UUID otherwise."""
-    if char_uuid.startswith("0000") and char_uuid.endswith("-0000-1000-8000-00805f9b34fb"):
-        return char_uuid[4:8]
-    return char_uuid
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def local_now() -> datetime:
-    """The gateway's local wall-clock time, naive, as devices keep theirs."""
-    return datetime.now()
+__all__ = [
+    "LINK_ERRORS",
+    "TRANSIENT_KINDS",
+    "DeviceRecord",
+    "Driver",
+    "PairingFailed",
+    "ProfileMismatch",
+    "SourceHooks",
+    "describe",
+    "local_now",
+    "needs_pairing",
+    "now_utc",
+    "short",
+]

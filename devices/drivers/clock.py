@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 import structlog
 from bleak.backends.characteristic import BleakGATTCharacteristic
 
-from devices.drivers.base import LINK_ERRORS, describe, local_now
 from devices.drivers.date_time import decode_date_time, encode_date_time
+from devices.drivers.link import LINK_ERRORS, describe, local_now
 from devices.gatt import DecodeError, decode_current_time, encode_current_time
 from devices.profiles import CURRENT_TIME, DATE_TIME
 

@@ -1,4 +1,4 @@
-"""Scales with the User Data Service (0x181C): Beurer BF 600/720/850, Sanitas SBF 70/72...
+"""Scales with the User Data Service (0x181C): Beurer BF 105/600, Sanitas SBF 72/77
 
 Such a scale keeps several people apart by user index and sends a person's measurements only
 after the central proves it may see them: it writes that person's consent code to the User

@@ -1,4 +1,4 @@
-"""A simulated User Data Service scale (Beurer BF 600/720, Sanitas SBF 70 style).
+"""A simulated User Data Service scale (Beurer BF 600, Sanitas SBF 72 style).
 
 It keeps several people apart by user index and, as the User Data Service specification
 requires and openScale's ``BluetoothStandardWeightProfile.java`` relies on, sends a person's
