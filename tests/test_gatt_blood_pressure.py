@@ -138,6 +138,10 @@ def test_a_pressure_or_pulse_no_cuff_can_measure_raises() -> None:
         decode("2a35", bytes.fromhex("04 6a00 4700 5500 003f"))
     with pytest.raises(DecodeError, match=r"systolic = 300 kPa is impossible"):
         decode("2a35", bytes.fromhex("01 2c01 1e00 1e00"))
+    # 130/min sent big-endian (0x0082) reads little-endian as 512e-8/min.
+    with pytest.raises(DecodeError, match=r"pulse_rate = 5.12e-06 /min is impossible"):
+        decode("2a35", bytes.fromhex("04 6a00 4700 5500 0082"))
+    assert decode("2a35", bytes.fromhex("04 6a00 4700 5500 0000")).values["pulse_rate"].value == 0
 
 
 @pytest.mark.parametrize(
@@ -308,6 +312,10 @@ _units = st.sampled_from(["mm[Hg]", "kPa"])
 _pressure = st.integers(0, 300).map(float) | st.decimals(0, "204.7", places=1).map(float)
 # The decoder refuses pressures no cuff can measure (above 150 kPa, 1000 mmHg).
 _kpa = st.integers(0, 150).map(float) | st.decimals(0, "150.0", places=1).map(float)
+# ... and pulse rates no heart has (other than 0, none): below 20 or above 300 per minute.
+_pulse = (
+    st.just(0.0) | st.integers(20, 300).map(float) | st.decimals(20, "204.7", places=1).map(float)
+)
 _specials = st.sampled_from(["nan", "nres", "+inf", "-inf", "reserved"])
 _stamps = st.datetimes(min_value=datetime(1582, 1, 1), max_value=datetime(9999, 12, 31)).map(
     lambda d: d.replace(microsecond=0)
@@ -334,7 +342,8 @@ def measurements(draw: st.DrawFn, names: tuple[str, ...], kind: str) -> Measurem
             specials[name] = draw(_specials)
         else:
             value_unit = "/min" if name == "pulse_rate" else unit
-            number = draw(_kpa if value_unit == "kPa" else _pressure)
+            strategy = {"kPa": _kpa, "/min": _pulse}.get(value_unit, _pressure)
+            number = draw(strategy)
             values[name] = Quantity(value=number, unit=value_unit)
     status: dict[str, object] = {}
     if draw(st.booleans()):

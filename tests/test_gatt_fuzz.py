@@ -17,6 +17,8 @@ import random
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devices import broadcast
 from devices.gatt import (
@@ -237,3 +239,46 @@ def test_mutated_payloads_of_each_quirky_model_decode_or_raise_decode_error(mode
         _check_decoded(characteristic, m, model)
     assert decoded > ROUNDS // 20
     assert failed > ROUNDS // 20
+
+
+# The same property through hypothesis, seeded (derandomized), on its own byte strategy: any bytes
+# of a plausible length, and captures with a few bytes replaced. 10,000 payloads per decoder.
+def _broadcast_decoder(profile: str) -> Callable[[bytes], object]:
+    service = broadcast.service_uuid(profile)
+    return lambda data: broadcast.decode(profile, service, data)
+
+
+def _quirk_decoder(model: str) -> Callable[[bytes], object]:
+    characteristic = QUIRK_SEEDS[model][0]
+    return lambda data: decode(characteristic, data, model=model)
+
+
+NEW_DECODERS: dict[str, tuple[Callable[[bytes], object], list[str]]] = {
+    **{f"broadcast {p}": (_broadcast_decoder(p), s) for p, s in BROADCAST_SEEDS.items()},
+    **{f"quirk {m}": (_quirk_decoder(m), s) for m, (_, s) in QUIRK_SEEDS.items()},
+}
+
+
+@st.composite
+def _payloads(draw: st.DrawFn, seeds: list[str]) -> bytes:
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=24))
+    data = bytearray(bytes.fromhex(draw(st.sampled_from(seeds))))
+    for _ in range(draw(st.integers(1, 3))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data[: draw(st.integers(0, len(data) + 2))])
+
+
+@pytest.mark.parametrize("name", sorted(NEW_DECODERS))
+def test_hypothesis_payloads_for_each_new_decoder_raise_only_decode_error(name: str) -> None:
+    decoder, seeds = NEW_DECODERS[name]
+
+    @settings(max_examples=ROUNDS, derandomize=True, deadline=None, database=None)
+    @given(_payloads(seeds))
+    def check(data: bytes) -> None:
+        try:
+            decoder(data)
+        except DecodeError:
+            pass
+
+    check()

@@ -9,12 +9,12 @@ weighing (the first stabilized advertisement) is the source's job, from ``status
 
 Profiles (formats and sources in ``devices.broadcast.xiaomi``):
 
-========================== ========= ===================================================
-profile                    service   devices
-========================== ========= ===================================================
-``xiaomi_scale``           0x181D    Mi Smart Scale (XMTZC01HM), Mi Smart Scale 2 (XMTZC04HM)
-``xiaomi_body_composition`` 0x181B   Mi Body Composition Scale (XMTZC02HM) and 2 (XMTZC05HM)
-========================== ========= ===================================================
+=============================  =======  ==========================================================
+profile                        service  devices
+=============================  =======  ==========================================================
+``xiaomi_scale``               0x181D   Mi Smart Scale (XMTZC01HM), Mi Smart Scale 2 (XMTZC04HM)
+``xiaomi_body_composition``    0x181B   Mi Body Composition Scale (XMTZC02HM) and 2 (XMTZC05HM)
+=============================  =======  ==========================================================
 
 Errors are ``devices.gatt.DecodeError`` / ``EncodeError`` (both ValueError), as for GATT values.
 """

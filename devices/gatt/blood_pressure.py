@@ -93,21 +93,31 @@ def encode_status(writer: Writer, status: dict[str, Any]) -> int:
     return raw
 
 
-# No cuff measures beyond these (upper-arm cuffs inflate to about 300 mmHg = 40 kPa; no heart beats
-# 1000 times a minute): a number outside 0..limit is not a reading but a misread field, such as
-# the big-endian pulse rate of a Beurer BM85 read little-endian (63/min arrives as -256000/min).
-PLAUSIBLE_LIMIT = {"mm[Hg]": 1000.0, "kPa": 150.0, "/min": 1000.0}
+# What no cuff can have measured, so a number outside it is not a reading but a misread field (the
+# big-endian pulse rate of a Beurer BM85 read little-endian: 63/min arrives as -256000/min, 130/min
+# as 0.00000512/min). Pressures: 0 up to far beyond what a cuff inflates to (about 300 mmHg, 40
+# kPa). Pulse rate: 0 (none) or 20..300/min; cuffs measure about 40..200/min.
+PRESSURE_LIMIT = {"mm[Hg]": 1000.0, "kPa": 150.0}
+PULSE_RANGE = (20.0, 300.0)
 
 
 def check_plausible(reader: Reader, sink: ValueSink) -> None:
     """DecodeError for a pressure or pulse rate no device can have measured."""
     for name, quantity in sink.values.items():
-        if not 0.0 <= quantity.value <= PLAUSIBLE_LIMIT[quantity.unit]:
-            reader.fail(
-                f"{name} = {quantity.value:g} {quantity.unit} is impossible "
-                f"(0..{PLAUSIBLE_LIMIT[quantity.unit]:g}); if this cuff deviates from the "
-                "specification, configure its model (devices.gatt.quirks)"
-            )
+        value, unit = quantity.value, quantity.unit
+        if unit == PULSE_UNIT:
+            low, high = PULSE_RANGE
+            if value == 0.0 or low <= value <= high:
+                continue
+            allowed = f"0 or {low:g}..{high:g}"
+        else:
+            if 0.0 <= value <= PRESSURE_LIMIT[unit]:
+                continue
+            allowed = f"0..{PRESSURE_LIMIT[unit]:g}"
+        reader.fail(
+            f"{name} = {value:g} {unit} is impossible ({allowed}); if this cuff deviates from "
+            "the specification, configure its model (devices.gatt.quirks)"
+        )
 
 
 def pressure_unit(writer: Writer, source: ValueSource, names: tuple[str, ...]) -> str:
