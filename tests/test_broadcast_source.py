@@ -317,3 +317,26 @@ async def test_a_body_composition_weighing_waits_for_its_impedance(
     assert reading.measurement.values["body_weight"].value == 77.3
     impedance = reading.measurement.values.get("impedance")
     assert (impedance.value if impedance else None) == expected_impedance
+
+
+async def test_a_weighing_in_object_mode_is_no_ones_body_weight(
+    bluez: SimulatedBlueZ, sources: SourceRunner
+) -> None:
+    # theengs decoder and the Mi Scale's control byte: bit 6 set weighs an object (luggage, a pet).
+    home = Household(bluez)
+    collected = Collector()
+    source = BleSource([scale_target(), witness_target()], collected, **FAST)
+    sources.start(source)
+    suitcase = Measurement(
+        kind="weight",
+        values={"body_weight": Quantity(value=18.4, unit="kg")},
+        measured_at=datetime(2026, 11, 30, 9, 0, 0),
+        status={"stabilized": True, "load_removed": False, "weighing_mode": "object"},
+    )
+
+    async with asyncio.timeout(STEP):
+        await home.scale.replay([(encode("xiaomi_scale", suitcase), 3)])
+    await home.barrier(collected)
+
+    assert collected.of("scale") == []
+    assert source.status()[0].dropped == 1

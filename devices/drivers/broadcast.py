@@ -24,6 +24,9 @@ impedance is therefore held until the same weighing comes with its impedance, th
 off ("load removed": barefoot contact failed, the weight alone is the reading), or
 ``IMPEDANCE_WAIT_S`` pass, whichever is first.
 
+A weighing in the scale's object mode (``status["weighing_mode"] == "object"``: luggage, a pet)
+is no body weight and is not handed over.
+
 On a scale shared by several people (``DeviceTarget.people``) each weighing is matched to a
 person by weight (``devices.users``); one that fits nobody or several people is held back and
 counted (``DeviceStatus.held_ambiguous``), never guessed.
@@ -112,6 +115,11 @@ class BroadcastListener:
             return
         if identity in self._handed():
             return  # a repeat of the weighing already handed over
+        if measurement.status.get("weighing_mode") == "object":
+            # Luggage or a pet in the scale's object mode: no one's body weight.
+            self._remember(self._handed(), identity)
+            self._drop("object weighing, not a person")
+            return
         held = self._held
         if held is not None and held[0] != identity:
             self.flush()  # another weighing began: the held one is complete as it is
