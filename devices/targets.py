@@ -85,7 +85,7 @@ class DeviceStatus:
     # never guessed. ``held_at`` is when the last one was held (UTC).
     held_ambiguous: int = 0
     held_at: datetime | None = None
-    consent_refused: bool = False  # a UDS scale refused a configured consent code
+    consent_refused: bool = False  # a UDS scale did not take a configured consent code
 
 
 StatusPredicate = Callable[[list[DeviceStatus]], bool]

@@ -110,29 +110,31 @@ class UdsScaleDriver(StandardDriver):
                 action="this scale sends nothing without a person's consent code: give each "
                 "person in [devices.users] a consent_code_file",
             )
+        refused = False
         for position, user in enumerate(users):
             if position:
                 await self._until_quiet()
-            await self._give_consent(ucp, user)
+            refused = not await self._give_consent(ucp, user) or refused
+        if self.device.consent_refused != refused:
+            self.device.consent_refused = refused
+            self.hooks.changed()
 
-    async def _give_consent(self, ucp: BleakGATTCharacteristic, user: UdsUser) -> None:
+    async def _give_consent(self, ucp: BleakGATTCharacteristic, user: UdsUser) -> bool:
+        """Whether the scale accepted this person's consent code."""
         index = self._scale_index(user)
         answer = await self._request(ucp, encode_consent(index, user.consent_code))
         if answer is not None and answer.result == RESULT_INVALID_PARAMETER:
             # The scale has no such user (reset, or never set up): register the person.
             registered = await self._register(ucp, user)
             if registered is None:
-                return
+                return False
             index = registered
             answer = await self._request(ucp, encode_consent(index, user.consent_code))
         if answer is None:
-            return
+            return False
         if answer.result == RESULT_SUCCESS:
             log.info("ble.uds_consent_given", device=self.ref, user_index=user.index)
-            return
-        if answer.result == RESULT_USER_NOT_AUTHORIZED:
-            self.device.consent_refused = True
-            self.hooks.changed()
+            return True
         log.error(
             "ble.uds_consent_refused",
             device=self.ref,
@@ -141,6 +143,7 @@ class UdsScaleDriver(StandardDriver):
             action="check the person's consent code file against the code the scale shows "
             "or was set up with; the scale sends nothing for them until it matches",
         )
+        return False
 
     async def _register(self, ucp: BleakGATTCharacteristic, user: UdsUser) -> int | None:
         answer = await self._request(ucp, encode_register_new_user(user.consent_code))
