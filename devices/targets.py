@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from devices.models import Measurement
 from devices.users import PeopleByWeight
@@ -22,11 +22,16 @@ class UdsUser:
     """One person on a User Data Service scale: their user index there and consent code.
 
     The consent code (0..9999) is a secret the scale checks before it sends that person's
-    data; it is never logged and left out of ``repr``.
+    data; it is never logged and left out of ``repr``. ``birth_date``, ``sex`` and
+    ``height_cm`` are written to the scale when the gateway registers the person there (the
+    scale estimates body composition from them); personal data, also left out of ``repr``.
     """
 
     index: int
     consent_code: int = field(repr=False)
+    birth_date: date | None = field(default=None, repr=False)
+    sex: str | None = field(default=None, repr=False)  # "female", "male", other: not written
+    height_cm: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.index <= 0xFE:

@@ -19,7 +19,13 @@ def device_targets(settings: Settings) -> list[DeviceTarget]:
     targets = []
     for index, device in enumerate(settings.devices, start=1):
         uds_users = tuple(
-            UdsUser(user_index, read_consent_code(user.consent_code_file, _key(index, user_index)))
+            UdsUser(
+                user_index,
+                read_consent_code(user.consent_code_file, _key(index, user_index)),
+                birth_date=settings.subject(user.subject).birth_date,
+                sex=settings.subject(user.subject).sex,
+                height_cm=user.height_cm,
+            )
             for user_index, user in sorted((device.users or {}).items())
             if isinstance(user, DeviceUserSettings) and user.consent_code_file is not None
         )

@@ -178,6 +178,7 @@ class DeviceUserSettings(_Section):
     weight_range_kg: tuple[float, float] | None = None  # users_by = "weight_range"
     usual_weight_kg: float | None = Field(default=None, gt=0)  # users_by = "nearest_weight"
     consent_code_file: Path | None = None  # UDS scales: a file (0600) holding the 4-digit code
+    height_cm: int | None = Field(default=None, ge=50, le=250)  # UDS scales: told at registration
 
 
 class DeviceSettings(_Section):

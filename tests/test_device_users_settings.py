@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def uds_config(code_file: Path) -> dict[str, Any]:
         {
             "profile": "weight",
             "users": {
-                "1": {"subject": ADULT, "consent_code_file": str(code_file)},
+                "1": {"subject": ADULT, "consent_code_file": str(code_file), "height_cm": 181},
                 "2": PARTNER,
             },
         }
@@ -134,8 +135,11 @@ def test_a_consent_code_comes_from_its_private_file_and_never_shows(tmp_path: Pa
 
     [target] = device_targets(parse_settings(uds_config(code)))
 
-    assert [(u.index, u.consent_code) for u in target.uds_users] == [(1, 815)]
-    assert "815" not in repr(target)
+    [user] = target.uds_users
+    assert (user.index, user.consent_code) == (1, 815)
+    # Told to the scale when the gateway registers the person there.
+    assert (user.birth_date, user.height_cm) == (date(1970, 1, 1), 181)
+    assert "815" not in repr(target) and "1970" not in repr(target) and "181" not in repr(target)
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from devices.models import Measurement, Quantity
-from devices.profiles import WEIGHT_MEASUREMENT
+from devices.profiles import DATE_OF_BIRTH, GENDER, HEIGHT, WEIGHT_MEASUREMENT
 from devices.sim.bluez import SimulatedBlueZ
 from devices.sim.uds_scale import SimulatedUdsScale
 from devices.source import BleSource, DeviceTarget, UdsUser
@@ -88,7 +88,8 @@ async def test_a_person_the_scale_does_not_know_is_registered_and_mapped_back(
     scale = SimulatedUdsScale(SCALE, people={1: 1111})
     bluez.add_peripheral(scale)
     collected = Collector()
-    source = BleSource([target(UdsUser(3, 2222))], collected, state_dir=tmp_path, **FAST)
+    person = UdsUser(3, 2222, birth_date=date(1970, 1, 31), sex="female", height_cm=168)
+    source = BleSource([target(person)], collected, state_dir=tmp_path, **FAST)
 
     with watch_logs() as logs:
         sources.start(source)
@@ -97,6 +98,12 @@ async def test_a_person_the_scale_does_not_know_is_registered_and_mapped_back(
     # The scale chose index 2 for the person configured as 3; their weighings come as 3.
     assert (registered["user_index"], registered["scale_user_index"]) == (3, 2)
     assert scale.people[2].consent_code == 2222 and scale.consented == 2
+    # What the scale needs to estimate her body composition, in the specification's formats.
+    assert scale.people[2].user_data == {
+        DATE_OF_BIRTH: bytes((0xB2, 0x07, 1, 31)),
+        GENDER: b"\x01",
+        HEIGHT: (168).to_bytes(2, "little"),
+    }
     scale.measure(2, weighing(81.0, 5))
 
     [reading] = await collected.wait_for(1)

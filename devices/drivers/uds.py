@@ -12,7 +12,10 @@ Control Point procedures) and openScale's standard weight profile handler
    0x03 Invalid Parameter (no such user index), 0x05 User Not Authorized (wrong code).
 3. A person the scale does not know yet is registered: ``Register New User`` (0x01, consent
    code uint16) is answered with the new user index, which is remembered (device memory) and
-   mapped to the configured one, then consent is given for it.
+   mapped to the configured one, then consent is given for it, and (as openScale and Beurer's
+   app do, in this order) their Date of Birth (0x2A85: year uint16, month, day), Gender
+   (0x2A8C: 0 male, 1 female) and Height (0x2A8E: uint16, cm) are written, so the scale can
+   estimate their body composition. What is not known is not written.
 
 After consent the scale sends that person's stored measurements. It sends one person's at a
 time, so with several people the next consent waits until the scale has been quiet for a
@@ -34,7 +37,7 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from devices.drivers.base import LINK_ERRORS, DeviceRecord, ProfileMismatch, SourceHooks, describe
 from devices.drivers.standard import StandardDriver
 from devices.models import Measurement
-from devices.profiles import USER_CONTROL_POINT
+from devices.profiles import DATE_OF_BIRTH, GENDER, HEIGHT, USER_CONTROL_POINT
 from devices.targets import UdsUser
 
 log = structlog.get_logger(__name__)
@@ -56,6 +59,8 @@ RESULT_NAMES = {
 }
 # The scale's user index -> the configured one, for people this gateway registered.
 _REGISTERED = "uds_registered"
+# User Data Service Gender values.
+_GENDER_CODES = {"male": 0, "female": 1}
 # How long the scale must be quiet before the next person's consent (several people only).
 QUIET_S = 1.0
 
@@ -130,6 +135,8 @@ class UdsScaleDriver(StandardDriver):
                 return False
             index = registered
             answer = await self._request(ucp, encode_consent(index, user.consent_code))
+            if answer is not None and answer.result == RESULT_SUCCESS:
+                await self._write_user_data(user)
         if answer is None:
             return False
         if answer.result == RESULT_SUCCESS:
@@ -164,6 +171,31 @@ class UdsScaleDriver(StandardDriver):
             scale_user_index=scale_index,
         )
         return scale_index
+
+    async def _write_user_data(self, user: UdsUser) -> None:
+        """What the scale needs to know of a person it just registered (see module doc)."""
+        fields: list[tuple[str, bytes]] = []
+        if user.birth_date is not None:
+            born = user.birth_date
+            fields.append(
+                (DATE_OF_BIRTH, born.year.to_bytes(2, "little") + bytes((born.month, born.day)))
+            )
+        if user.sex in _GENDER_CODES:
+            fields.append((GENDER, bytes((_GENDER_CODES[user.sex],))))
+        if user.height_cm is not None:
+            fields.append((HEIGHT, user.height_cm.to_bytes(2, "little")))
+        for uuid, data in fields:
+            char = self.characteristic(uuid)
+            if char is None:
+                continue
+            try:
+                await self.gatt(partial(self.client.write_gatt_char, char, data, response=True))
+            except LINK_ERRORS as exc:
+                if self.link_lost():
+                    raise
+                log.warning("ble.uds_user_data_refused", device=self.ref, error=describe(exc))
+                return
+        log.info("ble.uds_user_data_written", device=self.ref, user_index=user.index)
 
     def _registered(self) -> dict[str, int]:
         value = self.device.memory.get(_REGISTERED)

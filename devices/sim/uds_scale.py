@@ -11,6 +11,8 @@ stored weighings only after that person's consent code was written to the User C
   after Success the scale indicates that person's stored Weight Measurements (with their user
   index), one after another;
 * any other op code: (0x20, op, 0x02 Op Code Not Supported);
+* Date of Birth (0x2A85), Gender (0x2A8C) and Height (0x2A8E) are the consented person's, kept
+  per person; without consent they answer ATT error 0x80 "User Data Access Not Permitted";
 * a write while indications on the control point are off fails with ATT error 0xFD ("Client
   Characteristic Configuration Descriptor Improperly Configured"), as the specification says.
 """
@@ -23,6 +25,9 @@ from devices.gatt import encode
 from devices.models import Measurement
 from devices.profiles import (
     DATABASE_CHANGE_INCREMENT,
+    DATE_OF_BIRTH,
+    GENDER,
+    HEIGHT,
     USER_CONTROL_POINT,
     USER_DATA_SERVICE,
     USER_INDEX,
@@ -34,6 +39,9 @@ from devices.sim.peripheral import AttError, Characteristic, Peripheral, Service
 from devices.sim.weight_scale import WEIGHT_SCALE_FEATURES
 
 _CCCD_IMPROPERLY_CONFIGURED = 0xFD
+# User Data Service: a user data characteristic outside a consented user's session.
+_USER_DATA_ACCESS_NOT_PERMITTED = 0x80
+_USER_DATA = frozenset({DATE_OF_BIRTH, GENDER, HEIGHT})
 _UNKNOWN_USER = 0xFF
 
 
@@ -41,6 +49,7 @@ _UNKNOWN_USER = 0xFF
 class _Person:
     consent_code: int
     stored: list[Measurement] = field(default_factory=list)
+    user_data: dict[str, bytes] = field(default_factory=dict)  # characteristic -> value written
 
 
 class SimulatedUdsScale(Peripheral):
@@ -66,6 +75,9 @@ class SimulatedUdsScale(Peripheral):
                         Characteristic(DATABASE_CHANGE_INCREMENT, ("read", "write", "notify")),
                         Characteristic(USER_INDEX, ("read",)),
                         Characteristic(USER_CONTROL_POINT, ("write", "indicate")),
+                        Characteristic(DATE_OF_BIRTH, ("read", "write")),
+                        Characteristic(GENDER, ("read", "write")),
+                        Characteristic(HEIGHT, ("read", "write")),
                     ),
                 ),
             ],
@@ -92,6 +104,11 @@ class SimulatedUdsScale(Peripheral):
         return super().on_read(char_uuid)
 
     def on_write(self, char_uuid: str, data: bytes) -> None:
+        if char_uuid in _USER_DATA:
+            if self.consented is None:
+                raise AttError(_USER_DATA_ACCESS_NOT_PERMITTED, "no user has given consent")
+            self.people[self.consented].user_data[char_uuid] = bytes(data)
+            return
         if char_uuid != USER_CONTROL_POINT:
             return
         if not self.is_notifying(USER_CONTROL_POINT):
