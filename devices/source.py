@@ -42,7 +42,7 @@ from bleak import BleakAdapter, BleakClient
 from bleak.backends.device import BLEDevice
 from bleak_retry_connector import establish_connection
 
-from devices.drivers import driver_for
+from devices.drivers import Driver, driver_for
 from devices.drivers.base import (
     LINK_ERRORS,
     DeviceRecord,
@@ -235,15 +235,16 @@ class BleSource:
         self._changed()
         lost = asyncio.Event()
         client = await self._connect(device, found, lost)
-        driver_class = driver_for(device.profile, client.services, device.target.model)
-        driver = driver_class(self._hooks, device, client, lost, found.name)
+        driver: Driver | None = None
         failed = False
         try:
+            driver_class = driver_for(device.profile, client.services, device.target.model)
+            driver = driver_class(self._hooks, device, client, lost, found.name)
             device.connected = True
             device.connects += 1
             device.last_error = None
             backoff.reset()
-            log.info("ble.connected", device=ref, driver=type(driver).__name__)
+            log.info("ble.connected", device=ref, driver=driver_class.__name__)
             self._changed()
             await driver.set_up()
             await lost.wait()
@@ -253,7 +254,8 @@ class BleSource:
         finally:
             was_connected, device.connected = device.connected, False
             dropped = lost.is_set()
-            driver.close()
+            if driver is not None:
+                driver.close()
             await self._release(client, device)
             if was_connected:
                 if dropped:

@@ -1,8 +1,9 @@
 """A device that keeps its clock in Date Time (0x2A08) and has no Current Time Service.
 
-The simulated cuff follows A&D's UA-651BLE as obniz/obniz's driver for it
-(``src/parts/Ble/UA651BLE``) describes it: Date Time (0x2A08) in the Blood Pressure Service set
-by the central, pairing demanded, only unsent readings sent, then it hangs up.
+The simulated cuff follows A&D's UA-651BLE: Date Time (0x2A08, read and write) in the Blood
+Pressure Service and no Current Time Service (HEADS-project/ThingML-BLE
+``Documentation/AND_Medical_UA651BLE.md``); pairing demanded, only unsent readings sent, then it
+hangs up (obniz/obniz ``src/parts/Ble/UA651BLE/README-ja.md``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """A simulated cuff that keeps its clock in Date Time (0x2A08), as A&D's cuffs do.
 
 A&D Medical's UA-651BLE (and its scales, e.g. UC-352BLE) have no Current Time Service: the
-clock is a writable Date Time characteristic (0x2A08) in the Blood Pressure Service, which a
-central sets after connecting; readings are stamped with it. It also demands pairing and sends
-only what it has not sent before, then hangs up (obniz/obniz ``src/parts/Ble/UA651BLE``, its
-README and driver; ``A&D_UA-651BLE`` apps built on it write 0x2A08 in service 0x1810). Roche
-Accu-Chek meters keep their clock the same way.
+clock is a readable and writable Date Time characteristic (0x2A08) in the Blood Pressure Service
+(HEADS-project/ThingML-BLE ``Documentation/AND_Medical_UA651BLE.md``, its service discovery),
+which a central sets after connecting; readings are stamped with it. The cuff demands pairing,
+sends only what it has not sent before, and hangs up after sending (obniz/obniz
+``src/parts/Ble/UA651BLE/README-ja.md``). Roche Accu-Chek meters keep their clock the same way
+(xDrip ``BluetoothGlucoseMeter.java``).
 """
 
 from __future__ import annotations
