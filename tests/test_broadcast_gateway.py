@@ -17,7 +17,7 @@ from devices.sim.broadcast_scale import SimulatedBroadcastScale
 from gateway.settings import ConfigError, parse_settings
 from gateway.simulation import check_simulation, peripheral_for
 from tests.configs import ADULT
-from tests.gateway_harness import ActivityWatcher, closed_port_url, running_gateway
+from tests.gateway_harness import ActivityWatcher, closed_port_url, queued, running_gateway
 
 PARTNER = "195505055555"
 SCALE = "DF:DE:44:82:14:EF"
@@ -78,12 +78,25 @@ async def test_a_shared_broadcast_scale_stores_each_weighing_for_its_person_and_
         pipeline = gateway.pipeline
         assert pipeline is not None
         stats = pipeline.stats
+        items = await queued(gateway, "care")
 
     assert (stats.readings, stats.dropped_unbound) == (3, 0)
     [device] = status["devices"]
     assert device["held_ambiguous"] == 1 and device["readings"] == 3
     memory = json.loads((tmp_path / "data" / "devices" / "DFDE448214EF.json").read_text())
     assert len(memory["broadcast_handed"]) == 4  # the held weighing is remembered too
+    # The care platform gets each person's body weight as an Observation for that person.
+    weights = sorted(
+        (
+            entry["resource"]["subject"]["identifier"]["value"],
+            entry["resource"]["valueQuantity"]["value"],
+        )
+        for item in items
+        for entry in item.payload["entries"]
+        if entry["resource"]["resourceType"] == "Observation"
+        and any(c["code"] == "29463-7" for c in entry["resource"]["code"]["coding"])
+    )
+    assert weights == [(PARTNER, 61.3), (ADULT, 82.4), (ADULT, 83.0)]
 
 
 def test_a_broadcast_scale_is_simulated_from_its_script(tmp_path: Path) -> None:
