@@ -1,8 +1,9 @@
 """The source's own small codecs and the layering rule of ``devices/``.
 
-Date Time (0x2A08, the clock of A&D and Roche devices) and the User Control Point responses of
-User Data Service scales: 10,000 seeded random and mutated payloads each give a value or
-DecodeError (Date Time) or a parsed response or None (the control point), nothing else.
+Date Time (0x2A08, the clock of A&D and Roche devices), the User Control Point responses of
+User Data Service scales and Omron's memory frames and records: 10,000 seeded random and
+mutated payloads each give a value or DecodeError (a parsed response or None for the control
+point), nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from devices.drivers.date_time import decode_date_time, encode_date_time
 from devices.drivers.uds import UcpResponse, encode_consent, encode_register_new_user
 from devices.gatt import DecodeError
+from devices.omron import MEMORY_MAPS, READ, REPLY, parse_frame, parse_record, reply
 
 PAYLOADS = 10_000
 DEVICES = Path(__file__).resolve().parent.parent / "devices"
@@ -64,6 +66,27 @@ def test_fuzzed_user_control_point_responses_parse_or_are_ignored() -> None:
     for payload in mutations(rng, bytes((0x20, 0x01, 0x01, 0x02))):
         response = UcpResponse.parse(payload)
         assert response is None or (payload[0] == 0x20 and len(payload) >= 3)
+
+
+def test_fuzzed_omron_frames_and_records_decode_or_raise_decode_error_only() -> None:
+    rng = random.Random(0x7322)
+    memory = MEMORY_MAPS["omron-hem-7322t"]
+    record = bytes.fromhex("5b781a4819d71b42000014006996")
+    frame = reply(READ | REPLY, 0x02AC, record)
+    for payload in mutations(rng, frame):
+        try:
+            parsed = parse_frame(payload)
+        except DecodeError:
+            continue
+        assert parsed.kind == int.from_bytes(payload[1:3], "big")
+    parsed_records = 0
+    for payload in mutations(rng, record):
+        try:
+            measurement = parse_record(memory, payload, 1)
+        except DecodeError:
+            continue
+        parsed_records += measurement is not None
+    assert parsed_records > 0
 
 
 def test_user_control_point_requests_are_the_specified_bytes() -> None:
