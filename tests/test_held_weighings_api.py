@@ -1,5 +1,5 @@
-"""A held weighing is shown to the operator (/api/status, `health-gateway status`) and on the
-page (the person's summary), through the real gateway and its HTTP API."""
+"""A held weighing is shown to the operator (/api/status, `health-gateway status`, /metrics) and
+on the page (the person's summary), through the real gateway and its HTTP API."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ async def test_a_held_weighing_shows_in_the_status_the_cli_table_and_the_persons
             ) as response:
                 assert response.status == 200
                 summary = await response.json()
+            async with http.get(hub.url + "/metrics") as response:
+                metrics = await response.text()
 
     [device] = status["devices"]
     assert (device["held_ambiguous"], device["readings"]) == (1, 1)
@@ -51,3 +53,7 @@ async def test_a_held_weighing_shows_in_the_status_the_cli_table_and_the_persons
     assert table[0].split()[-1] == "HELD" and table[1].split()[-1] == "1"
     [mine] = summary["devices"]
     assert mine["held_ambiguous"] == 1
+    assert (
+        'health_gateway_weighings_held_total{device="device-1",profile="xiaomi_scale"} 1.0'
+        in metrics
+    )
