@@ -19,7 +19,9 @@ over are kept in the device memory. A scale whose clock is unset sends no usable
 weighing ends with the next unsettled or "removed" frame.
 
 The body composition scale publishes a weight as "stabilized" before its impedance is measured
-(ble_monitor tells "stabilized weight" from "weight" with impedance); a stabilized frame without
+(ble_monitor tells "stabilized weight" from "weight" with impedance; ble-scale-sync's
+``tests/scales/mi-scale-2.test.ts`` takes a weighing as complete only with an impedance); a
+stabilized frame without
 impedance is therefore held until the same weighing comes with its impedance, the person steps
 off ("load removed": barefoot contact failed, the weight alone is the reading), or
 ``IMPEDANCE_WAIT_S`` pass, whichever is first.
