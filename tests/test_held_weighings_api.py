@@ -52,7 +52,7 @@ async def test_a_held_weighing_shows_in_the_status_the_cli_table_and_the_persons
     table = devices_table(status["devices"]).splitlines()
     assert table[0].split()[-1] == "HELD" and table[1].split()[-1] == "1"
     [mine] = summary["devices"]
-    assert mine["held_ambiguous"] == 1
+    assert mine["held_ambiguous"] == 1 and mine["broadcast"] is True
     assert (
         'health_gateway_weighings_held_total{device="device-1",profile="xiaomi_scale"} 1.0'
         in metrics

@@ -12,6 +12,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from devices.profiles import BROADCAST_PROFILES
 from gateway import audit
 from gateway.api.context import ApiContext, context_of, principal_of
 from gateway.api.openapi import document
@@ -230,6 +231,7 @@ async def subject_summary(request: web.Request) -> web.Response:
             "battery_level": d["battery_level"],
             "held_ambiguous": d["held_ambiguous"],
             "consent_refused": d["consent_refused"],
+            "broadcast": d["profile"] in BROADCAST_PROFILES,  # listened to, never connected
         }
         for d in await devices_of(context)
         if ref in d["subjects"]

@@ -205,7 +205,9 @@ function renderDevices(devices) {
       if (device.consent_refused) {
         item.append(el("div", "hint", "The scale refused the consent code: it sends nothing until the code matches."));
       }
-      if (!device.connected) {
+      if (device.broadcast) {
+        item.append(el("div", "hint", "It never connects: the hub listens to each weighing it announces."));
+      } else if (!device.connected) {
         item.append(el("div", "hint", "That is normal: it connects when you take a measurement."));
       }
       return item;
