@@ -272,6 +272,11 @@ class DeviceSettings(_Section):
                     "(profile weight or body_composition)"
                 )
         if self.users_by != "index":
+            if not broadcast and self.profile not in ("weight", "body_composition"):
+                raise ValueError(
+                    f"users_by = {self.users_by!r} is for scales; a {self.profile} device's "
+                    "people are told apart by the user index it sends (users_by = 'index')"
+                )
             if not self.users:
                 raise ValueError(f"users_by = {self.users_by!r} needs a [devices.users] table")
             try:

@@ -187,3 +187,13 @@ def test_the_commented_shared_scale_examples_in_the_example_config_are_valid() -
     assert settings.devices[0].people_by_weight() is not None
     [user] = [u for u in (settings.devices[1].users or {}).values() if not isinstance(u, str)]
     assert user.consent_code_file == Path("/etc/health-gateway/bf600-user-1.code")
+
+
+def test_people_by_weight_is_only_for_scales() -> None:
+    device = {
+        "profile": "blood_pressure",
+        "users_by": "weight_range",
+        "users": {"1": {"subject": ADULT, "weight_range_kg": [75, 95]}},
+    }
+    with pytest.raises(ConfigError, match="users_by = 'weight_range' is for scales"):
+        parse_settings(config(device))

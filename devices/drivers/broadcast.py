@@ -30,8 +30,8 @@ A weighing in the scale's object mode (``status["weighing_mode"] == "object"``: 
 is no body weight and is not handed over.
 
 On a scale shared by several people (``DeviceTarget.people``) each weighing is matched to a
-person by weight (``devices.users``); one that fits nobody or several people is held back and
-counted (``DeviceStatus.held_ambiguous``), never guessed.
+person by weight (``devices.drivers.people``); one that fits nobody or several people is held
+back and counted (``DeviceStatus.held_ambiguous``), never guessed.
 """
 
 from __future__ import annotations
@@ -45,16 +45,15 @@ from bleak.backends.scanner import AdvertisementData
 
 from devices.broadcast import decode as decode_broadcast
 from devices.drivers.base import DeviceRecord, SourceHooks, now_utc, short
+from devices.drivers.people import PersonFinder
 from devices.gatt import DecodeError
 from devices.models import Measurement
 from devices.profiles import BroadcastProfile
 from devices.targets import Received
-from devices.users import weight_in_kg
 
 log = structlog.get_logger(__name__)
 
 _HANDED = "broadcast_handed"  # identities of the weighings handed over (most recent last)
-_RECENT = "recent_weight_kg"  # user index -> most recent weight, for nearest_weight
 _KEEP = 32  # identities remembered: far more than a scale repeats within its advertising time
 _NO_STAMP = "-"
 # How long a body composition weighing without impedance waits for the impedance frame.
@@ -73,6 +72,8 @@ class BroadcastListener:
         self._waits_for_impedance = profile.name == "xiaomi_body_composition"
         self._held: tuple[str, Measurement, datetime] | None = None
         self._held_timer: asyncio.TimerHandle | None = None
+        people = device.target.people
+        self._people = None if people is None else PersonFinder(device, people)
 
     def on_advertisement(self, _device: BLEDevice, adv: AdvertisementData) -> None:
         device = self.device
@@ -158,12 +159,11 @@ class BroadcastListener:
 
     def _hand_over(self, identity: str, measurement: Measurement, received_at: datetime) -> None:
         self._remember(self._handed(), identity)
-        people = self.device.target.people
-        if people is not None:
-            matched = self._match(measurement)
-            if matched is None:
+        if self._people is not None and PersonFinder.applies_to(measurement):
+            found = self._people.assign(measurement)
+            if found is None:
                 return
-            measurement = measurement.model_copy(update={"user_index": matched})
+            measurement = found
         reading = Received(self.device.target, self.profile.service, measurement, received_at)
         try:
             self.hooks.on_reading(reading)
@@ -172,40 +172,6 @@ class BroadcastListener:
             return
         self.device.readings += 1
         log.debug("ble.weighing_handed_over", device=self.ref)
-
-    def _match(self, measurement: Measurement) -> int | None:
-        people = self.device.target.people
-        assert people is not None
-        weight = measurement.values["body_weight"]
-        kg = weight_in_kg(weight.value, weight.unit)
-        recent = self._recent()
-        index = None if kg is None else people.match(kg, recent)
-        if index is None:
-            device = self.device
-            device.held_ambiguous += 1
-            device.held_at = now_utc()
-            log.warning(
-                "ble.weighing_held",
-                device=self.ref,
-                reason="fits nobody or more than one person of this scale",
-                action="adjust the weight ranges or usual weights in [devices.users]",
-            )
-            return None
-        if people.learns and kg is not None:
-            self.device.memory.set(
-                _RECENT, {**{str(k): v for k, v in recent.items()}, str(index): kg}
-            )
-        return index
-
-    def _recent(self) -> dict[int, float]:
-        value = self.device.memory.get(_RECENT)
-        if not isinstance(value, dict):
-            return {}
-        return {
-            int(k): float(v)
-            for k, v in value.items()
-            if k.isdigit() and isinstance(v, int | float) and not isinstance(v, bool)
-        }
 
     def _handed(self) -> list[str]:
         value = self.device.memory.get(_HANDED)

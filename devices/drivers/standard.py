@@ -7,7 +7,9 @@ subscribed to: they are never readings. Multi-packet body-composition values are
 device counts a measurement as delivered only when its last value is acknowledged and sends it
 whole next time, and passing the half on would make the pipeline, which recognises a reading by
 its device time stamp, keep the half and drop the whole as a duplicate. A thermometer's
-Temperature Type characteristic, read once, fills in readings that do not carry their own.
+Temperature Type characteristic, read once, fills in readings that do not carry their own. A
+scale shared by people it does not tell apart (no user index in its weighings) has its
+weighings given to a person by weight (``devices.drivers.people``), as broadcast scales do.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from devices.drivers.base import (
     describe,
     short,
 )
+from devices.drivers.people import PersonFinder
 from devices.gatt import BodyCompositionAssembler
 from devices.gatt.temperature import TEMPERATURE_TYPES
 from devices.models import Measurement
@@ -52,6 +55,8 @@ class StandardDriver(Driver):
         super().__init__(hooks, device, client, lost, advertised_name)
         self._assembler = BodyCompositionAssembler()
         self._temperature_type: str | None = None
+        people = device.target.people
+        self._people = None if people is None else PersonFinder(device, people)
 
     async def set_up(self) -> None:
         await super().set_up()
@@ -98,12 +103,22 @@ class StandardDriver(Driver):
     def complete(self, char_uuid: str, measurement: Measurement) -> list[tuple[str, Measurement]]:
         kind = measurement.kind
         if kind == "body_composition":
-            return [(char_uuid, m) for m in self._assembler.feed(measurement)]
+            whole = self._assembler.feed(measurement)
+            return [(char_uuid, m) for m in map(self._person_of, whole) if m is not None]
+        if kind == "weight":
+            found = self._person_of(measurement)
+            return [] if found is None else [(char_uuid, found)]
         if kind == "temperature" and self._temperature_type is not None:
             if "temperature_type" not in measurement.status:
                 status = {**measurement.status, "temperature_type": self._temperature_type}
                 return [(char_uuid, measurement.model_copy(update={"status": status}))]
         return super().complete(char_uuid, measurement)
+
+    def _person_of(self, measurement: Measurement) -> Measurement | None:
+        """A scale's weighing without user index, given to its person by weight (None: held)."""
+        if self._people is None or not PersonFinder.applies_to(measurement):
+            return measurement
+        return self._people.assign(measurement)
 
     def close(self) -> None:
         if self._assembler.flush():
