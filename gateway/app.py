@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from devices.source import BleSource, DeviceTarget
+from devices.source import BleSource
 from gateway import __version__
 from gateway.activity import Activity
 from gateway.aggregates import AggregateWindows
@@ -31,6 +31,7 @@ from gateway.consent import ConsentRegistry
 from gateway.consent_sync import ConsentSync, build_consent_sync
 from gateway.crypto import Sealer
 from gateway.delivery import DeliveryWorker
+from gateway.device_targets import device_targets
 from gateway.keys import load_or_create_key
 from gateway.monitoring_notice import CATEGORY as NOTICE_CATEGORY
 from gateway.monitoring_notice import MonitoringNotices
@@ -103,13 +104,6 @@ class Paths:
     @property
     def simulation(self) -> Path:
         return self.data_dir / "simulation"
-
-
-def device_targets(settings: Settings) -> list[DeviceTarget]:
-    return [
-        DeviceTarget(ref=f"device-{index}", address=device.address, profile=device.profile)
-        for index, device in enumerate(settings.devices, start=1)
-    ]
 
 
 class Gateway:
