@@ -43,7 +43,7 @@ async def test_a_held_weighing_shows_in_the_status_the_cli_table_and_the_persons
             ) as response:
                 assert response.status == 200
                 summary = await response.json()
-            async with http.get(hub.url + "/metrics") as response:
+            async with http.get(hub.url + "/metrics", headers=hub.auth()) as response:
                 metrics = await response.text()
 
     [device] = status["devices"]
