@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 
-from devices.source import BleSource, DeviceStatus, DeviceTarget
+from devices.source import BleSource, DeviceStatus
 from gateway import __version__
 from gateway.activity import Activity
 from gateway.api.server import ApiServer
@@ -33,6 +33,7 @@ from gateway.exporters.aggregate.windows import AggregateWindows
 from gateway.exporters.registry import build_destinations
 from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
+from gateway.intake.device_targets import device_targets
 from gateway.intake.pipeline import Pipeline, PipelineStats
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.consent_sync import ConsentSync, build_consent_sync
@@ -102,13 +103,6 @@ class Paths:
     @property
     def simulation(self) -> Path:
         return self.data_dir / "simulation"
-
-
-def device_targets(settings: Settings) -> list[DeviceTarget]:
-    return [
-        DeviceTarget(ref=f"device-{index}", address=device.address, profile=device.profile)
-        for index, device in enumerate(settings.devices, start=1)
-    ]
 
 
 class Gateway:

@@ -41,6 +41,7 @@ UNITS = {
     ("spo2", "pulse_rate"): "/min",
     ("heart_rate", "heart_rate"): "/min",
     ("body_composition", "body_fat_percentage"): "%",
+    ("body_composition", "body_weight"): "kg",
 }
 
 

@@ -475,6 +475,9 @@ def _schemas() -> dict[str, Any]:
                 "last_contact": nullable_string,
                 "unseen_days": {"type": ["number", "null"]},
                 "clock_offset_s": {"type": ["number", "null"]},
+                "held_ambiguous": {"type": "integer"},
+                "held_at": nullable_string,
+                "consent_refused": {"type": "boolean"},
             },
         },
         "Destination": {

@@ -110,6 +110,10 @@ SIMPLE: dict[tuple[str, str], Code] = {
     ("body_composition", "body_fat_percentage"): Code(
         "188748", "MDC_BODY_FAT", "41982-0", "Percentage of body fat Measured"
     ),
+    # A body-composition scale's weighing (Body Composition Measurement, Xiaomi's broadcast).
+    ("body_composition", "body_weight"): Code(
+        "188736", "MDC_MASS_BODY_ACTUAL", "29463-7", "Body weight"
+    ),
 }
 GLUCOSE_BY_UNIT = {
     "mg/dL": Code(
