@@ -25,6 +25,7 @@ from devices.source import BleSource, DeviceTarget
 from gateway import __version__
 from gateway.activity import Activity
 from gateway.aggregates import AggregateWindows
+from gateway.alert_state import AlertStateStore
 from gateway.alerts import AlertEngine
 from gateway.api import ApiServer
 from gateway.consent import ConsentRegistry
@@ -43,6 +44,9 @@ from gateway.sinks.analytics import JsonBatchSink
 from gateway.store import Database, Priority, Transaction
 
 log = structlog.get_logger(__name__)
+
+# How often missing-readings rules look at the clock; their windows are days long.
+MISSING_CHECK_S = 300.0
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -175,6 +179,10 @@ class Gateway:
             destination.route.wake = worker.wake
             self.workers.append(worker)
         aggregators = self._aggregators(session, outbox, sealer)
+        alerts = self._alert_engine(references)
+        alerts.restore(await self.database.call(AlertStateStore(sealer).load))
+        assert self.rights is not None
+        self.rights.on_erased.append(alerts.forget)
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -182,10 +190,7 @@ class Gateway:
             self.consents,
             references,
             sealer,
-            AlertEngine(
-                self.settings.alert_rules,
-                {references.subject_ref(s.id): s.alert_rules for s in self.settings.subjects},
-            ),
+            alerts,
             [destination.route for destination in built],
             self.activity,
             is_restricted=self.restrictions.is_restricted,
@@ -216,6 +221,10 @@ class Gateway:
                     for a in aggregators
                 ),
             ]
+            if alerts.windows.watched_kinds:
+                self._background.append(
+                    asyncio.create_task(self._watch_missing(), name="missing-readings")
+                )
             log.info(
                 "gateway_started",
                 devices=len(self.settings.devices),
@@ -230,6 +239,33 @@ class Gateway:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             await self._shutdown(stopped, source_task, pipeline_task, worker_tasks)
+
+    def _alert_engine(self, references: References) -> AlertEngine:
+        watched: dict[str, set[str]] = {}
+        for device in self.settings.devices:
+            users = [device.subject] if device.subject else list((device.users or {}).values())
+            for subject_id in users:
+                if subject_id is not None:
+                    watched.setdefault(references.subject_ref(subject_id), set()).add(
+                        device.profile  # a profile's readings are of the kind of its name
+                    )
+        return AlertEngine(
+            self.settings.alert_rules,
+            {references.subject_ref(s.id): s.alert_rules for s in self.settings.subjects},
+            subjects={references.subject_ref(s.id): s.id for s in self.settings.subjects},
+            watched_kinds=watched,
+            history_limit_s=self.settings.gateway.retention_days * 86_400.0,
+        )
+
+    async def _watch_missing(self) -> None:
+        """Missing-readings rules judged against the clock (nothing else would wake them)."""
+        assert self.pipeline is not None
+        while True:
+            await asyncio.sleep(MISSING_CHECK_S)
+            try:
+                await self.pipeline.check_missing(datetime.now(UTC))
+            except Exception as exc:  # a failed check is retried at the next one
+                log.error("missing_readings_check_failed", error=type(exc).__name__)
 
     async def status(self) -> dict[str, Any]:
         """A snapshot for operators: devices, per-destination queue and health, pipeline counts."""

@@ -1,4 +1,5 @@
-"""Retention: stored readings and dead letters older than ``retention_days`` are deleted."""
+"""Retention: stored readings and dead letters older than ``retention_days`` are deleted, and
+alert state not written for as long (``gateway/alert_state.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway import audit
+from gateway.alert_state import AlertStateStore
 from gateway.store import Database, Transaction
 
 log = structlog.get_logger(__name__)
@@ -35,15 +37,16 @@ class Retention:
         return counts
 
     def _delete(self, connection: sqlite3.Connection, cutoff: float) -> dict[str, int]:
+        before = datetime.fromtimestamp(cutoff, UTC).isoformat()
         with Transaction(connection):
             counts = {
                 "readings": connection.execute(
-                    "DELETE FROM readings WHERE received_at < ?",
-                    (datetime.fromtimestamp(cutoff, UTC).isoformat(),),
+                    "DELETE FROM readings WHERE received_at < ?", (before,)
                 ).rowcount,
                 "dead_letters": connection.execute(
                     "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
                 ).rowcount,
+                "alert_state": AlertStateStore.expire(connection, before),
             }
             if any(counts.values()):
                 audit.append(

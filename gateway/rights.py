@@ -8,6 +8,7 @@ transaction has committed, so they never claim something the database does not h
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 
 from gateway import audit
+from gateway.alert_state import AlertStateStore
 from gateway.consent import ConsentRegistry
 from gateway.crypto import Sealer
 from gateway.fhir import reading_entries
@@ -70,6 +72,9 @@ class Rights:
         self._sealer = sealer
         self._consents = consents
         self._restrictions = restrictions
+        # Called with a subject reference after an erasure: whatever holds that person's data in
+        # memory (the alert engine's windows) forgets it.
+        self.on_erased: list[Callable[[str], None]] = []
 
     def subject(self, subject_id: str) -> SubjectSettings:
         try:
@@ -99,6 +104,7 @@ class Rights:
             "readings": held["readings"],
             "queued": held["queued"],
             "dead_letters": held["dead_letters"],
+            "alert_state": held["alert_state"],
             "audit": held["audit"],
             "generated_at": datetime.now(UTC).isoformat(),
         }
@@ -154,8 +160,14 @@ class Rights:
             {"seq": e.seq, "at": e.at, "event": e.event, **e.data}
             for e in audit.entries(connection, subject_ref=ref, limit=100_000)
         ]
+        alert_state = [
+            {"slot": slot, "state": state}
+            for row_ref, slot, state in AlertStateStore(self._sealer).load(connection, ref)
+            if row_ref == ref
+        ]
         return {
             "readings": readings,
+            "alert_state": alert_state,
             "consents": consents,
             "queued": queued,
             "dead_letters": dead_letters,
@@ -229,6 +241,7 @@ class Rights:
                     "consents": connection.execute(
                         "DELETE FROM consents WHERE subject_ref = ?", (ref,)
                     ).rowcount,
+                    "alert_state": AlertStateStore.erase(connection, ref),
                 }
                 connection.execute("DELETE FROM restrictions WHERE subject_ref = ?", (ref,))
                 withdrawn = {purpose: False for purpose in sorted(purposes)}
@@ -242,6 +255,8 @@ class Rights:
             return counts, withdrawn
 
         counts, withdrawn = await self._database.call(erase, priority=Priority.INTAKE)
+        for forget in self.on_erased:
+            forget(ref)
         self._consents.apply(ref, withdrawn)
         self._restrictions.apply(ref, False)
         return counts

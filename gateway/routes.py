@@ -30,6 +30,7 @@ from gateway.sinks.analytics import JsonBatchSink
 from gateway.sinks.fhir import FhirSink
 from gateway.sinks.webhook import WebhookSink
 from gateway.webhooks import SecretFormatError, parse_secret
+from gateway.window_alerts import WindowAlertEvent
 
 # What the care platform needs to file an Observation, and nothing else from the event.
 FHIR_FIELDS = frozenset(
@@ -57,6 +58,10 @@ ALERT_FIELDS = frozenset(
         "measured_at",
         "received_at",
         "reading_id",
+        # window and missing-readings rules: what was seen, over which window, from which readings
+        "observed",
+        "window",
+        "readings",
     }
 )
 
@@ -105,7 +110,7 @@ def _webhook(destination: WebhookDestination, session: aiohttp.ClientSession) ->
     system = destination.identifier_system
 
     def to_alert_body(item: Item) -> dict[str, object]:
-        alert: AlertEvent = item.payload["alert"]
+        alert: AlertEvent | WindowAlertEvent = item.payload["alert"]
         body = alert.body({"system": system, "value": item.payload["subject_id"]})
         item.fields = tuple(sorted(body["data"]))
         return body

@@ -118,6 +118,16 @@ CREATE TABLE IF NOT EXISTS audit (
     hash       TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject_ref, seq);
+
+-- Alert state and window history, sealed (gateway/alert_state.py).
+CREATE TABLE IF NOT EXISTS alert_state (
+    subject_ref  TEXT NOT NULL,
+    slot         TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    payload      BLOB NOT NULL,
+    PRIMARY KEY (subject_ref, slot)
+);
+CREATE INDEX IF NOT EXISTS alert_state_by_age ON alert_state (updated_at);
 """
 
 
