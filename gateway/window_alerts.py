@@ -148,17 +148,18 @@ class WindowAlertEvent:
     def phrase(self) -> dict[str, Any]:
         """What was noticed, as a message id and its parameters (worded by the hub page)."""
         settings = self.rule.settings
-        return {
-            "id": f"{self.rule.type}.{self.judgement.direction}",
-            "params": {
-                "kind": settings.kind,
-                "value": settings.value,
-                "amount": round(self.judgement.amount, 3),
-                "limit": self.judgement.limit,
-                "unit": self.judgement.unit,
-                "window_s": self.rule.span,
-            },
+        params: dict[str, Any] = {
+            "kind": settings.kind,
+            "value": settings.value,
+            "amount": round(self.judgement.amount, 3),
+            "limit": self.judgement.limit,
+            "unit": self.judgement.unit,
+            "window_s": self.rule.span,
         }
+        if self.rule.type == "count":
+            params["beyond"] = "below" if settings.below is not None else "above"
+            params["threshold"] = settings.below if settings.below is not None else settings.above
+        return {"id": f"{self.rule.type}.{self.judgement.direction}", "params": params}
 
     def body(self, subject_identifier: dict[str, str]) -> dict[str, Any]:
         """The webhook event body (documented in README "Alert webhook")."""

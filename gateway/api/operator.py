@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import audit
 from gateway.api.context import ApiContext, context_of, principal_of
+from gateway.api.noticed import noticed
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
@@ -236,6 +237,7 @@ async def subject_summary(request: web.Request) -> web.Response:
         alerts=context.alerts.for_subject(ref),
         now=now,
     )
+    summary["noticed"] = noticed(held["alert_state"], context.gateway.settings, subject_id)
     return json_response(summary)
 
 

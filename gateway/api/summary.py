@@ -18,6 +18,7 @@ import orjson
 
 from gateway import audit
 from gateway.activity import ActivityEntry
+from gateway.alert_state import AlertStateStore
 from gateway.api.charts import Series, trend_svg
 from gateway.settings import PURPOSES, Settings
 from gateway.store import reading_aad
@@ -104,6 +105,13 @@ DESTINATION_KIND_TEXT = {
     "webhook": "the nurse alert service",
     "analytics": "the service statistics",
     "aggregate": "anonymous group statistics",
+}
+# What a window or missing-readings alert was about, when only the audit entry is left.
+RULE_TYPE_TITLES = {
+    "change": "a change over a few days",
+    "mean": "the average over several days",
+    "count": "repeated readings beyond a limit",
+    "missing": "no readings for a while",
 }
 LEGAL_BASIS_TEXT = {
     "consent": "because you allowed it",
@@ -287,6 +295,7 @@ class SummaryBuilder:
         return {
             "recent": recent,
             "latest": latest,
+            "alert_state": AlertStateStore(self._sealer).load(connection, ref),
             "entries": entries,
             "kinds": kinds,
             "consents": consents,
@@ -469,13 +478,23 @@ class SummaryBuilder:
             kind_label = KIND_LABELS.get(str(f.get("kind")), "")
             value_label = VALUE_LABELS.get(str(f.get("value")), str(f.get("value")))
             unit = unit_label(str(f.get("unit")))
-            if note.type == "alert.raised":
+            phrase = f.get("phrase") or {}
+            if note.type == "alert.raised" and not str(phrase.get("id", "limit")).startswith(
+                "limit"
+            ):
+                # A window or missing-readings rule: its own words (gateway/api/noticed.py).
+                from gateway.api.noticed import text  # noticed words with this module's labels
+
+                title, detail = text(phrase["id"], phrase["params"]) + ".", ""
+            elif note.type == "alert.raised":
                 word = "High" if f.get("direction") == "above" else "Low"
                 title = f"{word} {value_label.lower()} {kind_label.lower()}".strip()
                 detail = (
                     f"{number(float(f.get('measured', 0)))} {unit}; the limit is"
                     f" {number(float(f.get('limit', 0)))} {unit}."
                 )
+            elif phrase.get("id") == "missing.longer_than":
+                title, detail = f"{kind_label} readings have resumed", ""
             else:
                 title = f"{kind_label} back within limits"
                 detail = f"{number(float(f.get('measured', 0)))} {unit}."
@@ -508,7 +527,11 @@ class SummaryBuilder:
             value_label = VALUE_LABELS.get(str(data.get("value")), str(data.get("value")))
             unit = unit_label(str(data.get("unit")))
             deliveries = sent.get(reading_id, [])
-            if entry.event == "alert.raised":
+            rule_type = str(data.get("rule_type") or "limit")
+            if entry.event == "alert.raised" and rule_type != "limit":
+                title = f"{kind_label}: {RULE_TYPE_TITLES.get(rule_type, 'noticed')}"
+                detail = ""
+            elif entry.event == "alert.raised":
                 word = "High" if data.get("direction") == "above" else "Low"
                 title = f"{word} {value_label.lower()} {kind_label.lower()}".strip()
                 detail = f"The limit is {number(float(data.get('limit') or 0))} {unit}."

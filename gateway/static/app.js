@@ -260,6 +260,20 @@ function renderHistory(history) {
   );
 }
 
+function renderNoticed(noticed) {
+  const list = $("noticed");
+  if (!noticed.length) return empty(list, "Nothing noticed in your readings.");
+  list.replaceChildren(
+    ...noticed.map((note) => {
+      const item = el("li", "item alert raised");
+      item.append(el("div", "title", note.text));
+      if (note.instructions) item.append(el("div", "detail", note.instructions));
+      if (note.since) item.append(el("div", "when", `Since ${when(note.since)}`));
+      return item;
+    }),
+  );
+}
+
 function renderAlerts(alerts) {
   const list = $("alerts");
   if (!alerts.length) return empty(list, "No alerts. Good.");
@@ -284,6 +298,7 @@ function render(summary) {
   show("restricted", summary.restricted);
   renderLatest(summary.latest);
   renderTrends(summary.trends);
+  renderNoticed(summary.noticed || []);
   renderAlerts(summary.alerts);
   renderDevices(summary.devices);
   renderConsents(summary.consents);
