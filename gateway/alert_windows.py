@@ -18,10 +18,10 @@ checks every function against a plain reference implementation on random series.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -37,8 +37,7 @@ class Sample(NamedTuple):
     day_s: int  # seconds since local midnight at measurement (for times-of-day filters)
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):  # a named tuple: one or more are made for every judgement
     """What a window shows: the amount (a change, a mean or a count) and the readings behind it."""
 
     amount: float
@@ -106,6 +105,12 @@ def in_time_ranges(day_s: int, ranges: tuple[tuple[int, int], ...]) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=64)
+def minute_mask(ranges: tuple[tuple[int, int], ...]) -> bytes:
+    """Per minute of the day, whether it is in the ranges (ranges are whole minutes)."""
+    return bytes(in_time_ranges(minute * 60, ranges) for minute in range(DAY_S // 60))
+
+
 class Series:
     """One person's samples of one value, sorted, with their instants kept apart for bisecting."""
 
@@ -137,6 +142,12 @@ class Series:
         if cut:
             del self._keys[:cut]
             del self.samples[:cut]
+
+    def between(self, start: float, end: float) -> list[Sample]:
+        """The samples measured from ``start`` up to (not including) ``end``."""
+        first = bisect.bisect_left(self._keys, (start, ""))
+        last = bisect.bisect_left(self._keys, (end, ""), first)
+        return self.samples[first:last]
 
     def window_start(self, index: int, span: float) -> int:
         return bisect.bisect_left(self._keys, (self.samples[index].t - span, ""), 0, index + 1)
@@ -174,7 +185,8 @@ def mean(
     """The mean of the window (of the samples taken at ``times``); None below ``min_readings``."""
     window = series.samples[series.window_start(index, span) : index + 1]
     if times:
-        window = [sample for sample in window if in_time_ranges(sample.day_s, times)]
+        mask = minute_mask(times)
+        window = [sample for sample in window if mask[sample.day_s // 60]]
     if not window or len(window) < min_readings:
         return None
     end = series.samples[index].t

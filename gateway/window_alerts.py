@@ -30,10 +30,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.alert_rule_kinds import window_s
 from gateway.alert_windows import (
+    DAY_S,
     Observation,
     Sample,
     Series,
@@ -73,8 +74,7 @@ class WindowRule:
         return WindowRule(key, settings, settings.rule_type, window_s(settings), times)
 
 
-@dataclass(frozen=True, slots=True)
-class Judgement:
+class Judgement(NamedTuple):  # a named tuple: one is made per rule for every judgement
     rule: WindowRule
     held: bool
     direction: str  # rise / fall / above / below / at_least / longer_than
@@ -349,6 +349,8 @@ class WindowEngine:
         self.watched_kinds = frozenset(kind for _ref, kind in self._watch_rules)
         self._rules_cache: dict[tuple[str, str, str], dict[str, list[WindowRule]]] = {}
         self._series: dict[tuple[str, str, str], Series] = {}
+        self._days: dict[tuple[str, str, str], set[int]] = {}  # the days each series has on disk
+        self._dirty_days: set[tuple[str, str, str, int]] = set()
         self._episodes: dict[tuple[str, str, str, str], Episode] = {}
         self._watches: dict[tuple[str, str], Watch] = {}
         self._changed: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -421,9 +423,14 @@ class WindowEngine:
         newest = max(series.latest, t)
         if t < newest - self._keep_s:
             return []  # older than the history kept: stored and sent, not judged
-        series.trim(newest - self._keep_s)
+        cut = newest - self._keep_s
+        if series.samples and series.samples[0].t < cut - DAY_S:  # about once a day, not always
+            series.trim(cut)
+            self._trimmed(key, cut)
         index = series.insert(Sample(t, value, reading.reading_id, day_s))
-        self._changed[(ref, _series_slot(kind, name))] = _series_state(series)
+        # Written by the day it was measured: a reading rewrites its day's few samples, never
+        # the whole history (``take_changes``).
+        self._dirty_days.add((ref, kind, name, int(t // DAY_S)))
         events: list[WindowAlertEvent] = []
         for type_, rules in self._ladders(ref, kind, name).items():
             episode_key = (ref, kind, name, type_)
@@ -449,21 +456,18 @@ class WindowEngine:
         judgements = [j for j in (_judge(rule, series, index) for rule in rules) if j is not None]
         held = [j for j in judgements if j.held]
         episode = self._episodes.get(key)
-        at = datetime.fromtimestamp(judged.t, UTC)
-        judged_id = judged.reading_id if judged.reading_id != reading.reading_id else None
         ref = key[0]
-        subject_id = self._subjects.get(ref, "")
 
         def event(type_: str, judgement: Judgement) -> WindowAlertEvent:
             return WindowAlertEvent(
                 type_,
                 judgement.rule,
                 ref,
-                subject_id,
+                self._subjects.get(ref, ""),
                 judgement,
-                at,
+                datetime.fromtimestamp(judged.t, UTC),
                 reading,
-                judged_id,
+                judged.reading_id if judged.reading_id != reading.reading_id else None,
                 series.unit,
             )
 
@@ -559,30 +563,64 @@ class WindowEngine:
 
     def take_changes(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """The state changed since the last call: (subject ref, slot, state or None)."""
+        for ref, kind, name, day in self._dirty_days:
+            series = self._series.get((ref, kind, name))
+            if series is None:
+                continue
+            days = self._days.setdefault((ref, kind, name), set())
+            samples = series.between(day * DAY_S, (day + 1) * DAY_S)
+            slot = _series_slot(kind, name, day)
+            if samples:
+                days.add(day)
+                self._changed[(ref, slot)] = {
+                    "unit": series.unit,
+                    "samples": [[s.t, s.value, s.reading_id, s.day_s] for s in samples],
+                }
+            else:
+                days.discard(day)
+                self._changed[(ref, slot)] = None
+        self._dirty_days.clear()
         changes = [(ref, slot, state) for (ref, slot), state in self._changed.items()]
         self._changed.clear()
         return changes
 
+    def _trimmed(self, key: tuple[str, str, str], cut: float) -> None:
+        """Days wholly before ``cut`` are deleted; the day ``cut`` falls in is rewritten."""
+        days = self._days.get(key, set())
+        for day in [day for day in days if day * DAY_S < cut]:
+            if (day + 1) * DAY_S <= cut:
+                days.discard(day)
+                self._changed[(key[0], _series_slot(key[1], key[2], day))] = None
+            else:
+                self._dirty_days.add((*key, day))
+
     def forget(self, subject_ref: str) -> None:
         """Drops everything held in memory about a person (after erasure)."""
-        for store in (self._series, self._episodes, self._watches, self._changed):
+        stores = (self._series, self._days, self._episodes, self._watches, self._changed)
+        for store in stores:
             for key in [key for key in store if key[0] == subject_ref]:
                 del store[key]
+        self._dirty_days = {key for key in self._dirty_days if key[0] != subject_ref}
 
     def restore(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Loads state written by ``take_changes`` before a restart. State for a rule that is no
         longer configured (or is now a different kind of rule) is dropped."""
+        series: dict[tuple[str, str, str], list[Sample]] = {}
+        units: dict[tuple[str, str, str], str] = {}
         for ref, slot, state in rows:
             parts = slot.split("/")
-            if parts[0] == "series" and len(parts) == 3:
-                _, kind, name = parts
+            if parts[0] == "series" and len(parts) == 4 and parts[3].isdigit():
+                _, kind, name, day = parts
                 unit = self._series_units.get((kind, name)) or state["unit"]
                 samples = [
                     Sample(t, _convert_or_nan(v, state["unit"], unit), rid, day_s)
                     for t, v, rid, day_s in state["samples"]
                 ]
-                usable = [s for s in samples if not math.isnan(s.value)]
-                self._series[(ref, kind, name)] = Series(unit, usable)
+                units[(ref, kind, name)] = unit
+                series.setdefault((ref, kind, name), []).extend(
+                    s for s in samples if not math.isnan(s.value)
+                )
+                self._days.setdefault((ref, kind, name), set()).add(int(day))
             elif parts[0] == "episode" and len(parts) == 4:
                 _, kind, name, type_ = parts
                 rules = self._ladders(ref, kind, name).get(type_, [])
@@ -607,6 +645,8 @@ class WindowEngine:
                 if watch.active is not None and not any(r.key == watch.active for r in rules):
                     watch.active, watch.rank, watch.gap_from = None, -1, None
                 self._watches[(ref, kind)] = watch
+        for key, samples in series.items():
+            self._series[key] = Series(units[key], samples)
 
 
 def _judge(rule: WindowRule, series: Series, index: int) -> Judgement | None:
@@ -676,8 +716,8 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
-def _series_slot(kind: str, name: str) -> str:
-    return f"series/{kind}/{name}"
+def _series_slot(kind: str, name: str, day: int) -> str:
+    return f"series/{kind}/{name}/{day}"  # day: whole days since the epoch (UTC)
 
 
 def _episode_slot(key: tuple[str, str, str, str]) -> str:
@@ -686,10 +726,3 @@ def _episode_slot(key: tuple[str, str, str, str]) -> str:
 
 def _watch_slot(kind: str) -> str:
     return f"missing/{kind}"
-
-
-def _series_state(series: Series) -> dict[str, Any]:
-    return {
-        "unit": series.unit,
-        "samples": [[s.t, s.value, s.reading_id, s.day_s] for s in series.samples],
-    }

@@ -306,3 +306,18 @@ def test_forgetting_a_person_drops_their_windows():
     engine.forget("s-1")
     assert engine.take_changes() == []
     assert engine.evaluate(weight(82.5, day(1), "w1")) == []  # the 80 kg reading is gone
+
+
+def test_history_on_disk_is_kept_by_day_and_only_as_far_back_as_the_windows_need():
+    config = {"rules": [RISE]}
+    disk: dict = {}
+    engine = AlertEngine(**config)
+    for n in range(40):  # a reading a day for 40 days, written after each as the pipeline does
+        run(engine, [weight(80.0, day(n), f"w{n}")])
+        engine = restart(engine, disk, **config)
+    days = sorted(int(slot.rsplit("/", 1)[1]) for _ref, slot in disk if slot.startswith("series/"))
+    newest = int(instant(day(39)).timestamp() // 86400)
+    assert days[-1] == newest and newest - days[0] <= 18  # 3 days of window + 14 for late ones
+    assert len(days) == len(set(days)) <= 19
+    # What was kept still judges: a gain against the reading two days before the newest.
+    assert run(engine, [weight(82.5, day(40), "w40")]) == [("alert.raised", "w40")]
