@@ -31,9 +31,10 @@ from gateway.api import ApiServer
 from gateway.consent import ConsentRegistry
 from gateway.crypto import Sealer
 from gateway.delivery import DeliveryWorker
+from gateway.events import age_on
 from gateway.keys import load_or_create_key
 from gateway.outbox import Outbox, QueuedItem
-from gateway.pipeline import Pipeline
+from gateway.pipeline import ADULT_AGE, Pipeline
 from gateway.references import References
 from gateway.retention import Retention
 from gateway.rights import Restrictions, Rights
@@ -241,11 +242,15 @@ class Gateway:
             await self._shutdown(stopped, source_task, pipeline_task, worker_tasks)
 
     def _alert_engine(self, references: References) -> AlertEngine:
+        # Missing readings are watched only for adults: a minor's data is never processed, and
+        # "no reading from this child" would be.
+        today = datetime.now(UTC).date()
+        adults = {s.id for s in self.settings.subjects if age_on(s.birth_date, today) >= ADULT_AGE}
         watched: dict[str, set[str]] = {}
         for device in self.settings.devices:
             users = [device.subject] if device.subject else list((device.users or {}).values())
             for subject_id in users:
-                if subject_id is not None:
+                if subject_id in adults:
                     watched.setdefault(references.subject_ref(subject_id), set()).add(
                         device.profile  # a profile's readings are of the kind of its name
                     )

@@ -19,7 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from devices.source import Received
 from gateway.app import Gateway
 from gateway.models import Measurement, Quantity
-from tests.configs import ADULT
+from tests.configs import ADULT, CHILD
 from tests.gateway_harness import target_for
 from tests.hub_harness import Hub, running_hub
 
@@ -273,3 +273,21 @@ async def test_erasure_removes_the_alert_state_and_the_window_it_remembered(tmp_
         await send(gateway, SCALE, weight(82.5, day(1)))
         assert gateway.pipeline is not None and gateway.pipeline.stats.alerts == 0
     assert erased["erased"]["alert_state"] == 2
+
+
+async def test_missing_readings_are_never_watched_for_a_minor(tmp_path):
+    def tweak(config: dict[str, Any]) -> None:
+        config["alert_rules"] = [MISSING]
+        config["subjects"].append(
+            {"id": CHILD, "birth_date": "2015-01-01", "consent": {"alerting": True}}
+        )
+        config["devices"].append({**device("C4:7C:8D:6A:10:09", "weight"), "subject": CHILD})
+
+    async with running_hub(tmp_path, devices=[device(SCALE, "weight")], tweak=tweak) as hub:
+        pipeline = hub.gateway.pipeline
+        assert pipeline is not None
+        start = datetime.now(UTC)
+        assert await pipeline.check_missing(start) == 0  # watching begins
+        assert await pipeline.check_missing(start + timedelta(days=3)) == 1
+        [body] = await alerts_received(hub, 1)
+    assert body["data"]["subject"]["identifier"]["value"] == ADULT
