@@ -10,6 +10,7 @@ with a scripted clock, never by sleeping.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from devices.source import Received
 from gateway.app import Gateway
 from gateway.models import Measurement, Quantity
+from gateway.retention import Retention
 from tests.configs import ADULT, CHILD
 from tests.gateway_harness import target_for
 from tests.hub_harness import Hub, running_hub
@@ -291,3 +293,17 @@ async def test_missing_readings_are_never_watched_for_a_minor(tmp_path):
         assert await pipeline.check_missing(start + timedelta(days=3)) == 1
         [body] = await alerts_received(hub, 1)
     assert body["data"]["subject"]["identifier"]["value"] == ADULT
+
+
+async def test_retention_removes_alert_state_not_written_for_the_retention_period(tmp_path):
+    async with running_hub(tmp_path, devices=DEVICES, tweak=with_rules(RISE, MISSING)) as hub:
+        gateway = hub.gateway
+        await send(gateway, SCALE, weight(80.0, day(0)))
+        retention = Retention(gateway.settings.gateway.retention_days, gateway.database)
+        assert (await retention.sweep())["alert_state"] == 0  # written just now: kept
+        later = time.time() + (gateway.settings.gateway.retention_days + 1) * 86_400
+        counts = await retention.sweep(now=later)
+        left = await gateway.database.call(
+            lambda c: c.execute("SELECT COUNT(*) FROM alert_state").fetchone()[0]
+        )
+    assert counts["alert_state"] == 2 and counts["readings"] == 1 and left == 0
