@@ -32,7 +32,8 @@ from gateway.events import BoundReading
 from gateway.models import Measurement
 from gateway.settings import AlertRuleSettings
 from gateway.units import UnitError, convert
-from gateway.window_alerts import WindowAlertEvent, WindowEngine, WindowRule
+from gateway.window_alert_event import WindowAlertEvent, WindowRule
+from gateway.window_alerts import WindowEngine
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 

@@ -35,7 +35,7 @@ from gateway.outbox import PRIORITY_CARE, NewItem, Outbox
 from gateway.references import References
 from gateway.settings import Settings, SubjectSettings
 from gateway.store import Database, Priority, Transaction, reading_aad
-from gateway.window_alerts import WindowAlertEvent
+from gateway.window_alert_event import WindowAlertEvent
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,7 @@ from gateway.sinks.analytics import JsonBatchSink
 from gateway.sinks.fhir import FhirSink
 from gateway.sinks.webhook import WebhookSink
 from gateway.webhooks import SecretFormatError, parse_secret
-from gateway.window_alerts import WindowAlertEvent
+from gateway.window_alert_event import WindowAlertEvent
 
 # What the care platform needs to file an Observation, and nothing else from the event.
 FHIR_FIELDS = frozenset(
