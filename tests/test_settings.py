@@ -238,7 +238,7 @@ def test_the_clinical_example_rules_in_the_example_config_are_valid_when_enabled
         ),
         (
             {"kind": "weight", "value": "body_weight", "rise": 2, "within": 3},
-            'alert_rules[0].within: 3 is not a duration; write a number with its unit',
+            "alert_rules[0].within: 3 is not a duration; write a number with its unit",
         ),
         (
             {"kind": "weight", "value": "body_weight", "rise": 2},
