@@ -321,3 +321,22 @@ def test_history_on_disk_is_kept_by_day_and_only_as_far_back_as_the_windows_need
     assert len(days) == len(set(days)) <= 19
     # What was kept still judges: a gain against the reading two days before the newest.
     assert run(engine, [weight(82.5, day(40), "w40")]) == [("alert.raised", "w40")]
+
+
+def test_vital_interest_only_on_raised_window_alerts_of_critical_rules_that_allow_it():
+    vital = rule(
+        kind="glucose",
+        value="glucose",
+        below=3.0,
+        unit="mmol/L",
+        count=2,
+        within="1d",
+        severity="critical",
+        vital_interest=True,
+    )
+    engine = AlertEngine([vital])
+    run(engine, [glucose(45, day(0), "g0")])
+    [raised] = engine.evaluate(glucose(44, day(0.1), "g1"))
+    assert raised.vital_interest and raised.severity == "critical"
+    [resolved] = engine.evaluate(glucose(110, day(1.5), "n1"))
+    assert resolved.type == "alert.resolved" and not resolved.vital_interest
