@@ -375,7 +375,7 @@ class Pipeline:
     def _through(
         self,
         route: Route,
-        reading: _Origin,
+        origin: _Origin,
         category: str,
         payload: dict[str, Any],
         *,
@@ -383,7 +383,7 @@ class Pipeline:
         key: str | None = None,
     ) -> NewItem | None:
         item = Item(
-            reading.reading_id, reading.subject_ref, category, payload, vital_interest=vital
+            origin.reading_id, origin.subject_ref, category, payload, vital_interest=vital
         )
 
         def verdict(passed: bool, **detail: Any) -> None:
@@ -392,7 +392,7 @@ class Pipeline:
                 destination=route.name,
                 purpose=route.purpose,
                 category=category,
-                reading_id=reading.reading_id,
+                reading_id=origin.reading_id,
                 passed=passed,
                 **detail,
             )
@@ -407,7 +407,7 @@ class Pipeline:
             log.warning(
                 "destination_cannot_take",
                 destination=route.name,
-                kind=reading.kind,
+                kind=origin.kind,
                 reason=str(exc),
             )
             verdict(False, reason="this destination cannot take this kind of reading")
@@ -423,7 +423,7 @@ class Pipeline:
             return None
         if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body).lower()):
             self.stats.identifier_blocked += 1
-            log.error("identifier_blocked", destination=route.name, kind=reading.kind)
+            log.error("identifier_blocked", destination=route.name, kind=origin.kind)
             verdict(False, reason="an identifier would have left; blocked")
             return None
         verdict(True, legal_basis=result.legal_basis)
@@ -432,9 +432,9 @@ class Pipeline:
             purpose=route.purpose,
             category=category,
             priority=route.priority,
-            subject_ref=reading.subject_ref,
-            reading_id=reading.reading_id,
-            idempotency_key=key or reading.reading_id,
+            subject_ref=origin.subject_ref,
+            reading_id=origin.reading_id,
+            idempotency_key=key or origin.reading_id,
             legal_basis=result.legal_basis or "consent",
             fields=result.fields,
             payload=body,
