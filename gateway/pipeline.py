@@ -382,9 +382,7 @@ class Pipeline:
         vital: bool,
         key: str | None = None,
     ) -> NewItem | None:
-        item = Item(
-            origin.reading_id, origin.subject_ref, category, payload, vital_interest=vital
-        )
+        item = Item(origin.reading_id, origin.subject_ref, category, payload, vital_interest=vital)
 
         def verdict(passed: bool, **detail: Any) -> None:
             self._activity.emit(
