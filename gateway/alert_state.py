@@ -20,8 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import structlog
 
-from gateway.crypto import Sealer
+from gateway.crypto import Sealer, SealError
+
+log = structlog.get_logger(__name__)
 
 # (subject_ref, slot, state): ``state`` None deletes the row.
 StateChange = tuple[str, str, dict[str, Any] | None]
@@ -48,10 +51,24 @@ class AlertStateStore:
                 "SELECT subject_ref, slot, payload FROM alert_state WHERE subject_ref = ?",
                 (subject_ref,),
             )
-        return [
-            (ref, slot, orjson.loads(self._sealer.open(payload, state_aad(ref, slot))))
-            for ref, slot, payload in rows
-        ]
+        loaded = []
+        unreadable = 0
+        for ref, slot, payload in rows:
+            try:
+                loaded.append(
+                    (ref, slot, orjson.loads(self._sealer.open(payload, state_aad(ref, slot))))
+                )
+            except (SealError, orjson.JSONDecodeError):
+                unreadable += 1
+        if unreadable:
+            # Alerting goes on without that piece of state (the rule starts that window afresh)
+            # rather than not at all; the row stays, to be overwritten or expired.
+            log.warning(
+                "alert_state_unreadable",
+                rows=unreadable,
+                hint="altered, or sealed with another storage key",
+            )
+        return loaded
 
     def seal(self, changes: Iterable[StateChange]) -> list[tuple[str, str, bytes | None]]:
         """Seals on the caller's thread, so the database thread only writes."""

@@ -307,3 +307,26 @@ async def test_retention_removes_alert_state_not_written_for_the_retention_perio
             lambda c: c.execute("SELECT COUNT(*) FROM alert_state").fetchone()[0]
         )
     assert counts["alert_state"] == 2 and counts["readings"] == 1 and left == 0
+
+
+async def test_an_altered_alert_state_row_is_skipped_and_the_rest_restored(tmp_path):
+    tweak = with_rules(RISE, COUNT)
+    async with running_hub(tmp_path, devices=DEVICES, tweak=tweak) as hub:
+        await send(hub.gateway, METER, glucose(50, day(0)), glucose(50, day(1)))
+        await send(hub.gateway, SCALE, weight(80.0, day(0)))
+
+        def alter(connection):  # flip a byte of the weight history's sealed payload
+            slot, payload = connection.execute(
+                "SELECT slot, payload FROM alert_state WHERE slot LIKE 'series/weight/%'"
+            ).fetchone()
+            damaged = payload[:-1] + bytes([payload[-1] ^ 1])
+            connection.execute("UPDATE alert_state SET payload = ? WHERE slot = ?", (damaged, slot))
+
+        await hub.gateway.database.call(alter)
+    async with running_hub(tmp_path, devices=DEVICES, tweak=tweak) as hub:
+        assert hub.gateway.pipeline is not None
+        await send(hub.gateway, SCALE, weight(82.5, day(2)))  # the 80 kg day is lost: no rise
+        await send(hub.gateway, METER, glucose(50, day(2)))  # the glucose window is intact
+        [body] = await alerts_received(hub, 1)
+        assert hub.gateway.pipeline.stats.alerts == 1
+    assert body["data"]["rule"]["type"] == "count"
