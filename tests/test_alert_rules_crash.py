@@ -70,14 +70,15 @@ async def test_kill_9_mid_window_neither_repeats_an_alert_nor_forgets_the_window
             try:
                 await gateway.wait_until(lambda events, new=new: stored(events) >= new)
                 await alerts.wait_for(lambda r, webhooks=webhooks: distinct(r) >= webhooks)
-            except TimeoutError:
-                pytest.fail(f"run {number} timed out:\n" + "\n".join(gateway.lines[-40:]))
-            finally:
                 if number < len(runs):
                     gateway.kill()  # SIGKILL: no shutdown code runs
                     await gateway.process.wait()
-            if number == len(runs):
-                assert await gateway.stop() == 0
+                else:
+                    assert await gateway.stop() == 0
+            except TimeoutError:
+                pytest.fail(f"run {number} timed out:\n" + "\n".join(gateway.lines[-40:]))
+            finally:
+                gateway.kill()  # whatever happened, no gateway outlives its run
     finally:
         await alerts.stop()
     verifier = Webhook(secret)
