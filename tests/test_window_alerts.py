@@ -340,3 +340,19 @@ def test_vital_interest_only_on_raised_window_alerts_of_critical_rules_that_allo
     assert raised.vital_interest and raised.severity == "critical"
     [resolved] = engine.evaluate(glucose(110, day(1.5), "n1"))
     assert resolved.type == "alert.resolved" and not resolved.vital_interest
+
+
+def test_a_missing_readings_alert_is_not_raised_again_after_a_restart_in_the_same_gap():
+    config = {
+        "rules": [rule(kind="weight", missing_for="2d")],
+        "subjects": {"s-1": "197001011234"},
+        "watched_kinds": {"s-1": {"weight"}},
+    }
+    disk: dict = {}
+    engine = AlertEngine(**config)
+    run(engine, [weight(80.0, day(0), "w0")])
+    at = instant(day(0))
+    assert len(engine.check_missing(at + timedelta(days=2, hours=1))) == 1
+    engine = restart(engine, disk, **config)
+    assert engine.check_missing(at + timedelta(days=4)) == []
+    assert run(engine, [weight(80.1, day(4.5), "w1")]) == [("alert.resolved", "w1")]
