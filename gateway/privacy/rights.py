@@ -23,6 +23,7 @@ from gateway.privacy.restriction import Restrictions
 from gateway.settings import Settings, SubjectSettings
 from gateway.storage import consents as consent_rows
 from gateway.storage import readings
+from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
 from gateway.storage.outbox import Outbox
@@ -74,6 +75,9 @@ class Rights:
         # Awaited after each change has committed (the consent write-back, the care team's
         # notice); a listener handles its own failures.
         self.listeners: list[Callable[[RightsChange], Awaitable[None]]] = []
+        # Called with a subject reference after an erasure: whatever holds that person's data in
+        # memory (the alert engine's windows) forgets it.
+        self.on_erased: list[Callable[[str], None]] = []
 
     async def _tell(self, change: RightsChange) -> None:
         for listener in self.listeners:
@@ -112,6 +116,7 @@ class Rights:
             "readings": held["readings"],
             "queued": held["queued"],
             "dead_letters": held["dead_letters"],
+            "alert_state": held["alert_state"],
             "audit": held["audit"],
             "generated_at": datetime.now(UTC).isoformat(),
         }
@@ -151,8 +156,14 @@ class Rights:
             {"seq": e.seq, "at": e.at, "event": e.event, **e.data}
             for e in audit.entries(connection, subject_ref=ref, limit=100_000)
         ]
+        alert_state = [
+            {"slot": slot, "state": state}
+            for row_ref, slot, state in AlertStateStore(self._sealer).load(connection, ref)
+            if row_ref == ref
+        ]
         return {
             "readings": held_readings,
+            "alert_state": alert_state,
             "consents": choices,
             "queued": queued,
             "dead_letters": dead_letters,
@@ -220,6 +231,7 @@ class Rights:
                     "queued": self._outbox.purge(connection, ref),
                     "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
                     "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
+                    "alert_state": AlertStateStore.erase(connection, ref),
                 }
                 withdrawn = {purpose: False for purpose in sorted(purposes)}
                 self._consents.write(connection, ref, withdrawn, source=f"erasure:{source}")
@@ -233,6 +245,8 @@ class Rights:
 
         was_granted = tuple(p for p in sorted(purposes) if self._consents.is_granted(ref, p))
         counts, withdrawn = await self._database.call(erase, priority=Priority.INTAKE)
+        for forget in self.on_erased:
+            forget(ref)
         self._consents.apply(ref, withdrawn)
         self._restrictions.apply(ref, False)
         subject = self.subject(subject_id)

@@ -10,6 +10,7 @@ from gateway.exporters.base import Built, Route
 from gateway.exporters.webhook.sender import WebhookSink
 from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
 from gateway.intake.alerts import AlertEvent
+from gateway.intake.window_alert_event import WindowAlertEvent
 from gateway.secrets import read_secret
 from gateway.settings import ConfigError, Settings, WebhookDestination
 from gateway.storage.outbox import PRIORITY_ALERT
@@ -27,6 +28,10 @@ ALERT_FIELDS = frozenset(
         "measured_at",
         "received_at",
         "reading_id",
+        # window and missing-readings rules: what was seen, over which window, from which readings
+        "observed",
+        "window",
+        "readings",
     }
 )
 
@@ -44,7 +49,7 @@ def build(
     system = destination.identifier_system
 
     def to_alert_body(item: Item) -> dict[str, object]:
-        alert: AlertEvent = item.payload["alert"]
+        alert: AlertEvent | WindowAlertEvent = item.payload["alert"]
         body = alert.body({"system": system, "value": item.payload["subject_id"]})
         item.fields = tuple(sorted(body["data"]))
         return body
