@@ -1,6 +1,6 @@
 """What the alert rules have noticed and still hold, in plain words for the person's hub page.
 
-Read from the persisted alert state (``gateway/alert_state.py``), so it is the same after a
+Read from the persisted alert state (``gateway/storage/alert_state.py``), so it is the same after a
 restart. Each item carries its wording as data: a message id and parameters (``message``),
 and the English text made from ``MESSAGES``, so the page can word it in the person's language
 from the same id. The care provider's ``instructions`` of the rule travel beside it.

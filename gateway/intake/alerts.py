@@ -8,11 +8,11 @@ State is kept per (person, kind, value): when a value leaves its limits one aler
 most severe rule that is breached); while it stays out, nothing repeats within that rule's
 cooldown unless the severity rises; when a later reading is back inside every limit, an
 ``alert.resolved`` event follows. The state is written with the readings (``take_changes``,
-``gateway/alert_state.py``) and restored at start, so a value still out of range after a
+``gateway/storage/alert_state.py``) and restored at start, so a value still out of range after a
 restart does not alert again.
 
 Window rules (a change, a mean or a count over a window, and missing readings) are judged by
-``gateway/window_alerts.py``; this engine hands them every reading and returns both kinds of
+``gateway/intake/window_alerts.py``; this engine hands them every reading and returns both kinds of
 event.
 
 "Later" means received later. The pipeline takes readings that may cross a limit ahead of the

@@ -1,5 +1,5 @@
 """Retention: stored readings and dead letters older than ``retention_days`` are deleted, and
-alert state not written for as long (``gateway/alert_state.py``)."""
+alert state not written for as long (``gateway/storage/alert_state.py``)."""
 
 from __future__ import annotations
 
