@@ -3,7 +3,8 @@
 # system packages (dbus, python3-venv), then the gateway in ./.venv.
 #   ./install.sh           the gateway
 #   ./install.sh --test    the gateway and its test tools (and Debian's chromium, which the
-#                          browser tests drive through Playwright)
+#                          browser tests drive through Playwright, and Debian's mosquitto,
+#                          the real MQTT broker the fleet tests start)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,6 +16,7 @@ command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if [[ -n "$extra" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
 fi
 if ((${#missing[@]})); then
   echo "install.sh: installing system packages: ${missing[*]}"
