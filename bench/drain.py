@@ -1,10 +1,10 @@
 """Backlog drain: a million readings queued while the care platform was down, then it is up.
 
-The outbox is filled through the real ``Outbox.enqueue`` (sealed payloads, the same rows the
-pipeline writes, each with its own reading id and idempotency key) in big transactions. The FHIR
-payloads are made by the real mapper (``gateway.fhir.reading_entries``) from 1,000 distinct
-reading events and reused round-robin (making a million of them would take longer than the
-drain; what the drain costs does not depend on which values a payload holds). Then
+The database is filled as intake fills it (store once): each reading once in ``readings``,
+sealed, with its own reading id, and a queue row naming it through the real ``Outbox.enqueue``,
+in big transactions. The readings' values come round-robin from 1,000 distinct events made as
+intake makes them (what the drain costs does not depend on which values a reading holds). The
+gateway builds each FHIR payload from the stored reading when it sends it. Then
 ``health-gateway run`` starts as a process, with the care platform (the receiver process)
 reachable, and the clock runs until the receiver has every reading. The gateway's RSS is read
 from /proc right after the drain (and its peak, VmHWM), then it is stopped with SIGTERM and the
@@ -22,23 +22,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.harness import GatewayProcess, ReceiverProcess, cpu_seconds, memory_kib, sampled
 from bench.workload import (
-    IDENTIFIER_SYSTEM,
     PEOPLE,
     gateway_config,
     measurement,
     webhook_secret_file,
 )
 from gateway.app import Paths
-from gateway.crypto import Sealer
-from gateway.events import BoundReading, reading_event
-from gateway.fhir import reading_entries
-from gateway.keys import load_or_create_key
-from gateway.outbox import PRIORITY_CARE, NewItem, Outbox
-from gateway.references import References
-from gateway.routes import FHIR_FIELDS
-from gateway.store import Database, Transaction
+from gateway.exporters.fhir.factory import FHIR_FIELDS
+from gateway.intake.events import BoundReading, reading_event
+from gateway.privacy.keys import load_or_create_key
+from gateway.privacy.references import References
+from gateway.storage import readings as reading_rows
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Transaction, reading_aad
+from gateway.storage.outbox import PRIORITY_CARE, NewItem, Outbox
 from tests.configs import write_config
 
 FILL_TRANSACTION = 20_000
@@ -62,8 +63,8 @@ class DrainResult:
         return self.readings / self.drain_s
 
 
-def _payloads(references: References, count: int) -> list[tuple[str, dict[str, Any]]]:
-    """(subject_ref, FHIR payload) for ``count`` distinct readings, made by the real mapper."""
+def _events(references: References, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """(subject_ref, reading event) for ``count`` distinct readings, as intake stores them."""
     received = datetime(2026, 1, 1, tzinfo=UTC)
     made = []
     for index in range(count):
@@ -81,20 +82,34 @@ def _payloads(references: References, count: int) -> list[tuple[str, dict[str, A
             measurement=taken,
             received_at=received + timedelta(seconds=index),
         )
-        event = {k: v for k, v in reading_event(reading).items() if k in FHIR_FIELDS}
-        made.append((reading.subject_ref, {"entries": reading_entries(event, IDENTIFIER_SYSTEM)}))
+        made.append((reading.subject_ref, reading_event(reading)))
     return made
 
 
-def _items(payloads: list[tuple[str, dict[str, Any]]], start: int, count: int) -> list[NewItem]:
-    """Queue items ``start .. start + count``: each its own reading id (so its own idempotency
-    key and sealed row); payloads are taken round-robin from ``payloads``, whose length is more
-    than a delivery batch, so no Bundle holds the same Observation twice."""
+def _rows(
+    sealer: Sealer, events: list[tuple[str, dict[str, Any]]], start: int, count: int
+) -> tuple[list[reading_rows.Row], list[NewItem]]:
+    """Readings ``start .. start + count`` as intake stores them (each its own reading id, one
+    sealed row) and the queue row naming each; the events' values are taken round-robin from
+    ``events``, whose length is more than a delivery batch."""
     fields = tuple(sorted(FHIR_FIELDS))
+    stored: list[reading_rows.Row] = []
     items = []
     for index in range(start, start + count):
-        subject_ref, payload = payloads[index % len(payloads)]
+        subject_ref, template = events[index % len(events)]
         reading_id = f"r-{index:032x}"
+        event = {**template, "reading_id": reading_id}
+        sealed = sealer.seal(orjson.dumps(event), reading_aad(reading_id))
+        stored.append(
+            (
+                reading_id,
+                subject_ref,
+                "blood_pressure",
+                event["measured_at"],
+                event["received_at"],
+                sealed,
+            )
+        )
         items.append(
             NewItem(
                 destination="care-platform",
@@ -106,32 +121,36 @@ def _items(payloads: list[tuple[str, dict[str, Any]]], start: int, count: int) -
                 idempotency_key=reading_id,
                 legal_basis="consent",
                 fields=fields,
-                payload=payload,
+                payload={},  # built from the stored reading when it is sent
+                from_reading=True,
             )
         )
-    return items
+    return stored, items
 
 
 async def fill_outbox(data_dir: Path, readings: int) -> float:
     """Queue ``readings`` FHIR items as the pipeline would have; returns the seconds it took."""
     paths = Paths(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    outbox = Outbox(Sealer(load_or_create_key(paths.storage_key)))
+    sealer = Sealer(load_or_create_key(paths.storage_key))
+    outbox = Outbox(sealer)
     references = References(load_or_create_key(paths.reference_key))
     database = Database(paths.database)
     await database.open()
     began = time.perf_counter()
-    payloads = _payloads(references, DISTINCT_PAYLOADS)
+    events = _events(references, DISTINCT_PAYLOADS)
     try:
         for start in range(0, readings, FILL_TRANSACTION):
-            items = _items(payloads, start, min(FILL_TRANSACTION, readings - start))
+            stored, items = _rows(sealer, events, start, min(FILL_TRANSACTION, readings - start))
 
             def write(
                 connection: sqlite3.Connection,
+                stored: list[reading_rows.Row] = stored,
                 items: list[NewItem] = items,
                 now: float = time.time(),
             ) -> None:
                 with Transaction(connection):
+                    reading_rows.insert(connection, stored)
                     outbox.enqueue(connection, items, now)
 
             await database.call(write)

@@ -3,7 +3,8 @@
 Measured in the same process and run as the pipeline, so that the ratio compares like with like:
 
 * one HMAC-SHA-256 of an identifier (a keyed reference or pseudonym: the least a reading needs);
-* one orjson encode of the reading's event (the dict ``gateway.events.reading_event`` builds);
+* one orjson encode of the reading's event (the dict ``reading_event`` builds, in
+  ``gateway.intake.events``);
 * its share of one batched SQLite insert + commit: 256 rows (the pipeline's batch) into a table
   shaped like ``readings``, in one ``BEGIN IMMEDIATE`` ... ``COMMIT``, on a WAL database with
   ``synchronous=FULL`` in the same directory the gateway benchmarks use.
@@ -28,8 +29,8 @@ from pathlib import Path
 import orjson
 
 from bench.workload import PEOPLE, measurement
-from gateway.crypto import Sealer
-from gateway.events import BoundReading, reading_event
+from gateway.intake.events import BoundReading, reading_event
+from gateway.storage.crypto import Sealer
 
 BATCH = 256
 

@@ -23,7 +23,7 @@ from bench.workload import BLOOD_PRESSURE_MEASUREMENT
 from devices.gatt import decode
 from devices.source import DeviceTarget, Received
 from gateway.app import Gateway
-from gateway.delivery import DeliveryWorker
+from gateway.delivery.worker import DeliveryWorker
 from gateway.settings import ConfigError, Settings, parse_settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

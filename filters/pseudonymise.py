@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from filters.chain import ChainContext, Filter, Item
@@ -32,7 +32,49 @@ class KeyRing:
         return f"{self.active_id}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
 
 
-def pseudonymise(keys: KeyRing, fields: Iterable[str]) -> Filter:
+class PseudonymCache:
+    """A person's pseudonyms, made once under the active key instead of once per reading.
+
+    The identifiers pseudonymised per reading (a person's id, their employer's) are the same
+    few values every time, and each is an HMAC. Entries are dropped when the key changes
+    (``rotate``) and when a person's data is erased (``forget``); the cache is bounded, so a
+    stream of distinct values never grows it past ``MAX_ENTRIES``.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, keys: KeyRing) -> None:
+        self._keys = keys
+        self._known: dict[tuple[str, str, str], str] = {}
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._keys
+
+    def pseudonym(self, destination: str, field: str, identifier: str) -> str:
+        entry = (destination, field, identifier)
+        found = self._known.get(entry)
+        if found is None:
+            if len(self._known) >= self.MAX_ENTRIES:
+                self._known.clear()
+            found = self._known[entry] = self._keys.pseudonym(destination, field, identifier)
+        return found
+
+    def rotate(self, keys: KeyRing) -> None:
+        """A new active key: every pseudonym made from now on uses it."""
+        self._keys = keys
+        self._known.clear()
+
+    def forget(self, identifiers: Collection[str]) -> None:
+        """Drop what was kept about these identifiers (a person's erasure)."""
+        for entry in [e for e in self._known if e[2] in identifiers]:
+            del self._known[entry]
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
+def pseudonymise(keys: KeyRing | PseudonymCache, fields: Iterable[str]) -> Filter:
     """Replace each listed identifier field of the payload by its keyed pseudonym."""
     targets = tuple(fields)
 

@@ -11,38 +11,42 @@ import asyncio
 import contextlib
 import gc
 import os
+import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
 
-from devices.source import BleSource, DeviceTarget
+from devices.source import BleSource, DeviceStatus, DeviceTarget
 from gateway import __version__
 from gateway.activity import Activity
-from gateway.aggregates import AggregateWindows
-from gateway.alerts import AlertEngine
-from gateway.api import ApiServer
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.delivery import DeliveryWorker
-from gateway.keys import load_or_create_key
-from gateway.outbox import Outbox, QueuedItem
-from gateway.pipeline import Pipeline
-from gateway.references import References
-from gateway.retention import Retention
-from gateway.rights import Restrictions, Rights
-from gateway.routes import build_destinations
-from gateway.secrets import read_secret
+from gateway.api.server import ApiServer
+from gateway.delivery.worker import DeliveryWorker
+from gateway.errors import GatewayError
+from gateway.exporters.aggregate import factory as aggregate
+from gateway.exporters.aggregate.windows import AggregateWindows
+from gateway.exporters.registry import build_destinations
+from gateway.hub import DestinationStats
+from gateway.intake.alerts import AlertEngine
+from gateway.intake.pipeline import Pipeline, PipelineStats
+from gateway.privacy.consent import ConsentRegistry, ConsentRule
+from gateway.privacy.keys import load_or_create_key
+from gateway.privacy.references import References
+from gateway.privacy.restriction import Restrictions
+from gateway.privacy.retention import Retention
+from gateway.privacy.rights import Rights
 from gateway.settings import AggregateDestination, Settings
-from gateway.sinks.analytics import JsonBatchSink
-from gateway.store import Database, Priority, Transaction
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Priority, Transaction
+from gateway.storage.outbox import Outbox
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -74,10 +78,6 @@ def tune_runtime() -> None:
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-
-
-class GatewayError(Exception):
-    """The service could not keep running; the message says which part failed and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +115,7 @@ class Gateway:
         self.paths = Paths(settings.gateway.data_dir)
         self.consents = ConsentRegistry()
         self.restrictions = Restrictions()
+        self.consent_rule = ConsentRule(self.consents, self.restrictions)
         self.rights: Rights | None = None
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
@@ -137,7 +138,13 @@ class Gateway:
         try:
             await self.database.call(lambda c: self._seed_consents(c, references))
             self.rights = Rights(
-                self.settings, self.database, references, sealer, self.consents, self.restrictions
+                self.settings,
+                self.database,
+                references,
+                sealer,
+                self.consents,
+                self.restrictions,
+                outbox,
             )
             async with aiohttp.ClientSession() as session:
                 await self._serve(stop, session, references, sealer, outbox)
@@ -160,6 +167,10 @@ class Gateway:
         outbox: Outbox,
     ) -> None:
         built = build_destinations(self.settings, session)
+        assert self.rights is not None
+        for destination in built:
+            if destination.forget is not None:
+                self.rights.on_erasure(destination.forget)
         for destination in built:
             worker = DeliveryWorker(
                 destination.sink,
@@ -167,7 +178,7 @@ class Gateway:
                 outbox,
                 self.activity,
                 purpose=destination.route.purpose,
-                may_send=self._may_send,
+                may_send=self.consent_rule.may_send,
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
                 priority=Priority.ALERT if destination.route.category == "alert" else Priority.BULK,
@@ -190,6 +201,9 @@ class Gateway:
             self.activity,
             is_restricted=self.restrictions.is_restricted,
         )
+        for destination, worker in zip(built, self.workers, strict=False):
+            if destination.route.category == "reading":
+                worker.build = self.pipeline.builder(destination.route.name)
         self.source = BleSource(
             device_targets(self.settings),
             self.pipeline.submit,
@@ -231,16 +245,41 @@ class Gateway:
             )
             await self._shutdown(stopped, source_task, pipeline_task, worker_tasks)
 
+    # The hub's interface for the local API and the metrics (gateway.hub.Hub) ---------------
+
+    def is_ready(self) -> bool:
+        return self.ready.is_set()
+
+    def subject_rights(self) -> Rights:
+        assert self.rights is not None, "the API starts after the gateway has its rights service"
+        return self.rights
+
+    def consent_purposes(self, subject_ref: str) -> dict[str, bool]:
+        return self.consents.purposes(subject_ref)
+
+    def is_restricted(self, subject_ref: str) -> bool:
+        return self.restrictions.is_restricted(subject_ref)
+
+    def device_status(self) -> list[DeviceStatus]:
+        return self.source.status() if self.source is not None else []
+
+    def pipeline_stats(self) -> tuple[PipelineStats, int] | None:
+        return None if self.pipeline is None else (self.pipeline.stats, self.pipeline.pending)
+
+    def delivery_stats(self) -> list[DestinationStats]:
+        return [DestinationStats(w.sink.name, w.purpose, w.stats) for w in self.workers]
+
+    async def on_database(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.database.call(function, priority=Priority.INTAKE)
+
+    def wake_delivery(self) -> None:
+        for worker in self.workers:
+            worker.wake()
+
     async def status(self) -> dict[str, Any]:
         """A snapshot for operators: devices, per-destination queue and health, pipeline counts."""
         depth = await self.database.call(Outbox.depth)
-        dead = dict(
-            await self.database.call(
-                lambda c: c.execute(
-                    "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
-                ).fetchall()
-            )
-        )
+        dead = await self.database.call(Outbox.dead_letter_counts)
         destinations = []
         kinds = {d.name: d.kind for d in self.settings.destinations}
         for worker in self.workers:
@@ -268,7 +307,7 @@ class Gateway:
                 **asdict(device),
                 "last_seen": device.last_seen.isoformat() if device.last_seen else None,
             }
-            for device in (self.source.status() if self.source else [])
+            for device in self.device_status()
         ]
         return {
             "version": __version__,
@@ -297,54 +336,23 @@ class Gateway:
         for destination in self.settings.destinations:
             if not isinstance(destination, AggregateDestination):
                 continue
-            token = read_secret(
-                f"destinations.{destination.name}.token",
-                destination.token_file,
-                destination.token_env,
-                required=False,
-            )
-            sink = JsonBatchSink(
-                destination,
-                session,
-                token,
-                key="reports",
-                max_batch=1,
-                max_bytes=None,
-                linger_s=0.0,
-            )
             worker = DeliveryWorker(
-                sink,
+                aggregate.build_sink(destination, session),
                 self.database,
                 outbox,
                 self.activity,
                 purpose=destination.purpose,
-                may_send=self._may_send,
+                may_send=self.consent_rule.may_send,
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
             )
             self.workers.append(worker)
             aggregators.append(
                 AggregateWindows(
-                    destination,
-                    self.database,
-                    outbox,
-                    sealer,
-                    self.consents,
-                    self.restrictions.is_restricted,
-                    worker.wake,
+                    destination, self.database, outbox, sealer, self.consent_rule, worker.wake
                 )
             )
         return aggregators
-
-    def _may_send(self, item: QueuedItem) -> bool:
-        """Consent and restriction are checked again when sending, not only when queuing."""
-        if item.category == "aggregate":
-            return True  # anonymous: built only from consenting, unrestricted people's readings
-        if self.restrictions.is_restricted(item.subject_ref):
-            return False
-        if item.legal_basis == "vital_interest":
-            return True
-        return self.consents.is_granted(item.subject_ref, item.purpose)
 
     async def _shutdown(
         self,

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import orjson
 
-from gateway import audit
+from gateway.privacy import audit
 from gateway.settings import ConfigError, Settings
+from gateway.storage.database import open_read_only
 
 
 def verify_audit(settings: Settings, *, as_json: bool) -> int:
     path = settings.gateway.data_dir / "gateway.db"
     if not path.exists():
         raise ConfigError(f"gateway.data_dir: no database at {path}; has the gateway run yet?")
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection = open_read_only(path)
     try:
         result = audit.verify(connection)
     finally:

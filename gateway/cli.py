@@ -24,7 +24,7 @@ from urllib.parse import quote
 import orjson
 
 from gateway import __version__
-from gateway.api.client import OperatorError
+from gateway.client import OperatorError
 from gateway.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -49,17 +49,6 @@ def _load(path: Path) -> Settings:
     return settings
 
 
-def personal_strings(settings: Settings) -> list[str]:
-    """Everything the log redactor must mask: identifiers, birth dates, device addresses."""
-    strings: list[str] = []
-    for subject in settings.subjects:
-        strings += [subject.id, subject.birth_date.isoformat()]
-        if subject.company_id:
-            strings.append(subject.company_id)
-    strings += [device.address for device in settings.devices]
-    return strings
-
-
 async def _serve(settings: Settings) -> None:
     from gateway.app import Gateway
 
@@ -71,7 +60,7 @@ async def _serve(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.logging import configure_logging
+    from gateway.logging import configure_logging, personal_strings
 
     settings = _load(args.config)
     configure_logging(
@@ -125,7 +114,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _operator_config(args: argparse.Namespace) -> Path:
-    from gateway.api.client import CONFIG_ENV, DEFAULT_CONFIG
+    from gateway.client import CONFIG_ENV, DEFAULT_CONFIG
 
     if args.config is not None:
         return Path(args.config)
@@ -133,7 +122,7 @@ def _operator_config(args: argparse.Namespace) -> Path:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from gateway.api.client import OperatorClient, api_url, operator_token
+    from gateway.client import OperatorClient, api_url, operator_token
 
     settings = load_settings(_operator_config(args))
     return OperatorClient(api_url(settings), operator_token(settings))
@@ -147,7 +136,7 @@ def _ask(
     body: Any = None,
     params: dict[str, str] | None = None,
 ) -> Any:
-    from gateway.api.client import run_call
+    from gateway.client import run_call
 
     return run_call(_client(args), method, path, body=body, params=params)
 
@@ -161,7 +150,7 @@ def _subject_path(subject: str, suffix: str = "") -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.api.client import status_text
+    from gateway.client import status_text
 
     status = _ask(args, "GET", "/api/status").json()
     if args.json:
@@ -172,7 +161,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from gateway.api.client import devices_table
+    from gateway.client import devices_table
 
     devices = _ask(args, "GET", "/api/devices").json()
     if args.json:
@@ -198,7 +187,7 @@ def _consent_changes(items: list[str]) -> dict[str, bool]:
 
 
 def cmd_consent(args: argparse.Namespace) -> int:
-    from gateway.api.client import short_time, table
+    from gateway.client import short_time, table
 
     changes = _consent_changes(args.changes)
     if not changes:
@@ -275,7 +264,7 @@ def cmd_restrict(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from gateway.api.client import dead_letters_text
+    from gateway.client import dead_letters_text
 
     if args.action == "requeue":
         try:
@@ -303,7 +292,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
-    from gateway.api.client import audit_text
+    from gateway.client import audit_text
 
     params = {"limit": str(args.limit)}
     if args.subject:

@@ -29,11 +29,10 @@ from aiohttp import web
 
 from gateway.activity import Activity, ActivityEntry
 from gateway.app import Gateway
-from gateway.cli import personal_strings
-from gateway.logging import configure_logging
+from gateway.exporters.webhook.signing import parse_secret, sign
+from gateway.logging import configure_logging, personal_strings
 from gateway.preflight import preflight
 from gateway.settings import load_settings
-from gateway.webhooks import parse_secret, sign
 
 
 def compact_values(values: dict[str, tuple[float, str]]) -> str:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from bleak.exc import BleakDBusError, BleakError
 
 from devices.sim.dbus_daemon import DbusDaemonMissing
-from gateway.store import StoreError
+from gateway.storage.database import StoreError
+
+
+class GatewayError(Exception):
+    """The service could not keep running; the message says which part failed and why."""
 
 
 def describe(exc: BaseException) -> str | None:
     """One line for a known operational failure; None for a bug (which should show a traceback)."""
-    from gateway.app import GatewayError
-
     if isinstance(exc, DbusDaemonMissing | StoreError | GatewayError):
         return str(exc)
     if isinstance(exc, BleakDBusError):

@@ -9,12 +9,26 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 import structlog
 
 from filters.redact import Redactor
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+
+def personal_strings(settings: Settings) -> list[str]:
+    """Everything the log redactor must mask: identifiers, birth dates, device addresses."""
+    strings: list[str] = []
+    for subject in settings.subjects:
+        strings += [subject.id, subject.birth_date.isoformat()]
+        if subject.company_id:
+            strings.append(subject.company_id)
+    strings += [device.address for device in settings.devices]
+    return strings
 
 
 def _orjson_text(event: object, **_: object) -> str:

@@ -23,10 +23,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from gateway import __version__
 from gateway.activity import ActivityEntry
-from gateway.outbox import Outbox
+from gateway.storage.outbox import Outbox
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.hub import Hub
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ALERT_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -42,18 +42,11 @@ class _Snapshot:
     now: float = 0.0
 
 
-def _dead_letter_counts(connection: object) -> dict[str, int]:
-    rows = connection.execute(  # type: ignore[attr-defined]
-        "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
-    ).fetchall()
-    return {destination: count for destination, count in rows}
-
-
 class GatewayMetrics(Collector):
     """One registry per gateway (so tests can run several in one process)."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
         self._snapshot = _Snapshot()
         self.received: Counter[str] = Counter()  # kind
         self.filtered: Counter[tuple[str, str]] = Counter()  # destination, outcome
@@ -68,7 +61,7 @@ class GatewayMetrics(Collector):
             registry=self.registry,
         )
         self.registry.register(self)
-        gateway.activity.subscribe(self.observe)
+        hub.activity.subscribe(self.observe)
 
     # The activity feed --------------------------------------------------------------------
 
@@ -96,10 +89,9 @@ class GatewayMetrics(Collector):
     # Scrapes ------------------------------------------------------------------------------
 
     async def refresh(self, now: float) -> None:
-        database = self._gateway.database
         self._snapshot = _Snapshot(
-            depth=await database.call(Outbox.depth),
-            dead=await database.call(_dead_letter_counts),
+            depth=await self._hub.on_database(Outbox.depth),
+            dead=await self._hub.on_database(Outbox.dead_letter_counts),
             now=now,
         )
 
@@ -107,7 +99,6 @@ class GatewayMetrics(Collector):
         return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Metric]:
-        gateway = self._gateway
         snapshot = self._snapshot
         info = GaugeMetricFamily(
             "health_gateway_info", "The gateway's version.", labels=["version"]
@@ -115,7 +106,7 @@ class GatewayMetrics(Collector):
         info.add_metric([__version__], 1)
         yield info
         ready = GaugeMetricFamily("health_gateway_ready", "1 once the gateway is running.")
-        ready.add_metric([], 1 if gateway.ready.is_set() else 0)
+        ready.add_metric([], 1 if self._hub.is_ready() else 0)
         yield ready
 
         received = CounterMetricFamily(
@@ -151,7 +142,7 @@ class GatewayMetrics(Collector):
         yield from self._device_metrics()
 
     def _pipeline_metrics(self) -> Iterator[Metric]:
-        pipeline = self._gateway.pipeline
+        intake = self._hub.pipeline_stats()
         dropped = CounterMetricFamily(
             "health_gateway_readings_dropped",
             "Readings not processed, per reason (minor, unbound, duplicate, transient).",
@@ -161,8 +152,8 @@ class GatewayMetrics(Collector):
         pending = GaugeMetricFamily(
             "health_gateway_pipeline_pending", "Readings received but not yet stored."
         )
-        if pipeline is not None:
-            stats = pipeline.stats
+        if intake is not None:
+            stats, waiting = intake
             for reason, count in (
                 ("minor", stats.dropped_minor),
                 ("unbound", stats.dropped_unbound),
@@ -171,7 +162,7 @@ class GatewayMetrics(Collector):
             ):
                 dropped.add_metric([reason], count)
             alerts.add_metric([], stats.alerts)
-            pending.add_metric([], pipeline.pending)
+            pending.add_metric([], waiting)
         yield dropped
         yield alerts
         yield pending
@@ -205,20 +196,19 @@ class GatewayMetrics(Collector):
             "Queued items not sent because consent was withdrawn or processing restricted.",
             labels=["destination"],
         )
-        for worker in self._gateway.workers:
-            name = worker.sink.name
+        for destination in self._hub.delivery_stats():
+            name, stats = destination.name, destination.stats
             count, first = snapshot.depth.get(name, (0, None))
             depth.add_metric([name], count)
             oldest.add_metric([name], 0.0 if first is None else max(0.0, snapshot.now - first))
             dead.add_metric([name], snapshot.dead.get(name, 0))
-            dead_total.add_metric([name], worker.stats.dead_letters)
-            retries.add_metric([name], worker.stats.retries)
-            withheld.add_metric([name], worker.stats.withheld)
+            dead_total.add_metric([name], stats.dead_letters)
+            retries.add_metric([name], stats.retries)
+            withheld.add_metric([name], stats.withheld)
         yield from (depth, oldest, dead, dead_total, retries, withheld)
 
     def _device_metrics(self) -> Iterator[Metric]:
-        source = self._gateway.source
-        statuses = source.status() if source is not None else []
+        statuses = self._hub.device_status()
         labels = ["device", "profile"]
         connected = GaugeMetricFamily(
             "health_gateway_device_connected", "1 while the device is connected.", labels=labels

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from devices.profiles import PROFILES
-from gateway.pseudonym_keys import load_key_ring
+from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
+from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
 from gateway.settings import (
     AggregateDestination,
@@ -14,7 +15,6 @@ from gateway.settings import (
     WebhookDestination,
 )
 from gateway.units import convertible
-from gateway.webhooks import SecretFormatError, parse_secret
 
 
 def preflight(settings: Settings) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from gateway.events import BoundReading
+from gateway.intake.events import BoundReading
 from gateway.models import Measurement, Quantity
 
 

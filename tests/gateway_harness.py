@@ -117,13 +117,9 @@ async def inject(gateway: Gateway, address: str, measurements: list[Measurement]
 
 
 async def queued(gateway: Gateway, destination: str) -> list[Any]:
-    """Everything queued for a destination (decrypted QueuedItems), oldest first."""
-    from gateway.crypto import Sealer
-    from gateway.keys import load_or_create_key
-    from gateway.outbox import Outbox
-
-    outbox = Outbox(Sealer(load_or_create_key(gateway.paths.storage_key)))
-    return await gateway.database.call(lambda c: outbox.due(c, destination, 10**9, float("inf")))
+    """Everything queued for a destination (QueuedItems with their payloads), oldest first."""
+    worker = next(w for w in gateway.workers if w.sink.name == destination)
+    return await worker.queued()
 
 
 async def table_count(gateway: Gateway, sql: str, *args: object) -> int:

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from gateway.alerts import AlertEngine
+from gateway.intake.alerts import AlertEngine
 from gateway.settings import AlertRuleSettings
 from tests.factories import bound, bp_measurement
 

@@ -10,7 +10,7 @@ import orjson
 from fhir.resources.R4B.bundle import Bundle
 from openapi_spec_validator import validate
 
-from gateway.api import ROUTES
+from gateway.api.server import ROUTES
 from tests.configs import ADULT, REFUSER
 from tests.hub_harness import PINS, Hub, cuff, running_hub, sign_in
 from tests.receivers import Answer

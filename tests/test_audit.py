@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-from gateway import audit
-from gateway.store import SCHEMA
+from gateway.privacy import audit
+from gateway.storage.database import SCHEMA
 
 
 @pytest.fixture

@@ -9,16 +9,16 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway import audit
 from gateway.activity import Activity
-from gateway.crypto import Sealer
-from gateway.delivery import DeliveryWorker, backoff_delay
-from gateway.outbox import NewItem, Outbox
+from gateway.delivery.worker import DeliveryWorker, backoff_delay
+from gateway.exporters.fhir.sender import FhirSink
+from gateway.exporters.webhook.sender import WebhookSink
+from gateway.exporters.webhook.signing import parse_secret
+from gateway.privacy import audit
 from gateway.settings import FhirDestination, WebhookDestination
-from gateway.sinks.fhir import FhirSink
-from gateway.sinks.webhook import WebhookSink
-from gateway.store import Database, Transaction
-from gateway.webhooks import parse_secret
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Transaction
+from gateway.storage.outbox import NewItem, Outbox
 from tests.configs import webhook_secret
 from tests.receivers import Answer, Receiver
 

@@ -13,8 +13,8 @@ import random
 from datetime import datetime, timedelta
 
 from gateway.models import Measurement, Quantity
-from gateway.outbox import Outbox
 from gateway.settings import parse_settings
+from gateway.storage.outbox import Outbox
 from tests.configs import ADULT, free_port
 from tests.gateway_harness import ActivityWatcher, inject, running_gateway
 from tests.receivers import Answer, Receiver, fhir_transaction_response

@@ -4,14 +4,14 @@ from datetime import datetime
 
 from fhir.resources.R4B.bundle import Bundle
 
-from gateway.events import reading_event
-from gateway.fhir import (
+from gateway.exporters.fhir.payload import (
     BLUETOOTH_ADDRESS_SYSTEM,
     LOINC,
     MDC,
     reading_entries,
     transaction_bundle,
 )
+from gateway.intake.events import reading_event
 from gateway.models import Measurement, Quantity
 from tests.factories import bound, bp_measurement
 
@@ -119,7 +119,7 @@ def test_a_bundle_spliced_from_stored_bytes_is_the_bundle_built_from_parsed_item
 
     import orjson
 
-    from gateway.fhir import bundle_from_stored
+    from gateway.exporters.fhir.payload import bundle_from_stored
 
     readings = [
         replace(bound(bp_measurement(120 + i), reading_id=f"r-{i}"), device_address=address)
@@ -140,7 +140,7 @@ def test_a_bundle_spliced_from_stored_bytes_is_the_bundle_built_from_parsed_item
 def test_stored_bytes_in_another_layout_are_not_spliced():
     import orjson
 
-    from gateway.fhir import bundle_from_stored
+    from gateway.exporters.fhir.payload import bundle_from_stored
 
     entries = reading_entries(reading_event(bound()), SYSTEM)
     good = orjson.dumps({"entries": entries})

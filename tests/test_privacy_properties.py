@@ -19,7 +19,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.events import age_on
+from gateway.intake.events import age_on
 from gateway.models import Measurement, Quantity
 from gateway.settings import ANALYTICS_FIELDS, parse_settings
 from tests.configs import free_port, webhook_secret

@@ -17,15 +17,16 @@ from filters.aggregate import aggregate
 from filters.chain import ChainContext, Item
 from filters.generalise import round_to_step, round_values
 from filters.pseudonymise import KeyRing, pseudonymise
-from gateway import audit
-from gateway.aggregates import AggregateWindows
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.outbox import Outbox
-from gateway.pseudonym_keys import load_key_ring
-from gateway.retention import Retention
+from gateway.exporters.aggregate.windows import AggregateWindows
+from gateway.privacy import audit
+from gateway.privacy.consent import ConsentRegistry, ConsentRule
+from gateway.privacy.pseudonym_keys import load_key_ring
+from gateway.privacy.restriction import Restrictions
+from gateway.privacy.retention import Retention
 from gateway.settings import AggregateDestination, ConfigError, parse_settings
-from gateway.store import Database, Transaction, reading_aad
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Transaction, reading_aad
+from gateway.storage.outbox import Outbox
 
 PERSON = "197001011234"
 
@@ -145,6 +146,8 @@ async def test_aggregate_windows_emit_each_closed_window_once(tmp_path):
     sealer = Sealer(b"s" * 32)
     outbox = Outbox(sealer)
     consents = ConsentRegistry()
+    restricted = Restrictions()
+    restricted.apply("s-restricted", True)
     clock = [1_000_000.0]
     destination = AggregateDestination(
         name="employer",
@@ -160,8 +163,7 @@ async def test_aggregate_windows_emit_each_closed_window_once(tmp_path):
         database,
         outbox,
         sealer,
-        consents,
-        lambda ref: ref == "s-restricted",
+        ConsentRule(consents, restricted),
         lambda: None,
         clock=lambda: clock[0],
     )
@@ -365,3 +367,34 @@ async def test_alerts_are_audited_without_the_measured_value(tmp_path):
     assert raised.data["severity"] == "critical" and raised.data["vital_interest"] is True
     assert raised.data["limit"] == 180 and raised.data["direction"] == "above"
     assert "197" not in orjson.dumps(raised.data).decode()
+
+
+def test_a_persons_pseudonyms_are_made_once_and_dropped_on_erasure_and_rotation():
+    from filters.pseudonymise import KeyRing, PseudonymCache
+
+    ring = KeyRing("k1", b"a" * 32)
+    cache = PseudonymCache(ring)
+    made = cache.pseudonym("product", "subject", "197001011234")
+    assert made == ring.pseudonym("product", "subject", "197001011234")  # the same pseudonym
+    assert cache.pseudonym("product", "subject", "197001011234") == made and len(cache) == 1
+    cache.pseudonym("product", "company", "5591464838")
+    cache.forget({"197001011234"})  # erased: nothing about them is kept
+    assert len(cache) == 1
+    cache.rotate(KeyRing("k2", b"b" * 32))
+    assert len(cache) == 0
+    rotated = cache.pseudonym("product", "subject", "197001011234")
+    assert rotated.startswith("k2.") and rotated != made
+    for index in range(PseudonymCache.MAX_ENTRIES + 10):  # bounded, whatever comes
+        cache.pseudonym("product", "subject", str(index))
+    assert len(cache) <= PseudonymCache.MAX_ENTRIES
+
+
+def test_a_persons_reference_is_made_once_and_dropped_on_erasure():
+    from gateway.privacy.references import References
+
+    references = References(b"r" * 32)
+    first = references.subject_ref("197001011234")
+    assert references.subject_ref("197001011234") == first
+    references.forget("197001011234")
+    assert References(b"r" * 32).subject_ref("197001011234") == first  # same key, same ref
+    assert references.subject_ref("197001011234") == first

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import Database, Priority, StoreError, Transaction
+from gateway.storage.database import Database, Priority, StoreError, Transaction
 
 
 async def opened(tmp_path: Path) -> Database:

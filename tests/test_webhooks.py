@@ -5,7 +5,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from gateway.webhooks import SecretFormatError, parse_secret, sign
+from gateway.exporters.webhook.signing import SecretFormatError, parse_secret, sign
 from tests.configs import webhook_secret
 
 

@@ -1,5 +1,5 @@
-"""The local HTTP API, the probes and the person's page, served by the gateway (DESIGN.md 2.5)."""
+"""The local HTTP API, the probes and the person's page, served by the gateway (DESIGN.md 2.5).
 
-from gateway.api.server import ROUTES, ApiServer, build_app
-
-__all__ = ["ROUTES", "ApiServer", "build_app"]
+Importing this package loads nothing: the server is ``gateway.api.server``, so a CLI command
+that only needs the operator client never pulls in the aiohttp server, metrics or prometheus.
+"""

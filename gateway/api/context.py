@@ -13,11 +13,11 @@ from gateway.activity import ActivityEntry
 from gateway.api.security import LoginLimiter, Network, Session, Sessions
 from gateway.api.summary import AlertMemory, SummaryBuilder
 from gateway.metrics import GatewayMetrics
-from gateway.rights import Rights
+from gateway.privacy.rights import Rights
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
-    from gateway.references import References
+    from gateway.hub import Hub
+    from gateway.privacy.references import References
 
 _REMEMBERED_READINGS = 4096
 _REFRESHES = frozenset({"stored", "alert.raised", "alert.resolved", "delivered"})
@@ -98,7 +98,7 @@ class Principal:
 
 @dataclass(slots=True)
 class ApiContext:
-    gateway: Gateway
+    hub: Hub
     references: References
     summaries: SummaryBuilder
     metrics: GatewayMetrics
@@ -112,9 +112,7 @@ class ApiContext:
 
     @property
     def rights(self) -> Rights:
-        rights = self.gateway.rights
-        assert rights is not None, "the API starts after the gateway has its rights service"
-        return rights
+        return self.hub.subject_rights()
 
 
 CONTEXT = web.AppKey("context", ApiContext)

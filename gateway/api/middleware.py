@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.api.context import PRINCIPAL, Principal, context_of
 from gateway.api.responses import ApiError, error_response
 from gateway.api.security import SESSION_COOKIE, address_allowed, same_secret
-from gateway.rights import SubjectNotFound
+from gateway.privacy.rights import SubjectNotFound
 
 log = structlog.get_logger(__name__)
 

@@ -12,15 +12,15 @@ import orjson
 import structlog
 from aiohttp import web
 
-from gateway import audit
 from gateway.api.context import ApiContext, context_of, principal_of
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
 from gateway.metrics import CONTENT_TYPE
-from gateway.outbox import Outbox
+from gateway.privacy import audit
 from gateway.settings import PURPOSES, FhirDestination
-from gateway.store import Priority, Transaction
+from gateway.storage.database import Transaction
+from gateway.storage.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = context_of(request).gateway.ready.is_set()
+    ready = context_of(request).hub.is_ready()
     return json_response({"ready": ready}, status=200 if ready else 503)
 
 
@@ -60,12 +60,12 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
-    gateway = context.gateway
-    statuses = {s.address: s for s in (gateway.source.status() if gateway.source else [])}
+    hub = context.hub
+    statuses = {s.address: s for s in hub.device_status()}
     sealer = context.summaries.sealer
-    newest = await gateway.database.call(lambda c: device_readings(c, sealer))
+    newest = await hub.on_database(lambda c: device_readings(c, sealer))
     devices = []
-    for index, device in enumerate(gateway.settings.devices, start=1):
+    for index, device in enumerate(hub.settings.devices, start=1):
         status = statuses.get(device.address)
         subjects = (
             [device.subject] if device.subject else sorted(set((device.users or {}).values()))
@@ -94,7 +94,7 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
 
 async def status(request: web.Request) -> web.Response:
     context = context_of(request)
-    snapshot = await context.gateway.status()
+    snapshot = await context.hub.status()
     snapshot["devices"] = await devices_of(context)
     snapshot["hub_time"] = datetime.now(UTC).isoformat()
     return json_response(snapshot)
@@ -118,7 +118,7 @@ async def subject_access(request: web.Request) -> web.Response:
 
 
 def identifier_system(context: ApiContext) -> str:
-    for destination in context.gateway.settings.destinations:
+    for destination in context.hub.settings.destinations:
         if isinstance(destination, FhirDestination):
             return destination.identifier_system
     return DEFAULT_IDENTIFIER_SYSTEM
@@ -158,7 +158,7 @@ async def subject_erase(request: web.Request) -> web.Response:
 
 
 def known_purposes(context: ApiContext) -> set[str]:
-    settings = context.gateway.settings
+    settings = context.hub.settings
     return (
         set(PURPOSES)
         | {d.purpose for d in settings.destinations}
@@ -186,7 +186,7 @@ async def subject_consent(request: web.Request) -> web.Response:
         subject_id, changes, principal_of(request).audit_source
     )
     context.events.notify(context.rights.subject_ref(subject_id))
-    consents = context.gateway.consents.purposes(context.rights.subject_ref(subject_id))
+    consents = context.hub.consent_purposes(context.rights.subject_ref(subject_id))
     return json_response(
         {
             "changed": result.changed,
@@ -214,9 +214,7 @@ async def subject_summary(request: web.Request) -> web.Response:
     subject_id = _subject_id(request)
     ref = context.rights.subject_ref(subject_id)
     now = time.time()
-    held = await context.gateway.database.call(
-        lambda c: context.summaries.read(c, ref, now), priority=Priority.INTAKE
-    )
+    held = await context.hub.on_database(lambda c: context.summaries.read(c, ref, now))
     mine = [
         {
             "name": d["name"] or d["label"],
@@ -231,7 +229,7 @@ async def subject_summary(request: web.Request) -> web.Response:
     summary = context.summaries.build(
         subject_id,
         held,
-        restricted=context.gateway.restrictions.is_restricted(ref),
+        restricted=context.hub.is_restricted(ref),
         devices=mine,
         alerts=context.alerts.for_subject(ref),
         now=now,
@@ -290,7 +288,7 @@ async def audit_log(request: web.Request) -> web.Response:
             connection, subject_ref=subject_ref, limit=limit if event is None else 100_000
         )
 
-    chain, entries = await context.gateway.database.call(read)
+    chain, entries = await context.hub.on_database(read)
     if event is not None:
         entries = [e for e in entries if e.event == event][:limit]
     return json_response(
@@ -313,7 +311,7 @@ async def audit_log(request: web.Request) -> web.Response:
 async def dead_letters(request: web.Request) -> web.Response:
     context = context_of(request)
     limit = _limit(request, 500, 10_000)
-    rows = await context.gateway.database.call(lambda c: Outbox.dead_letters(c, limit))
+    rows = await context.hub.on_database(lambda c: Outbox.dead_letters(c, limit))
     for row in rows:
         row["created_at"] = _iso(row["created_at"])
         row["failed_at"] = _iso(row["failed_at"])
@@ -335,22 +333,9 @@ async def requeue(request: web.Request) -> web.Response:
 
     def move(connection: sqlite3.Connection) -> tuple[list[int], list[int]]:
         with Transaction(connection):
-            marks = ",".join("?" * len(wanted))
-            present = {
-                row[0]
-                for row in connection.execute(
-                    f"SELECT id FROM dead_letters WHERE id IN ({marks})",  # noqa: S608
-                    wanted,
-                )
-            }
+            present = Outbox.dead_letter_ids(connection, wanted)
             Outbox.requeue(connection, sorted(present), now)
-            left = {
-                row[0]
-                for row in connection.execute(
-                    f"SELECT id FROM dead_letters WHERE id IN ({marks})",  # noqa: S608
-                    wanted,
-                )
-            }
+            left = Outbox.dead_letter_ids(connection, wanted)
             audit.append(
                 connection,
                 "dead_letters.requeued",
@@ -358,8 +343,7 @@ async def requeue(request: web.Request) -> web.Response:
             )
         return sorted(present - left), sorted(set(wanted) - present)
 
-    moved, missing = await context.gateway.database.call(move)
-    for worker in context.gateway.workers:
-        worker.wake()
+    moved, missing = await context.hub.on_database(move)
+    context.hub.wake_delivery()
     log.info("dead_letters_requeued", items=len(moved))
     return json_response({"requeued": moved, "not_found": missing})

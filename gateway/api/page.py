@@ -13,7 +13,7 @@ from gateway.api.context import context_of
 from gateway.api.middleware import CSRF_HEADER, cross_site
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.security import SESSION_COOKIE, match_pin, same_secret
-from gateway.rights import SubjectNotFound
+from gateway.privacy.rights import SubjectNotFound
 
 log = structlog.get_logger(__name__)
 

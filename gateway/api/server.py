@@ -20,13 +20,14 @@ from gateway.api.security import (
     token_path,
 )
 from gateway.api.summary import SummaryBuilder
+from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.settings import split_listen
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
-    from gateway.crypto import Sealer
-    from gateway.references import References
+    from gateway.hub import Hub
+    from gateway.privacy.references import References
+    from gateway.storage.crypto import Sealer
 
 log = structlog.get_logger(__name__)
 
@@ -74,27 +75,25 @@ def build_app(context: ApiContext) -> web.Application:
 class ApiServer:
     """Started by ``Gateway._serve`` once the workers exist; stopped first at shutdown."""
 
-    def __init__(self, gateway: Gateway, references: References, sealer: Sealer) -> None:
-        self._gateway = gateway
+    def __init__(self, hub: Hub, references: References, sealer: Sealer) -> None:
+        self._hub = hub
         self._references = references
         self._sealer = sealer
         self._runner: web.AppRunner | None = None
         self.context: ApiContext | None = None
         self.url: str | None = None
         # Subscribe now, before any device is read, so no reading is missed by the metrics.
-        self.metrics = GatewayMetrics(gateway)
+        self.metrics = GatewayMetrics(hub)
 
     async def start(self) -> None:
-        from gateway.app import GatewayError
-
-        settings = self._gateway.settings
+        settings = self._hub.settings
         api = settings.gateway.api
         check_api_settings(settings)
         token, created = load_token(settings)
         if created:
             log.info("api_token_created", path=str(token_path(settings)))
         context = ApiContext(
-            gateway=self._gateway,
+            hub=self._hub,
             references=self._references,
             summaries=SummaryBuilder(settings, self._sealer),
             metrics=self.metrics,
@@ -103,8 +102,8 @@ class ApiServer:
             networks=parse_networks(api),
             sessions=Sessions(api.session_idle_s),
         )
-        self._gateway.activity.subscribe(context.events.observe)
-        self._gateway.activity.subscribe(context.alerts.observe)
+        self._hub.activity.subscribe(context.events.observe)
+        self._hub.activity.subscribe(context.alerts.observe)
         self.context = context
         runner = web.AppRunner(build_app(context), access_log=None, shutdown_timeout=1.0)
         await runner.setup()

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway import audit
 from gateway.activity import ActivityEntry
 from gateway.api.charts import Series, trend_svg
+from gateway.privacy import audit
 from gateway.settings import PURPOSES, Settings
-from gateway.store import reading_aad
+from gateway.storage import consents, readings
+from gateway.storage.database import reading_aad
 
 if TYPE_CHECKING:
-    from gateway.crypto import Sealer
+    from gateway.storage.crypto import Sealer
 
 TREND_DAYS = 30
 HISTORY_LIMIT = 100
@@ -250,46 +251,25 @@ class SummaryBuilder:
         since = (datetime.fromtimestamp(now, UTC) - timedelta(days=TREND_DAYS)).isoformat()
         recent = [
             self._open(reading_id, payload)
-            for reading_id, payload in connection.execute(
-                "SELECT reading_id, payload FROM readings WHERE subject_ref = ?"
-                " AND received_at >= ? ORDER BY received_at",
-                (ref, since),
-            )
+            for reading_id, payload in readings.of_subject(connection, ref, since)
         ]
         latest = [
             self._open(reading_id, payload)
-            for reading_id, payload in connection.execute(
-                "SELECT r.reading_id, r.payload FROM readings r JOIN"
-                " (SELECT kind, MAX(received_at) AS newest FROM readings WHERE subject_ref = ?"
-                "  GROUP BY kind) l ON r.kind = l.kind AND r.received_at = l.newest"
-                " WHERE r.subject_ref = ? ORDER BY r.kind",
-                (ref, ref),
-            )
+            for reading_id, payload in readings.newest_per_kind(connection, ref)
         ]
         entries = audit.entries(connection, subject_ref=ref, limit=HISTORY_LIMIT)
         ids = sorted({str(e.data["reading_id"]) for e in entries if "reading_id" in e.data})
-        kinds: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            kinds.update(
-                connection.execute(
-                    f"SELECT reading_id, kind FROM readings WHERE reading_id IN ({marks})",  # noqa: S608
-                    chunk,
-                ).fetchall()
-            )
-        consents = {
-            purpose: (bool(granted), changed_at)
-            for purpose, granted, changed_at in connection.execute(
-                "SELECT purpose, granted, changed_at FROM consents WHERE subject_ref = ?", (ref,)
-            )
+        kinds = readings.kinds(connection, ids)
+        choices = {
+            purpose: (granted, changed_at)
+            for purpose, granted, changed_at, _source in consents.of_subject(connection, ref)
         }
         return {
             "recent": recent,
             "latest": latest,
             "entries": entries,
             "kinds": kinds,
-            "consents": consents,
+            "consents": choices,
         }
 
     def _open(self, reading_id: str, payload: bytes) -> dict[str, Any]:
@@ -550,10 +530,7 @@ def device_readings(
 ) -> dict[str, dict[str, Any]]:
     """Per device address: the clock offset and time of its newest stored reading."""
     found: dict[str, dict[str, Any]] = {}
-    rows = connection.execute(
-        "SELECT reading_id, payload FROM readings ORDER BY received_at DESC LIMIT ?", (limit,)
-    )
-    for reading_id, payload in rows:
+    for reading_id, payload in readings.newest(connection, limit):
         event = orjson.loads(sealer.open(payload, reading_aad(reading_id)))
         address = event.get("device_address")
         if address and address not in found:

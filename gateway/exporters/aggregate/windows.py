@@ -20,11 +20,12 @@ import orjson
 import structlog
 
 from filters.aggregate import aggregate
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.outbox import PRIORITY_OTHER, NewItem, Outbox
+from gateway.privacy.consent import ConsentRule
 from gateway.settings import AggregateDestination
-from gateway.store import Database, Transaction, reading_aad
+from gateway.storage import meta, readings
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Transaction, reading_aad
+from gateway.storage.outbox import PRIORITY_OTHER, NewItem, Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +43,7 @@ class AggregateWindows:
         database: Database,
         outbox: Outbox,
         sealer: Sealer,
-        consents: ConsentRegistry,
-        is_restricted: Callable[[str], bool],
+        rule: ConsentRule,
         wake: Callable[[], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -51,8 +51,7 @@ class AggregateWindows:
         self._database = database
         self._outbox = outbox
         self._sealer = sealer
-        self._consents = consents
-        self._is_restricted = is_restricted
+        self._rule = rule
         self._wake = wake
         self._clock = clock
         self.reports = 0
@@ -76,24 +75,19 @@ class AggregateWindows:
 
     def _emit(self, connection: sqlite3.Connection, now: float) -> int:
         key = f"aggregate:{self.destination.name}:next_window"
-        row = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is None:
+        stored = meta.get(connection, key)
+        if stored is None:
             with Transaction(connection):
-                connection.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    (key, str(self._window_start(now))),
-                )
+                meta.put(connection, key, str(self._window_start(now)))
             return 0
-        start = float(row[0])
+        start = float(stored)
         emitted = 0
         size = self.destination.window_s
         while start + size <= now:
             report = self._report(connection, start, start + size)
             with Transaction(connection):
                 self._outbox.enqueue(connection, [report], now)
-                connection.execute(
-                    "UPDATE meta SET value = ? WHERE key = ?", (str(start + size), key)
-                )
+                meta.put(connection, key, str(start + size))
             emitted += 1
             start += size
         self.reports += emitted
@@ -102,15 +96,11 @@ class AggregateWindows:
     def _report(self, connection: sqlite3.Connection, start: float, end: float) -> NewItem:
         destination = self.destination
         purpose = destination.purpose
-        rows = connection.execute(
-            "SELECT reading_id, subject_ref, payload FROM readings"
-            " WHERE received_at >= ? AND received_at < ?",
-            (_iso(start), _iso(end)),
-        )
+        rows = readings.received_between(connection, _iso(start), _iso(end))
         events = (
             (ref, orjson.loads(self._sealer.open(payload, reading_aad(reading_id))))
             for reading_id, ref, payload in rows
-            if self._consents.is_granted(ref, purpose) and not self._is_restricted(ref)
+            if self._rule.basis(ref, purpose, category="reading", vital_interest=False)
         )
         body: dict[str, Any] = {
             "window": {"start": _iso(start), "end": _iso(end)},

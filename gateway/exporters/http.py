@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from gateway.sinks import Outcome, excerpt, is_retryable, parse_retry_after
+from gateway.exporters.base import Outcome, excerpt, is_retryable, parse_retry_after
 
 
 async def post(

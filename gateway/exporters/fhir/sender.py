@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.fhir import bundle_from_stored, transaction_bundle
-from gateway.outbox import QueuedItem
+from gateway.exporters.base import Outcome, excerpt, is_retryable
+from gateway.exporters.fhir.payload import bundle_from_stored, transaction_bundle
+from gateway.exporters.http import post
 from gateway.settings import FhirDestination
-from gateway.sinks import Outcome, excerpt, is_retryable
-from gateway.sinks.http import post
+from gateway.storage.outbox import QueuedItem
 
 
 def _status_code(entry: dict[str, Any]) -> int | None:

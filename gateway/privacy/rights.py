@@ -8,44 +8,28 @@ transaction has committed, so they never claim something the database does not h
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from gateway import audit
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.fhir import reading_entries
-from gateway.outbox import Outbox
-from gateway.references import References
+from gateway.exporters.fhir.payload import reading_entries
+from gateway.privacy import audit
+from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.references import References
+from gateway.privacy.restriction import Restrictions
 from gateway.settings import Settings, SubjectSettings
-from gateway.store import Database, Priority, Transaction, reading_aad
+from gateway.storage import consents as consent_rows
+from gateway.storage import readings
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Priority, Transaction, reading_aad
+from gateway.storage.outbox import Outbox
 
 
 class SubjectNotFound(KeyError):
     """No configured subject has this id."""
-
-
-class Restrictions:
-    """Subjects who restricted processing: their readings are stored, never disclosed."""
-
-    def __init__(self) -> None:
-        self._restricted: set[str] = set()
-
-    def load(self, connection: sqlite3.Connection) -> None:
-        rows = connection.execute("SELECT subject_ref FROM restrictions WHERE restricted = 1")
-        self._restricted = {row[0] for row in rows}
-
-    def is_restricted(self, subject_ref: str) -> bool:
-        return subject_ref in self._restricted
-
-    def apply(self, subject_ref: str, restricted: bool) -> None:
-        if restricted:
-            self._restricted.add(subject_ref)
-        else:
-            self._restricted.discard(subject_ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +47,22 @@ class Rights:
         sealer: Sealer,
         consents: ConsentRegistry,
         restrictions: Restrictions,
+        outbox: Outbox,
     ) -> None:
+        self._outbox = outbox
+        # What else keeps a person's identifiers in memory (exporters' pseudonym caches).
+        self._forgetters: list[Callable[[Collection[str]], None]] = []
         self._subjects = {subject.id: subject for subject in settings.subjects}
         self._database = database
         self._references = references
         self._sealer = sealer
         self._consents = consents
         self._restrictions = restrictions
+
+    def on_erasure(self, forget: Callable[[Collection[str]], None]) -> None:
+        """``forget(identifiers)`` is called with a person's identifiers once their data is
+        erased, so nothing derived from them is kept in memory either."""
+        self._forgetters.append(forget)
 
     def subject(self, subject_id: str) -> SubjectSettings:
         try:
@@ -104,21 +97,13 @@ class Rights:
         }
 
     def _held(self, connection: sqlite3.Connection, ref: str) -> dict[str, Any]:
-        readings = [
+        held_readings = [
             orjson.loads(self._sealer.open(payload, reading_aad(reading_id)))
-            for reading_id, payload in connection.execute(
-                "SELECT reading_id, payload FROM readings WHERE subject_ref = ?"
-                " ORDER BY received_at",
-                (ref,),
-            )
+            for reading_id, payload in readings.of_subject(connection, ref)
         ]
-        consents = {
-            purpose: {"granted": bool(granted), "changed_at": changed_at, "source": source}
-            for purpose, granted, changed_at, source in connection.execute(
-                "SELECT purpose, granted, changed_at, source FROM consents WHERE subject_ref = ?"
-                " ORDER BY purpose",
-                (ref,),
-            )
+        choices = {
+            purpose: {"granted": granted, "changed_at": changed_at, "source": source}
+            for purpose, granted, changed_at, source in consent_rows.of_subject(connection, ref)
         }
         queued = [
             {
@@ -129,11 +114,7 @@ class Rights:
                 "queued_at": datetime.fromtimestamp(t, UTC).isoformat(),
                 "attempts": a,
             }
-            for d, p, c, r, t, a in connection.execute(
-                "SELECT destination, purpose, category, reading_id, created_at, attempts"
-                " FROM outbox WHERE subject_ref = ? ORDER BY id",
-                (ref,),
-            )
+            for d, p, c, r, t, a in Outbox.queued_of_subject(connection, ref)
         ]
         dead_letters = [
             {
@@ -144,19 +125,15 @@ class Rights:
                 "status": s,
                 "failed_at": datetime.fromtimestamp(t, UTC).isoformat(),
             }
-            for d, p, c, r, s, t in connection.execute(
-                "SELECT destination, purpose, category, reading_id, status, failed_at"
-                " FROM dead_letters WHERE subject_ref = ? ORDER BY id",
-                (ref,),
-            )
+            for d, p, c, r, s, t in Outbox.dead_letters_of_subject(connection, ref)
         ]
         entries = [
             {"seq": e.seq, "at": e.at, "event": e.event, **e.data}
             for e in audit.entries(connection, subject_ref=ref, limit=100_000)
         ]
         return {
-            "readings": readings,
-            "consents": consents,
+            "readings": held_readings,
+            "consents": choices,
             "queued": queued,
             "dead_letters": dead_letters,
             "audit": entries,
@@ -219,18 +196,11 @@ class Rights:
         def erase(connection: sqlite3.Connection) -> tuple[dict[str, int], dict[str, bool]]:
             with Transaction(connection):
                 counts = {
-                    "readings": connection.execute(
-                        "DELETE FROM readings WHERE subject_ref = ?", (ref,)
-                    ).rowcount,
-                    "queued": Outbox.purge(connection, ref),
-                    "dead_letters": connection.execute(
-                        "DELETE FROM dead_letters WHERE subject_ref = ?", (ref,)
-                    ).rowcount,
-                    "consents": connection.execute(
-                        "DELETE FROM consents WHERE subject_ref = ?", (ref,)
-                    ).rowcount,
+                    "readings": readings.delete_of_subject(connection, ref),
+                    "queued": self._outbox.purge(connection, ref),
+                    "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
+                    "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
                 }
-                connection.execute("DELETE FROM restrictions WHERE subject_ref = ?", (ref,))
                 withdrawn = {purpose: False for purpose in sorted(purposes)}
                 self._consents.write(connection, ref, withdrawn, source=f"erasure:{source}")
                 audit.append(
@@ -244,6 +214,11 @@ class Rights:
         counts, withdrawn = await self._database.call(erase, priority=Priority.INTAKE)
         self._consents.apply(ref, withdrawn)
         self._restrictions.apply(ref, False)
+        subject = self.subject(subject_id)
+        identifiers = {subject.id} | ({subject.company_id} if subject.company_id else set())
+        self._references.forget(subject.id)
+        for forget in self._forgetters:
+            forget(identifiers)
         return counts
 
     # Restriction and consent ----------------------------------------------------------------
@@ -253,12 +228,8 @@ class Rights:
 
         def write(connection: sqlite3.Connection) -> None:
             with Transaction(connection):
-                connection.execute(
-                    "INSERT INTO restrictions (subject_ref, restricted, changed_at, source)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (subject_ref) DO UPDATE SET"
-                    " restricted = excluded.restricted, changed_at = excluded.changed_at,"
-                    " source = excluded.source",
-                    (ref, int(restricted), datetime.now(UTC).isoformat(), source),
+                consent_rows.record_restriction(
+                    connection, ref, restricted, datetime.now(UTC).isoformat(), source
                 )
                 audit.append(
                     connection,
@@ -285,7 +256,7 @@ class Rights:
                     self._consents.write(connection, ref, effective, source=source)
                 for purpose, granted in effective.items():
                     if not granted:
-                        purged[purpose] = Outbox.purge(connection, ref, purpose)
+                        purged[purpose] = self._outbox.purge(connection, ref, purpose)
                         audit.append(
                             connection,
                             "consent.withdrawn.purged",

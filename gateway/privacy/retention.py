@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from gateway import audit
-from gateway.store import Database, Transaction
+from gateway.privacy import audit
+from gateway.storage import readings
+from gateway.storage.database import Database, Transaction
+from gateway.storage.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -37,14 +39,12 @@ class Retention:
     def _delete(self, connection: sqlite3.Connection, cutoff: float) -> dict[str, int]:
         with Transaction(connection):
             counts = {
-                "readings": connection.execute(
-                    "DELETE FROM readings WHERE received_at < ?",
-                    (datetime.fromtimestamp(cutoff, UTC).isoformat(),),
-                ).rowcount,
-                "dead_letters": connection.execute(
-                    "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
-                ).rowcount,
+                "dead_letters": Outbox.delete_dead_letters_before(connection, cutoff),
             }
+            # Dead letters first: a reading stays while an item waits to be built from it.
+            counts["readings"] = readings.delete_received_before(
+                connection, datetime.fromtimestamp(cutoff, UTC).isoformat()
+            )
             if any(counts.values()):
                 audit.append(
                     connection, "retention.deleted", {"retention_days": self.days, **counts}

@@ -10,7 +10,11 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from gateway import audit
+from filters.consent import disclosure_basis
+from gateway.privacy import audit
+from gateway.privacy.restriction import Restrictions
+from gateway.storage import consents
+from gateway.storage.outbox import QueuedItem
 
 
 class ConsentRegistry:
@@ -18,8 +22,7 @@ class ConsentRegistry:
         self._granted: dict[tuple[str, str], bool] = {}
 
     def load(self, connection: sqlite3.Connection) -> None:
-        rows = connection.execute("SELECT subject_ref, purpose, granted FROM consents")
-        self._granted = {(ref, purpose): bool(granted) for ref, purpose, granted in rows}
+        self._granted = consents.load(connection)
 
     def is_granted(self, subject_ref: str, purpose: str) -> bool:
         """Absent means not granted."""
@@ -50,13 +53,7 @@ class ConsentRegistry:
     ) -> None:
         """Persist and audit a change inside the caller's transaction (memory is not touched)."""
         now = datetime.now(UTC)
-        connection.executemany(
-            "INSERT INTO consents (subject_ref, purpose, granted, changed_at, source)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject_ref, purpose) DO UPDATE SET"
-            " granted = excluded.granted, changed_at = excluded.changed_at,"
-            " source = excluded.source",
-            [(subject_ref, p, int(g), now.isoformat(), source) for p, g in consent.items()],
-        )
+        consents.record(connection, subject_ref, consent, now.isoformat(), source)
         audit.append(
             connection,
             "consent.changed",
@@ -69,3 +66,42 @@ class ConsentRegistry:
         """Make a committed change visible to the hot path."""
         for purpose, granted in consent.items():
             self._granted[(subject_ref, purpose)] = granted
+
+
+class ConsentRule:
+    """The consent rule (``filters.consent.disclosure_basis``) over the hub's current state.
+
+    One instance serves both moments the rule is applied: when a reading or an alert is
+    queued (every destination's chain starts with ``filters.consent.consent_gate``, fed by the
+    same registry and restrictions) and when a queued item is about to be sent (``may_send``).
+    """
+
+    def __init__(self, consents: ConsentRegistry, restrictions: Restrictions) -> None:
+        self.consents = consents
+        self.restrictions = restrictions
+
+    def basis(
+        self, subject_ref: str, purpose: str, *, category: str, vital_interest: bool
+    ) -> str | None:
+        """The legal basis for disclosing this now, or None when it may not be disclosed."""
+        return disclosure_basis(
+            granted=self.consents.is_granted(subject_ref, purpose),
+            restricted=self.restrictions.is_restricted(subject_ref),
+            category=category,
+            vital_interest=vital_interest,
+        )
+
+    def may_send(self, item: QueuedItem) -> bool:
+        """Checked again when sending, not only when queuing: a withdrawal or a restriction
+        made while an item waited stops it."""
+        if item.category == "aggregate":
+            return True  # anonymous: built only from consenting, unrestricted people's readings
+        return (
+            self.basis(
+                item.subject_ref,
+                item.purpose,
+                category=item.category,
+                vital_interest=item.legal_basis == "vital_interest",
+            )
+            is not None
+        )

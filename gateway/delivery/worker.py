@@ -4,7 +4,12 @@ The worker sleeps until it is woken (something was queued) or the earliest retry
 no polling loop. Failures that may pass (connection errors, timeouts, 408, 425, 429, 5xx) are
 retried forever with exponential backoff and full jitter, honouring ``Retry-After``; other 4xx
 answers move the item to the dead-letter table, where an operator can see and re-queue it.
-A delivered item leaves the outbox in the same transaction that audits its disclosure.
+A delivered batch leaves the outbox in the same transaction that audits its disclosure: one
+audit entry per batch, naming its readings and their people (``audit.batch_entry``).
+
+Readings are queued as small rows naming the stored reading; a batch's payloads are those built
+at intake when still in memory, otherwise built here from the stored readings by the
+destination's route (``build``), after consent and restriction are checked again.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from gateway import audit
 from gateway.activity import Activity
-from gateway.outbox import Outbox, QueuedItem
-from gateway.sinks import Outcome, Sink
-from gateway.store import Database, Priority, Transaction
+from gateway.exporters.base import Outcome, Sink
+from gateway.privacy import audit
+from gateway.storage.database import Database, Priority, Transaction
+from gateway.storage.outbox import Outbox, QueuedItem
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +42,37 @@ class WorkerStats:
     last_error: str | None = None
     last_error_at: float | None = None
     last_delivery_at: float | None = None
+
+
+# Why a queued item was not sent (the audit log's ``withheld`` entries say it).
+WITHDRAWN = "consent withdrawn or restricted"
+GONE = "the reading is no longer stored"
+
+
+def disclosure_entries(
+    delivered: list[QueuedItem],
+) -> list[tuple[str, dict[str, Any], str | None]]:
+    """One audit entry per delivered batch naming its readings (one per group of items that
+    went on the same terms: a batch of readings is one group; aggregates name no one)."""
+    groups: dict[tuple[str, str, str, tuple[str, ...]], list[QueuedItem]] = {}
+    for item in delivered:
+        terms = (item.purpose, item.legal_basis, item.category, item.fields)
+        groups.setdefault(terms, []).append(item)
+    entries: list[tuple[str, dict[str, Any], str | None]] = []
+    for (purpose, legal_basis, category, fields), items in groups.items():
+        common = {
+            "destination": items[0].destination,
+            "purpose": purpose,
+            "legal_basis": legal_basis,
+            "category": category,
+            "fields": list(fields),
+        }
+        if category == "aggregate":  # anonymous: one entry per report, about no one
+            entries += [("disclosure", {**common, "reading_id": i.reading_id}, None) for i in items]
+            continue
+        readings = [(item.subject_ref, item.reading_id) for item in items]
+        entries.append(("disclosure", audit.batch_entry(common, readings), None))
+    return entries
 
 
 def backoff_delay(attempts: int, initial_s: float, max_s: float, rng: random.Random) -> float:
@@ -58,6 +95,7 @@ class DeliveryWorker:
         retry_max_s: float,
         rng: random.Random | None = None,
         priority: Priority = Priority.BULK,
+        build: Callable[[QueuedItem], bytes | None] | None = None,
     ) -> None:
         self.sink = sink
         self.purpose = purpose
@@ -66,6 +104,8 @@ class DeliveryWorker:
         self._outbox = outbox
         self._activity = activity
         self._may_send = may_send
+        # Builds a queued reading's payload from the stored reading (None: it may not go now).
+        self.build = build
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._rng = rng or random.Random()
@@ -79,6 +119,18 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def queued(self) -> list[QueuedItem]:
+        """Everything queued for this destination, oldest first, with the payloads it would
+        send (an item that may not go now has an empty ``body``)."""
+        name = self.sink.name
+        items = await self._database.call(
+            lambda c: self._outbox.due(c, name, 10**9, float("inf")), priority=self._priority
+        )
+        for item in items:
+            if item.needs_build and self.build is not None:
+                item.body = self.build(item) or b""
+        return items
 
     def drain(self) -> None:
         """Deliver what is due now, then return from ``run`` instead of waiting for more."""
@@ -176,9 +228,19 @@ class DeliveryWorker:
         it is sent and audited; consent is checked when it is sent, not when it is read.
         """
         sendable: list[QueuedItem] = []
-        withheld: list[QueuedItem] = []
+        withheld: list[tuple[QueuedItem, str]] = []
         for item in batch:  # one pass: a membership test per item was quadratic in the batch
-            (sendable if self._may_send(item) else withheld).append(item)
+            if not self._may_send(item):
+                withheld.append((item, WITHDRAWN))
+                continue
+            if item.needs_build:
+                body = None if self.build is None else self.build(item)
+                if body is None:
+                    reason = GONE if item.event is None else WITHDRAWN
+                    withheld.append((item, reason))
+                    continue
+                item.body = body
+            sendable.append(item)
         read_ahead = None
         if len(batch) >= self.sink.max_batch and not self._draining:
             exclude = [item.id for item in batch]
@@ -206,7 +268,7 @@ class DeliveryWorker:
         self,
         applied: asyncio.Future[None],
         sendable: list[QueuedItem],
-        withheld: list[QueuedItem],
+        withheld: list[tuple[QueuedItem, str]],
         outcome: Outcome,
     ) -> None:
         await applied
@@ -222,32 +284,20 @@ class DeliveryWorker:
         self,
         connection: sqlite3.Connection,
         sent: list[QueuedItem],
-        withheld: list[QueuedItem],
+        withheld: list[tuple[QueuedItem, str]],
         outcome: Outcome,
     ) -> None:
         by_id = {item.id: item for item in sent}
         now = time.time()
         with Transaction(connection):
-            self._outbox.remove(connection, outcome.delivered + [item.id for item in withheld])
-            entries: list[tuple[str, dict[str, object], str | None]] = []
-            for item_id in outcome.delivered:
-                item = by_id[item_id]
-                disclosure = {
-                    "destination": item.destination,
-                    "purpose": item.purpose,
-                    "legal_basis": item.legal_basis,
-                    "category": item.category,
-                    "fields": list(item.fields),
-                    "reading_id": item.reading_id,
-                }
-                subject = None if item.category == "aggregate" else item.subject_ref
-                entries.append(("disclosure", disclosure, subject))
-            for item in withheld:
+            self._outbox.remove(connection, outcome.delivered + [item.id for item, _ in withheld])
+            entries = disclosure_entries([by_id[item_id] for item_id in outcome.delivered])
+            for item, reason in withheld:
                 withheld_entry = {
                     "destination": item.destination,
                     "purpose": item.purpose,
                     "reading_id": item.reading_id,
-                    "reason": "consent withdrawn or restricted",
+                    "reason": reason,
                 }
                 entries.append(("withheld", withheld_entry, item.subject_ref))
             if entries:
@@ -262,8 +312,17 @@ class DeliveryWorker:
                 retries.append((item_id, now + delay, outcome.reason or "retry"))
             self._outbox.reschedule(connection, retries)
             self._outbox.dead_letter(connection, outcome.failed)
+        # Settled for good: their payloads need not be kept (a retry keeps its payload).
+        settled = outcome.delivered + [item_id for item_id, _status, _text in outcome.failed]
+        self._outbox.cache.drop(
+            self.sink.name,
+            [by_id[item_id].idempotency_key for item_id in settled]
+            + [item.idempotency_key for item, _ in withheld],
+        )
 
-    def _report(self, sent: list[QueuedItem], withheld: list[QueuedItem], outcome: Outcome) -> None:
+    def _report(
+        self, sent: list[QueuedItem], withheld: list[tuple[QueuedItem, str]], outcome: Outcome
+    ) -> None:
         by_id = {item.id: item for item in sent}
         stats = self.stats
         stats.delivered += len(outcome.delivered)

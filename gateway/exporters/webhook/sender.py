@@ -6,11 +6,11 @@ import time
 
 import aiohttp
 
-from gateway.outbox import QueuedItem
+from gateway.exporters.base import Outcome
+from gateway.exporters.http import post
+from gateway.exporters.webhook.signing import sign
 from gateway.settings import WebhookDestination
-from gateway.sinks import Outcome
-from gateway.sinks.http import post
-from gateway.webhooks import sign
+from gateway.storage.outbox import QueuedItem
 
 
 class WebhookSink:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.events import BoundReading
+from gateway.intake.events import BoundReading
 from gateway.models import Measurement
 from gateway.settings import AlertRuleSettings
 from gateway.units import UnitError, convert

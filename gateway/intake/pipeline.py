@@ -22,18 +22,20 @@ import orjson
 import structlog
 
 from devices.source import Received
-from filters.chain import ChainContext, Filter, Item, run_chain
+from filters.chain import ChainContext, Item, run_chain
 from filters.minimise import FieldLeak, enforce_allow_list
-from gateway import audit
 from gateway.activity import Activity
-from gateway.alerts import AlertEngine, AlertEvent
-from gateway.consent import ConsentRegistry
-from gateway.crypto import Sealer
-from gateway.events import BoundReading, age_on, reading_event
-from gateway.outbox import PRIORITY_CARE, NewItem, Outbox
-from gateway.references import References
+from gateway.exporters.base import Route
+from gateway.intake.alerts import AlertEngine, AlertEvent
+from gateway.intake.events import BoundReading, age_on, reading_event
+from gateway.privacy import audit
+from gateway.privacy.consent import ConsentRegistry
+from gateway.privacy.references import References
 from gateway.settings import Settings, SubjectSettings
-from gateway.store import Database, Priority, Transaction, reading_aad
+from gateway.storage import readings
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import Database, Priority, Transaction, reading_aad
+from gateway.storage.outbox import PRIORITY_CARE, NewItem, Outbox, QueuedItem
 
 log = structlog.get_logger(__name__)
 
@@ -44,26 +46,6 @@ TRANSIENT_KINDS = frozenset({"cuff_pressure", "glucose_context"})
 # Readings taken from the queue per transaction: large enough that a burst costs few commits,
 # small enough that an alert never waits behind more than a few ms of other readings' work.
 MAX_BATCH = 32
-
-
-@dataclass(slots=True)
-class Route:
-    """One destination as the pipeline sees it: what it takes, its chain, and its payload format."""
-
-    name: str
-    purpose: str
-    category: str  # "reading" or "alert"
-    priority: int
-    steps: list[Filter]
-    allowed: frozenset[str]
-    format: Callable[[Item], dict[str, Any]]
-    wake: Callable[[], None] = lambda: None
-    # Destinations whose purpose needs no direct identifier: the serialised payload is checked
-    # for every configured identifier before it may enter the outbox.
-    forbid_identifiers: bool = False
-    # The payload is a flat event whose keys are the fields sent (analytics), rather than a
-    # format built from the fields (FHIR entries, alert bodies).
-    payload_is_event: bool = False
 
 
 @dataclass(slots=True)
@@ -175,7 +157,7 @@ class Pipeline:
             return
         ids = [reading.reading_id for reading in bound]
         known = await self._database.call(
-            lambda c: _existing_readings(c, ids), priority=Priority.INTAKE
+            lambda c: readings.existing(c, ids), priority=Priority.INTAKE
         )
         prepared: list[_Prepared] = []
         for reading in bound:
@@ -332,17 +314,60 @@ class Pipeline:
         vital: bool,
         key: str | None = None,
     ) -> NewItem | None:
-        item = Item(
-            reading.reading_id, reading.subject_ref, category, payload, vital_interest=vital
+        passed = self._pass(
+            route,
+            reading.reading_id,
+            reading.subject_ref,
+            reading.measurement.kind,
+            category,
+            payload,
+            vital=vital,
+        )
+        if passed is None:
+            return None
+        result, body = passed
+        return NewItem(
+            destination=route.name,
+            purpose=route.purpose,
+            category=category,
+            priority=route.priority,
+            subject_ref=reading.subject_ref,
+            reading_id=reading.reading_id,
+            idempotency_key=key or reading.reading_id,
+            legal_basis=result.legal_basis or "consent",
+            fields=result.fields,
+            payload=body,
+            from_reading=category == "reading",
         )
 
+    def _pass(
+        self,
+        route: Route,
+        reading_id: str,
+        subject_ref: str,
+        kind: str,
+        category: str,
+        payload: dict[str, Any],
+        *,
+        vital: bool,
+        report: bool = True,
+    ) -> tuple[Item, dict[str, Any]] | None:
+        """Run a route's chain and format over one reading's event; None when it may not go.
+
+        ``report``: say what was decided in the activity feed (at intake, not when a queued
+        item is rebuilt from its stored reading to be sent).
+        """
+        item = Item(reading_id, subject_ref, category, payload, vital_interest=vital)
+
         def verdict(passed: bool, **detail: Any) -> None:
+            if not report:
+                return
             self._activity.emit(
                 "filtered",
                 destination=route.name,
                 purpose=route.purpose,
                 category=category,
-                reading_id=reading.reading_id,
+                reading_id=reading_id,
                 passed=passed,
                 **detail,
             )
@@ -355,10 +380,7 @@ class Pipeline:
             body = route.format(result)
         except ValueError as exc:  # e.g. a kind this destination's format cannot express
             log.warning(
-                "destination_cannot_take",
-                destination=route.name,
-                kind=reading.measurement.kind,
-                reason=str(exc),
+                "destination_cannot_take", destination=route.name, kind=kind, reason=str(exc)
             )
             verdict(False, reason="this destination cannot take this kind of reading")
             return None
@@ -373,22 +395,36 @@ class Pipeline:
             return None
         if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body).lower()):
             self.stats.identifier_blocked += 1
-            log.error("identifier_blocked", destination=route.name, kind=reading.measurement.kind)
+            log.error("identifier_blocked", destination=route.name, kind=kind)
             verdict(False, reason="an identifier would have left; blocked")
             return None
         verdict(True, legal_basis=result.legal_basis)
-        return NewItem(
-            destination=route.name,
-            purpose=route.purpose,
-            category=category,
-            priority=route.priority,
-            subject_ref=reading.subject_ref,
-            reading_id=reading.reading_id,
-            idempotency_key=key or reading.reading_id,
-            legal_basis=result.legal_basis or "consent",
-            fields=result.fields,
-            payload=body,
-        )
+        return result, body
+
+    def builder(self, destination: str) -> Callable[[QueuedItem], bytes | None]:
+        """How a destination's queued reading is built again from the stored reading at send
+        time (after a restart, or when its payload was not kept in memory): the same route,
+        chain and format as at intake, so the bytes are the same (consent is checked again).
+        None: the reading is no longer stored, or may not go now."""
+        route = next(route for route in self._routes if route.name == destination)
+
+        def build(item: QueuedItem) -> bytes | None:
+            if item.event is None:
+                return None
+            event = orjson.loads(item.event)
+            passed = self._pass(
+                route,
+                item.reading_id,
+                item.subject_ref,
+                str(event.get("kind")),
+                item.category,
+                event,
+                vital=False,
+                report=False,
+            )
+            return None if passed is None else orjson.dumps(passed[1])
+
+        return build
 
     def _report_full(self, refused: list[NewItem]) -> None:
         for item in refused:
@@ -425,11 +461,7 @@ class Pipeline:
             for entry in prepared
         ]
         with Transaction(connection):
-            connection.executemany(
-                "INSERT OR IGNORE INTO readings (reading_id, subject_ref, kind, measured_at,"
-                " received_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            readings.insert(connection, rows)
             self._capacity.added(self._outbox.enqueue(connection, items, now))
             alert_entries = [
                 (alert.type, alert_audit_record(alert), entry.reading.subject_ref)
@@ -477,7 +509,7 @@ class OutboxCapacity:
 
     def is_full(self, connection: sqlite3.Connection, now: float) -> bool:
         if now - self._counted_at >= self.RECOUNT_S:
-            self._count = connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            self._count = Outbox.count(connection)
             self._counted_at = now
         return self._count >= self.limit
 
@@ -503,12 +535,6 @@ def identifier_pattern(settings: Settings) -> re.Pattern[bytes]:
     folded = {i.encode().lower() for i in identifiers}
     alternatives = sorted((re.escape(i) for i in folded), key=len, reverse=True)
     return re.compile(b"|".join(alternatives) or b"(?!)")
-
-
-def _existing_readings(connection: sqlite3.Connection, ids: list[str]) -> set[str]:
-    marks = ",".join("?" * len(ids))
-    rows = connection.execute(f"SELECT reading_id FROM readings WHERE reading_id IN ({marks})", ids)  # noqa: S608
-    return {row[0] for row in rows}
 
 
 def _is_minor(subject: SubjectSettings, on: date) -> bool:

@@ -22,103 +22,22 @@ from typing import Any, TypeVar
 
 import structlog
 
+from gateway.storage.schema import SCHEMA, SCHEMA_VERSION
+
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
 # Pages of write-ahead log after which the writer checkpoints by itself (SQLite's default is
 # 1,000): normally the checkpointer thread has done it long before.
 WRITER_CHECKPOINT_PAGES = 10_000
 CHECKPOINT_PAUSE_S = 0.2
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (
-    reading_id   TEXT PRIMARY KEY,
-    subject_ref  TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    measured_at  TEXT,
-    received_at  TEXT NOT NULL,
-    payload      BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS readings_by_subject ON readings (subject_ref, received_at);
-CREATE INDEX IF NOT EXISTS readings_by_age ON readings (received_at);
 
-CREATE TABLE IF NOT EXISTS outbox (
-    id               INTEGER PRIMARY KEY,
-    destination      TEXT NOT NULL,
-    purpose          TEXT NOT NULL,
-    category         TEXT NOT NULL,
-    priority         INTEGER NOT NULL,
-    subject_ref      TEXT NOT NULL,
-    reading_id       TEXT NOT NULL,
-    idempotency_key  TEXT NOT NULL,
-    legal_basis      TEXT NOT NULL,
-    fields           TEXT NOT NULL,
-    payload          BLOB NOT NULL,
-    size             INTEGER NOT NULL,
-    created_at       REAL NOT NULL,
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at  REAL NOT NULL,
-    last_error       TEXT,
-    UNIQUE (destination, idempotency_key)
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, next_attempt_at, priority, id);
-CREATE INDEX IF NOT EXISTS outbox_order ON outbox (destination, priority, id, next_attempt_at);
-CREATE INDEX IF NOT EXISTS outbox_by_subject ON outbox (subject_ref, purpose);
-
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id               INTEGER PRIMARY KEY,
-    destination      TEXT NOT NULL,
-    purpose          TEXT NOT NULL,
-    category         TEXT NOT NULL,
-    priority         INTEGER NOT NULL,
-    subject_ref      TEXT NOT NULL,
-    reading_id       TEXT NOT NULL,
-    idempotency_key  TEXT NOT NULL,
-    legal_basis      TEXT NOT NULL,
-    fields           TEXT NOT NULL,
-    payload          BLOB NOT NULL,
-    size             INTEGER NOT NULL,
-    created_at       REAL NOT NULL,
-    attempts         INTEGER NOT NULL,
-    failed_at        REAL NOT NULL,
-    status           INTEGER,
-    response         TEXT
-);
-
-CREATE TABLE IF NOT EXISTS consents (
-    subject_ref  TEXT NOT NULL,
-    purpose      TEXT NOT NULL,
-    granted      INTEGER NOT NULL,
-    changed_at   TEXT NOT NULL,
-    source       TEXT NOT NULL,
-    PRIMARY KEY (subject_ref, purpose)
-);
-
-CREATE TABLE IF NOT EXISTS meta (
-    key    TEXT PRIMARY KEY,
-    value  TEXT NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS restrictions (
-    subject_ref  TEXT PRIMARY KEY,
-    restricted   INTEGER NOT NULL,
-    changed_at   TEXT NOT NULL,
-    source       TEXT NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS audit (
-    seq        INTEGER PRIMARY KEY,
-    at         TEXT NOT NULL,
-    event      TEXT NOT NULL,
-    subject_ref TEXT,
-    data       BLOB NOT NULL,
-    prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject_ref, seq);
-"""
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection for tools that inspect a database the gateway may be running on
+    (``audit verify``); nothing can be written through it."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
 def reading_aad(reading_id: str) -> bytes:

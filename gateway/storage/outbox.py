@@ -1,8 +1,14 @@
 """The durable outbox: every item for every destination waits here until it is delivered.
 
-Items are sealed (AES-GCM) at rest, with the row's destination and idempotency key as
-associated data, so a payload cannot be swapped into another row. ``(destination,
-idempotency_key)`` is unique: a reading the device sends twice is queued once.
+Store once, send many: a reading is written once, sealed, in ``readings``; what waits for each
+destination is a small queue row naming it (``payload`` empty). The payload a destination gets
+is built from the stored reading when it is sent, by that destination's compiled route; the
+bytes built while the reading was taken in are kept in memory (``PayloadCache``, bounded) so
+the usual case, a destination that is up, does not build them twice. Alerts and aggregate
+reports are not readings: their payloads are stored in the row, sealed (AES-GCM) with the
+row's destination and idempotency key as associated data, so a payload cannot be swapped into
+another row. ``(destination, idempotency_key)`` is unique: a reading the device sends twice is
+queued once.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from typing import Any
 
 import orjson
 
-from gateway.crypto import Sealer
+from gateway.storage import readings
+from gateway.storage.crypto import Sealer
+from gateway.storage.database import reading_aad
+from gateway.storage.schema import FROM_READING
 
 PRIORITY_ALERT = 0
 PRIORITY_CARE = 1
@@ -35,9 +44,12 @@ class NewItem:
     legal_basis: str  # "consent" or "vital_interest"
     fields: tuple[str, ...]
     payload: dict[str, Any]
+    # True: only a queue row is written; the payload is rebuilt from the stored reading at
+    # send time (kept in memory meanwhile when there is room). False: the payload is stored.
+    from_reading: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QueuedItem:
     id: int
     destination: str
@@ -48,9 +60,16 @@ class QueuedItem:
     idempotency_key: str
     legal_basis: str
     fields: tuple[str, ...]
-    body: bytes  # the payload as stored: JSON, exactly as ``orjson.dumps`` wrote it
+    body: bytes  # the payload: JSON, exactly as ``orjson.dumps`` wrote it (b"": not built yet)
     attempts: int
     created_at: float
+    # For an item built from its reading and not in memory: the stored reading's event (JSON),
+    # or None when the reading is no longer stored. The delivery worker builds ``body`` from it.
+    event: bytes | None = None
+
+    @property
+    def needs_build(self) -> bool:
+        return not self.body
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -74,18 +93,82 @@ def _associated(destination: str, idempotency_key: str) -> bytes:
     return f"outbox\x1f{destination}\x1f{idempotency_key}".encode()
 
 
+# Payload bytes kept in memory for queued items built from readings. Enough for several
+# seconds of a busy hub; beyond it items are rebuilt from their readings when sent.
+PAYLOAD_CACHE_BYTES = 8 * 1024 * 1024
+
+
+class PayloadCache:
+    """Payloads built at intake, by (destination, idempotency key), until sent or evicted.
+
+    Only a speed-up: every entry can be rebuilt from the stored reading, so losing it (a
+    restart, eviction) loses nothing. Used on the database thread only. Entries of a person
+    are dropped when their queued items are purged (withdrawal, erasure).
+    """
+
+    def __init__(self, max_bytes: int = PAYLOAD_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: dict[tuple[str, str], tuple[str, str, bytes]] = {}
+
+    def put(self, destination: str, key: str, subject_ref: str, purpose: str, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        previous = self._entries.pop((destination, key), None)
+        if previous is not None:
+            self.size -= len(previous[2])
+        while self.size + len(body) > self.max_bytes and self._entries:
+            oldest = next(iter(self._entries))  # dicts keep insertion order: evict the oldest
+            self.size -= len(self._entries.pop(oldest)[2])
+        self._entries[(destination, key)] = (subject_ref, purpose, body)
+        self.size += len(body)
+
+    def get(self, destination: str, key: str) -> bytes | None:
+        entry = self._entries.get((destination, key))
+        return None if entry is None else entry[2]
+
+    def drop(self, destination: str, keys: list[str]) -> None:
+        for key in keys:
+            entry = self._entries.pop((destination, key), None)
+            if entry is not None:
+                self.size -= len(entry[2])
+
+    def forget(self, subject_ref: str, purpose: str | None = None) -> None:
+        """Drop a person's payloads (for one purpose, or all)."""
+        gone = [
+            key
+            for key, (ref, item_purpose, _body) in self._entries.items()
+            if ref == subject_ref and (purpose is None or item_purpose == purpose)
+        ]
+        for key in gone:
+            self.size -= len(self._entries.pop(key)[2])
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class Outbox:
     """SQL for the outbox tables; every method runs on the database thread."""
 
-    def __init__(self, sealer: Sealer) -> None:
+    def __init__(self, sealer: Sealer, cache: PayloadCache | None = None) -> None:
         self._sealer = sealer
+        self.cache = cache if cache is not None else PayloadCache()
 
     def enqueue(self, connection: sqlite3.Connection, items: list[NewItem], now: float) -> int:
         """Insert items inside the caller's transaction; returns how many were new."""
         rows = []
         for item in items:
             body = orjson.dumps(item.payload)
-            sealed = self._sealer.seal(body, _associated(item.destination, item.idempotency_key))
+            if item.from_reading:
+                # Only the queue row goes to disk; the reading itself is already stored.
+                sealed = FROM_READING
+                self.cache.put(
+                    item.destination, item.idempotency_key, item.subject_ref, item.purpose, body
+                )
+            else:
+                sealed = self._sealer.seal(
+                    body, _associated(item.destination, item.idempotency_key)
+                )
             rows.append(
                 (
                     item.destination,
@@ -120,10 +203,14 @@ class Outbox:
         now: float,
         max_bytes: int | None = None,
         exclude: list[int] | None = None,
+        *,
+        cached: bool = True,
     ) -> list[QueuedItem]:
         """Items due for delivery, in priority then queue order, at most ``limit`` of them and,
         when ``max_bytes`` is given, no more payload than that (but always at least one).
-        ``exclude``: ids to pass over (a batch that is being sent while the next is read)."""
+        ``exclude``: ids to pass over (a batch that is being sent while the next is read).
+        Items built from readings come with their payload when it is in memory (``cached``),
+        otherwise with their stored reading's event to build it from."""
         # Two plans, the same rows. Sorting the due range of ``outbox_due`` costs every due item
         # (a backlog of a million made each batch sort a million); walking ``outbox_order`` and
         # skipping what is not due costs the batch plus the items in back-off ahead of it. A
@@ -149,9 +236,21 @@ class Outbox:
                     cut = index
                     break
             rows = rows[:cut]
-        return [self._item(row[:-1]) for row in rows]
+        items = [self._item(row[:-1], cached) for row in rows]
+        missing = [item for item in items if item.needs_build]
+        if missing:
+            self._attach_events(connection, missing)
+        return items
 
-    def _item(self, row: tuple[Any, ...]) -> QueuedItem:
+    def _attach_events(self, connection: sqlite3.Connection, items: list[QueuedItem]) -> None:
+        """Read and open the stored readings that items not in memory are built from."""
+        stored = readings.sealed(connection, sorted({item.reading_id for item in items}))
+        for item in items:
+            sealed = stored.get(item.reading_id)
+            if sealed is not None:
+                item.event = self._sealer.open(sealed, reading_aad(item.reading_id))
+
+    def _item(self, row: tuple[Any, ...], cached: bool = True) -> QueuedItem:
         (
             id_,
             destination,
@@ -166,7 +265,10 @@ class Outbox:
             attempts,
             created_at,
         ) = row
-        body = self._sealer.open(sealed, _associated(destination, key))
+        if sealed == FROM_READING:
+            body = (self.cache.get(destination, key) if cached else None) or FROM_READING
+        else:
+            body = self._sealer.open(sealed, _associated(destination, key))
         return QueuedItem(
             id_,
             destination,
@@ -223,9 +325,11 @@ class Outbox:
             )
             connection.execute("DELETE FROM outbox WHERE id = ?", (id_,))
 
-    @staticmethod
-    def purge(connection: sqlite3.Connection, subject_ref: str, purpose: str | None = None) -> int:
+    def purge(
+        self, connection: sqlite3.Connection, subject_ref: str, purpose: str | None = None
+    ) -> int:
         """Drop queued items of a subject (for one purpose, or all); returns how many."""
+        self.cache.forget(subject_ref, purpose)
         if purpose is None:
             cursor = connection.execute("DELETE FROM outbox WHERE subject_ref = ?", (subject_ref,))
         else:
@@ -283,3 +387,66 @@ class Outbox:
                 connection.execute("DELETE FROM dead_letters WHERE id = ?", (id_,))
                 moved += 1
         return moved
+
+    @staticmethod
+    def count(connection: sqlite3.Connection) -> int:
+        """Items queued for every destination (the soft cap's exact count)."""
+        return int(connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    @staticmethod
+    def dead_letter_counts(connection: sqlite3.Connection) -> dict[str, int]:
+        rows = connection.execute(
+            "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
+        )
+        return {destination: count for destination, count in rows}
+
+    @staticmethod
+    def dead_letter_ids(connection: sqlite3.Connection, ids: list[int]) -> set[int]:
+        """Which of these ids are dead letters now."""
+        found: set[int] = set()
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[start : start + _IDS_PER_STATEMENT]
+            marks = ",".join("?" * len(chunk))
+            rows = connection.execute(
+                f"SELECT id FROM dead_letters WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    @staticmethod
+    def queued_of_subject(
+        connection: sqlite3.Connection, subject_ref: str
+    ) -> list[tuple[str, str, str, str, float, int]]:
+        """A person's queued items: (destination, purpose, category, reading_id, created_at,
+        attempts), in queue order."""
+        return connection.execute(
+            "SELECT destination, purpose, category, reading_id, created_at, attempts"
+            " FROM outbox WHERE subject_ref = ? ORDER BY id",
+            (subject_ref,),
+        ).fetchall()
+
+    @staticmethod
+    def dead_letters_of_subject(
+        connection: sqlite3.Connection, subject_ref: str
+    ) -> list[tuple[str, str, str, str, int | None, float]]:
+        """A person's dead letters: (destination, purpose, category, reading_id, status,
+        failed_at), oldest first."""
+        return connection.execute(
+            "SELECT destination, purpose, category, reading_id, status, failed_at"
+            " FROM dead_letters WHERE subject_ref = ? ORDER BY id",
+            (subject_ref,),
+        ).fetchall()
+
+    @staticmethod
+    def delete_dead_letters_of_subject(connection: sqlite3.Connection, subject_ref: str) -> int:
+        return connection.execute(
+            "DELETE FROM dead_letters WHERE subject_ref = ?", (subject_ref,)
+        ).rowcount
+
+    @staticmethod
+    def delete_dead_letters_before(connection: sqlite3.Connection, cutoff: float) -> int:
+        """Delete dead letters given up before ``cutoff`` (epoch seconds); returns how many."""
+        return connection.execute(
+            "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
+        ).rowcount

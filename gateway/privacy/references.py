@@ -13,10 +13,13 @@ from gateway.models import Measurement
 
 
 class References:
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_subject_refs")
 
     def __init__(self, key: bytes) -> None:
         self._key = key
+        # A person's reference is asked for with every reading: made once, kept until their
+        # data is erased (``forget``). Bounded by the configured people.
+        self._subject_refs: dict[str, str] = {}
 
     def _mac(self, *parts: str) -> str:
         message = "\x1f".join(parts).encode()
@@ -24,7 +27,14 @@ class References:
 
     def subject_ref(self, subject_id: str) -> str:
         """The local pseudonymous reference of a person (database keys, logs, audit)."""
-        return "s-" + self._mac("subject", subject_id)[:20]
+        found = self._subject_refs.get(subject_id)
+        if found is None:
+            found = self._subject_refs[subject_id] = "s-" + self._mac("subject", subject_id)[:20]
+        return found
+
+    def forget(self, subject_id: str) -> None:
+        """Drop what is kept in memory about a person (their data was erased)."""
+        self._subject_refs.pop(subject_id, None)
 
     def reading_id(
         self, address: str, kind: str, measurement: Measurement, received_at: datetime

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import aiohttp
 import orjson
 
-from gateway.outbox import QueuedItem
+from gateway.exporters.base import Outcome
+from gateway.exporters.http import post
 from gateway.settings import AggregateDestination, AnalyticsDestination
-from gateway.sinks import Outcome
-from gateway.sinks.http import post
+from gateway.storage.outbox import QueuedItem
 
 
 class JsonBatchSink:
@@ -25,7 +25,7 @@ class JsonBatchSink:
         *,
         key: str,
         max_batch: int,
-        max_bytes: int,
+        max_bytes: int | None,
         linger_s: float,
     ) -> None:
         self.name = settings.name

@@ -1,0 +1,1 @@
+"""Exporters: one folder per destination kind (payload, sending, route factory); one registry."""

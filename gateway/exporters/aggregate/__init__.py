@@ -1,0 +1,1 @@
+"""The ``aggregate`` kind: anonymous k-suppressed reports, one per closed window."""

@@ -1,0 +1,1 @@
+"""The ``analytics`` kind: batches of minimised, pseudonymous events."""

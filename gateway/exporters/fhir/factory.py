@@ -1,0 +1,54 @@
+"""Builds a ``fhir`` destination: its route (consent, allow-list, FHIR entries) and its sender."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from filters.chain import Item
+from filters.consent import consent_gate
+from filters.minimise import allow_fields
+from gateway.exporters.base import Built, Route
+from gateway.exporters.fhir.payload import reading_entries
+from gateway.exporters.fhir.sender import FhirSink
+from gateway.secrets import read_secret
+from gateway.settings import FhirDestination
+from gateway.storage.outbox import PRIORITY_CARE, PRIORITY_OTHER
+
+# What the care platform needs to file an Observation, and nothing else from the event.
+FHIR_FIELDS = frozenset(
+    {
+        "reading_id",
+        "kind",
+        "values",
+        "measured_at",
+        "received_at",
+        "subject",
+        "device_address",
+        "device_clock_offset_s",
+    }
+)
+
+
+def build(destination: FhirDestination, session: aiohttp.ClientSession) -> Built:
+    token = read_secret(
+        f"destinations.{destination.name}.token",
+        destination.token_file,
+        destination.token_env,
+        required=False,
+    )
+    system = destination.identifier_system
+
+    def to_fhir(item: Item) -> dict[str, object]:
+        return {"entries": reading_entries(item.payload, system)}
+
+    route = Route(
+        name=destination.name,
+        purpose=destination.purpose,
+        category="reading",
+        priority=PRIORITY_CARE if destination.purpose == "care" else PRIORITY_OTHER,
+        steps=[consent_gate, allow_fields(FHIR_FIELDS)],
+        allowed=FHIR_FIELDS,
+        format=to_fhir,
+    )
+    sink = FhirSink(destination, session, token)
+    return Built(route, sink, destination.retry_initial_s, destination.retry_max_s)

@@ -1,0 +1,1 @@
+"""Privacy: consent (one rule), restriction, subject rights, the audit log, retention, keys."""

@@ -1,0 +1,111 @@
+"""Every table of the hub's database, in one place (``gateway.storage`` owns them all).
+
+``readings`` holds each reading once, sealed. ``outbox`` holds what waits for each destination:
+for a reading, a small row naming it (``payload`` empty: built from the stored reading when
+sent); for an alert or an aggregate report, its sealed payload. ``dead_letters`` is the same
+row given up on. ``audit`` is the hash-chained log, ``audit_subjects`` its per-person index.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# An empty ``payload`` in ``outbox`` / ``dead_letters``: the item is built from its reading.
+FROM_READING = b""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    reading_id   TEXT PRIMARY KEY,
+    subject_ref  TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    measured_at  TEXT,
+    received_at  TEXT NOT NULL,
+    payload      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_by_subject ON readings (subject_ref, received_at);
+CREATE INDEX IF NOT EXISTS readings_by_age ON readings (received_at);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    id               INTEGER PRIMARY KEY,
+    destination      TEXT NOT NULL,
+    purpose          TEXT NOT NULL,
+    category         TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    subject_ref      TEXT NOT NULL,
+    reading_id       TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    legal_basis      TEXT NOT NULL,
+    fields           TEXT NOT NULL,
+    payload          BLOB NOT NULL,
+    size             INTEGER NOT NULL,
+    created_at       REAL NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL NOT NULL,
+    last_error       TEXT,
+    UNIQUE (destination, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, next_attempt_at, priority, id);
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (destination, priority, id, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_by_subject ON outbox (subject_ref, purpose);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id               INTEGER PRIMARY KEY,
+    destination      TEXT NOT NULL,
+    purpose          TEXT NOT NULL,
+    category         TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    subject_ref      TEXT NOT NULL,
+    reading_id       TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    legal_basis      TEXT NOT NULL,
+    fields           TEXT NOT NULL,
+    payload          BLOB NOT NULL,
+    size             INTEGER NOT NULL,
+    created_at       REAL NOT NULL,
+    attempts         INTEGER NOT NULL,
+    failed_at        REAL NOT NULL,
+    status           INTEGER,
+    response         TEXT
+);
+
+CREATE TABLE IF NOT EXISTS consents (
+    subject_ref  TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    granted      INTEGER NOT NULL,
+    changed_at   TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    PRIMARY KEY (subject_ref, purpose)
+);
+
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS restrictions (
+    subject_ref  TEXT PRIMARY KEY,
+    restricted   INTEGER NOT NULL,
+    changed_at   TEXT NOT NULL,
+    source       TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit (
+    seq        INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    subject_ref TEXT,
+    data       BLOB NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject_ref, seq);
+
+-- Which people a batch entry of the audit log names (a delivered batch carries several
+-- people's readings): the per-person view of the log reads through it. Derived from the
+-- chained entries' content, and checked against it by ``audit.verify``.
+CREATE TABLE IF NOT EXISTS audit_subjects (
+    subject_ref  TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (subject_ref, seq)
+) WITHOUT ROWID;
+"""
