@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.mqtt_session import MqttRefused, MqttSession, MqttUnavailable, TlsFiles
+from gateway.exporters.mqtt.session import MqttRefused, MqttSession, MqttUnavailable, TlsFiles
 from tests.mqtt_broker import MosquittoBroker, TestAuthority
 
 STEP = 10.0

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+import aiohttp
+
 from filters.chain import Filter, Item
 from gateway.storage.outbox import QueuedItem
 
@@ -62,6 +64,15 @@ class Sink(Protocol):
     async def deliver(self, items: list[QueuedItem]) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExportContext:
+    """What every kind's factory may use besides its own config: the shared HTTP session and the
+    hub's id (docs/fleet.md), which each format carries where it has a place for it."""
+
+    session: aiohttp.ClientSession
+    hub_id: str
 
 
 @dataclass(slots=True)

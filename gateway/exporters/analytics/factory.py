@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from filters.chain import Item
 from filters.consent import consent_gate
 from filters.generalise import round_values
 from filters.minimise import allow_fields
 from filters.pseudonymise import PseudonymCache, pseudonymise
 from gateway.exporters.analytics.sender import JsonBatchSink
-from gateway.exporters.base import Built, Route
+from gateway.exporters.base import Built, ExportContext, Route
 from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
-from gateway.settings import PSEUDONYMISED_FIELDS, AnalyticsDestination
+from gateway.settings import PSEUDONYMISED_FIELDS, AnalyticsDestination, MqttDestination
 from gateway.storage.outbox import PRIORITY_OTHER
 
 
-def build(destination: AnalyticsDestination, session: aiohttp.ClientSession) -> Built:
+def event_route(
+    destination: AnalyticsDestination | MqttDestination,
+) -> tuple[Route, PseudonymCache]:
+    """The route of a pseudonymous event stream (analytics, and the MQTT fleet uplink): consent,
+    rounding, the allow-list, keyed pseudonyms, and a per-destination event id."""
     prefix = f"destinations.{destination.name}"
-    token = read_secret(
-        f"{prefix}.token", destination.token_file, destination.token_env, required=False
-    )
     keys = load_key_ring(destination.pseudonym_key_file, f"{prefix}.pseudonym_key_file")
     people = PseudonymCache(keys)  # people's identifiers: one HMAC each, not one per reading
     fields = tuple(destination.fields)
@@ -48,6 +47,18 @@ def build(destination: AnalyticsDestination, session: aiohttp.ClientSession) -> 
         forbid_identifiers=True,
         payload_is_event=True,
     )
+    return route, people
+
+
+def build(destination: AnalyticsDestination, context: ExportContext) -> Built:
+    session = context.session
+    token = read_secret(
+        f"destinations.{destination.name}.token",
+        destination.token_file,
+        destination.token_env,
+        required=False,
+    )
+    route, people = event_route(destination)
     sink = JsonBatchSink(
         destination,
         session,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from filters.chain import Item
 from filters.consent import consent_gate
 from filters.minimise import allow_fields
-from gateway.exporters.base import Built, Route
+from gateway.exporters.base import Built, ExportContext, Route
 from gateway.exporters.fhir.payload import reading_entries
 from gateway.exporters.fhir.sender import FhirSink
 from gateway.secrets import read_secret
@@ -29,7 +27,8 @@ FHIR_FIELDS = frozenset(
 )
 
 
-def build(destination: FhirDestination, session: aiohttp.ClientSession) -> Built:
+def build(destination: FhirDestination, context: ExportContext) -> Built:
+    session = context.session
     token = read_secret(
         f"destinations.{destination.name}.token",
         destination.token_file,

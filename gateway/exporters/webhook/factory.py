@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from filters.chain import Item
 from filters.consent import consent_gate
-from gateway.exporters.base import Built, Route
+from gateway.exporters.base import Built, ExportContext, Route
 from gateway.exporters.webhook.sender import WebhookSink
 from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
 from gateway.intake.alerts import AlertEvent
@@ -31,7 +29,8 @@ ALERT_FIELDS = frozenset(
 )
 
 
-def build(destination: WebhookDestination, session: aiohttp.ClientSession) -> Built:
+def build(destination: WebhookDestination, context: ExportContext) -> Built:
+    session = context.session
     key_name = f"destinations.{destination.name}.secret"
     secret = read_secret(key_name, destination.secret_file, destination.secret_env)
     assert secret is not None
