@@ -1,5 +1,5 @@
 """The fleet uplink (`kind = "mqtt"`) end to end: `health-gateway run` as a subprocess, a simulated
-cuff on the real BLE stack, and Debian's Mosquitto with TLS client certificates and the per-hub ACL."""
+cuff on the real BLE stack, and Mosquitto with TLS client certificates and the per-hub ACL."""
 
 from __future__ import annotations
 
