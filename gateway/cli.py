@@ -50,13 +50,13 @@ def _load(path: Path) -> Settings:
 
 
 async def _serve(settings: Settings) -> None:
-    from gateway.app import Gateway
+    from gateway.service import Service
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await Gateway(settings).run(stop)
+    await Service(settings).run(stop)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -421,12 +421,36 @@ class AlertRuleSettings(_Section):
 SubjectSettings.model_rebuild()
 
 
+class FleetSettings(_Section):
+    """The care provider's fleet broker (docs/fleet.md): the hub's status and signed config."""
+
+    url: str
+    ca_file: Path | None = None  # default: the system's trust store
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    status_interval_s: float = Field(default=300.0, ge=1)
+    # The care provider's Ed25519 public key (PEM). Without it no remote config is accepted.
+    config_public_key_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_safe(cls, value: str) -> str:
+        return MqttDestination._url_is_safe(value)
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> FleetSettings:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together")
+        return self
+
+
 class Settings(_Section):
     gateway: GatewaySettings
     subjects: list[SubjectSettings] = Field(default_factory=list)
     devices: list[DeviceSettings] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
+    fleet: FleetSettings | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:

@@ -105,7 +105,8 @@ class TestRemoteConfig:
         ("payload", "reason"),
         [
             ({"hub_id": "hub-2", "version": 4, "config": {}}, "another hub"),
-            ({"hub_id": "hub-1", "version": 3, "config": {}}, "not newer"),
+            ({"hub_id": "hub-1", "version": 2, "config": {}}, "not newer"),
+            ({"hub_id": "hub-1", "version": 3, "config": {}}, "is the running version"),
             ({"hub_id": "hub-1", "version": True, "config": {}}, "positive integer"),
             ({"hub_id": "hub-1", "version": 4, "config": []}, "JSON object"),
             (

@@ -25,10 +25,15 @@ class RemoteConfigRefused(ValueError):
     """The message is not applied; the text says why (it goes into the hub's status)."""
 
 
+class AlreadyRunning(RemoteConfigRefused):
+    """The version that runs now, seen again (a retained message after a reconnect)."""
+
+
 @dataclass(frozen=True)
 class RemoteConfig:
     version: int
     sections: dict[str, Any]
+    token: bytes  # the signed message itself, kept so the hub can verify it again at start
 
 
 def open_remote_config(
@@ -50,7 +55,9 @@ def open_remote_config(
     version = document.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise RemoteConfigRefused("version must be a positive integer")
-    if version <= running_version:
+    if version == running_version:
+        raise AlreadyRunning(f"version {version} is the running version")
+    if version < running_version:
         raise RemoteConfigRefused(
             f"version {version} is not newer than the running version {running_version}"
         )
@@ -62,4 +69,4 @@ def open_remote_config(
         raise RemoteConfigRefused(
             f"config may only change {', '.join(sorted(REMOTE_SECTIONS))}; not {', '.join(foreign)}"
         )
-    return RemoteConfig(version=version, sections=sections)
+    return RemoteConfig(version=version, sections=sections, token=token)
