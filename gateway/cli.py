@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="machine-readable output")
     scan.set_defaults(handler=cmd_scan)
 
+    from gateway.fleet.sign_cli import add_commands as add_fleet_commands
+
+    add_fleet_commands(commands)
+
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_commands.add_parser("verify", help="check the hash chain for tampering")

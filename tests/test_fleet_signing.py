@@ -139,3 +139,89 @@ def test_a_damaged_hub_id_file_is_an_error_not_a_new_identity(tmp_path: Path) ->
     (tmp_path / "hub-id").write_text("hubs/+/#\n")
     with pytest.raises(HubIdError, match="malformed"):
         load_or_create_hub_id(tmp_path)
+
+
+def test_sign_config_prints_a_jws_the_hub_opens(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "signing.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    sections = tmp_path / "v7.toml"
+    sections.write_text(
+        '[[subjects]]\nid = "197001011234"\nbirth_date = 1970-01-01\n'
+        '[[alert_rules]]\nkind = "weight"\nvalue = "body_weight"\nabove = 150\n'
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "fleet",
+            "sign-config",
+            str(sections),
+            "--key",
+            str(key_file),
+            "--hub",
+            "hub-1",
+            "--version",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    opened = open_remote_config(
+        result.stdout.strip().encode(), key.public_key(), hub_id="hub-1", running_version=6
+    )
+    assert opened.version == 7
+    assert opened.sections["subjects"][0]["birth_date"] == "1970-01-01"
+
+    sections.write_text('[gateway]\ndata_dir = "/"\n')
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "fleet",
+            "sign-config",
+            str(sections),
+            "--key",
+            str(key_file),
+            "--hub",
+            "hub-1",
+            "--version",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert refused.returncode != 0 and "remove gateway" in refused.stderr
+
+
+def test_the_examples_fleet_sections_are_valid_when_switched_on() -> None:
+    import tomllib
+
+    from gateway.settings import parse_settings
+
+    text = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
+    fleet_part = text[text.index("# --- A fleet of hubs") :]
+    switched_on = "\n".join(
+        line[2:] if line.startswith("# ") and ("=" in line or line.startswith("# [")) else line
+        for line in fleet_part.splitlines()
+    )
+    document = tomllib.loads(switched_on)
+    document["gateway"] = {"data_dir": "/var/lib/health-gateway"}
+    settings = parse_settings(document)
+    assert settings.fleet is not None and settings.destinations[0].kind == "mqtt"
