@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 
-from devices.source import BleSource, DeviceStatus, DeviceTarget
+from devices.source import BleSource, DeviceStatus
 from gateway import __version__
 from gateway.activity import Activity
 from gateway.api.server import ApiServer
@@ -35,9 +35,12 @@ from gateway.exporters.registry import build_destinations
 from gateway.fleet.identity import HubIdError, load_or_create_hub_id
 from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
+from gateway.intake.device_targets import device_targets
 from gateway.intake.pipeline import Pipeline, PipelineStats
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
+from gateway.privacy.consent_sync import ConsentSync, build_consent_sync
 from gateway.privacy.keys import load_or_create_key
+from gateway.privacy.monitoring_notice import MonitoringNotices
 from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
@@ -46,6 +49,7 @@ from gateway.settings import AggregateDestination, Settings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction
 from gateway.storage.outbox import Outbox
+from gateway.trouble import TroubleWatch
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -103,13 +107,6 @@ class Paths:
         return self.data_dir / "simulation"
 
 
-def device_targets(settings: Settings) -> list[DeviceTarget]:
-    return [
-        DeviceTarget(ref=f"device-{index}", address=device.address, profile=device.profile)
-        for index, device in enumerate(settings.devices, start=1)
-    ]
-
-
 class Gateway:
     def __init__(self, settings: Settings, *, activity: Activity | None = None) -> None:
         self.settings = settings
@@ -122,17 +119,21 @@ class Gateway:
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
         self.pipeline: Pipeline | None = None
+        self.consent_sync: ConsentSync | None = None
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
         self.api: ApiServer | None = None
+        self.trouble = TroubleWatch(settings)
         self._background: list[asyncio.Task[None]] = []
         self.hub_id = settings.gateway.hub_id or ""  # set at start when kept in data_dir
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down without losing anything."""
         self.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        own_key = self.settings.gateway.outbox_key_file
         storage_key = load_or_create_key(
-            self.settings.gateway.outbox_key_file or self.paths.storage_key
+            own_key or self.paths.storage_key,
+            config_key="gateway.outbox_key_file" if own_key else "gateway.data_dir",
         )
         references = References(load_or_create_key(self.paths.reference_key))
         sealer = Sealer(storage_key)
@@ -173,7 +174,9 @@ class Gateway:
         sealer: Sealer,
         outbox: Outbox,
     ) -> None:
-        built = build_destinations(self.settings, ExportContext(session, self.hub_id))
+        built = build_destinations(
+            self.settings, ExportContext(session, self.hub_id, self.settings)
+        )
         assert self.rights is not None
         for destination in built:
             if destination.forget is not None:
@@ -193,6 +196,18 @@ class Gateway:
             destination.route.wake = worker.wake
             self.workers.append(worker)
         aggregators = self._aggregators(session, outbox, sealer)
+        assert self.rights is not None  # made in run(), before _serve
+        notices = MonitoringNotices(
+            self.settings,
+            self.database,
+            outbox,
+            [destination.route for destination in built],
+            self.consents.purposes,
+        )
+        self.rights.listeners.append(notices.on_change)
+        self.consent_sync = build_consent_sync(
+            self.settings, self.rights, self.database, session, self.activity
+        )
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -235,6 +250,12 @@ class Gateway:
                 *(
                     asyncio.create_task(a.run(), name=f"aggregate:{a.destination.name}")
                     for a in aggregators
+                ),
+                asyncio.create_task(self.trouble.run(), name="bluetooth-watch"),
+                *(
+                    [asyncio.create_task(self.consent_sync.run(stop), name="consent-sync")]
+                    if self.consent_sync is not None
+                    else []
                 ),
             ]
             log.info(
@@ -323,6 +344,7 @@ class Gateway:
             "devices": devices,
             "destinations": destinations,
             "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
+            "consent_sync": self.consent_sync.status() if self.consent_sync else None,
         }
 
     @contextlib.asynccontextmanager

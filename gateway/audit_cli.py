@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import orjson
 
 from gateway.privacy import audit
 from gateway.settings import ConfigError, Settings
-from gateway.storage.database import open_read_only
+from gateway.storage.database import StoreError, open_read_only
 
 
 def verify_audit(settings: Settings, *, as_json: bool) -> int:
     path = settings.gateway.data_dir / "gateway.db"
     if not path.exists():
         raise ConfigError(f"gateway.data_dir: no database at {path}; has the gateway run yet?")
-    connection = open_read_only(path)
     try:
-        result = audit.verify(connection)
-    finally:
-        connection.close()
+        connection = open_read_only(path)
+        try:
+            result = audit.verify(connection)
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise StoreError(f"{path}: cannot read the audit log ({exc})") from None
+        raise StoreError(
+            f"{path}: holds no audit log; is gateway.data_dir the gateway's data directory?"
+        ) from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path}: the database is damaged ({exc}); the audit log cannot be verified."
+            " Keep a copy of the file and restore it from a backup"
+        ) from None
     if as_json:
         print(
             orjson.dumps(

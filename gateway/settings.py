@@ -11,21 +11,24 @@ import ipaddress
 import re
 import string
 import tomllib
-from datetime import date
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from devices.profiles import PROFILES
+from devices.profiles import BROADCAST_PROFILES, PROFILES, profile_names
+from devices.users import RULES, PeopleByWeight, PersonByWeight
 
 PURPOSES = ("care", "alerting", "analytics", "research", "employer_statistics")
 MAC_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
@@ -34,7 +37,7 @@ EEA_REGIONS = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
     "IS LI NO EU".split()
 )
-# The event schema (gateway/events.py) fields an analytics destination may list. Direct
+# The event schema (gateway/intake/events.py) fields an analytics destination may list. Direct
 # identifiers are not among them: `subject` and `company` are always sent as keyed pseudonyms,
 # and `birth_date` / `device_address` never leave for analytics (use `age_band`, `device_model`).
 ANALYTICS_FIELDS = frozenset(
@@ -77,12 +80,23 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http(s) URL; write it as https://host/path")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    # Never repeat the URL in a message: it may carry a password or a person's id in its path,
+    # and config errors go to the journal.
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        raise ValueError("not a valid URL; write it as https://host/path") from None
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise ValueError("not an http(s) URL; write it as https://host/path")
+    if parts.username is not None or parts.password is not None:
         raise ValueError(
-            f"plain http is only allowed to loopback addresses; use https:// for {parts.hostname}"
+            "the URL holds a user name or password; remove it and put the credential in"
+            " token_file (or token_env)"
+        )
+    if parts.scheme == "http" and not is_loopback_host(hostname):
+        raise ValueError(
+            f"plain http is only allowed to loopback addresses; use https:// for {hostname}"
         )
     return url
 
@@ -108,12 +122,22 @@ def split_listen(value: str) -> tuple[str, int]:
 class ApiSettings(_Section):
     """The local HTTP API and the hub page (README "Operator API and CLI", "The hub page")."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     listen: str = "127.0.0.1:8080"  # port 0: any free port (tests); 0.0.0.0:8080 for the home LAN
     token_file: Path | None = None  # default: data_dir/api-token, created (0600) at first start
     pin_file: Path | None = None  # lines "SUBJECT_ID PIN": each person's PIN for the hub page
     allowed_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_NETWORKS))
     session_idle_s: float = Field(default=12 * 3600.0, gt=0)
+    # Names a browser may use for the hub besides IP addresses, "localhost" and this machine's
+    # host name (+ ".local"): any other Host header is refused (DNS rebinding).
+    host_names: list[str] = Field(default_factory=list)
+    # Connection guards (README "Security and failure behaviour"): a connection must send its
+    # request head within header_timeout_s and a body within body_timeout_s; an idle keep-alive
+    # connection is closed after idle_timeout_s; beyond max_connections new ones are closed.
+    max_connections: int = Field(default=128, ge=1, le=4096)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    idle_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -122,6 +146,14 @@ class ApiSettings(_Section):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"{value!r} must be host:port, for example 127.0.0.1:8080")
         return value
+
+    @field_validator("host_names")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", name):
+                raise ValueError(f"{name!r} is not a host name; write it as hub.local")
+        return [name.lower() for name in value]
 
     @field_validator("allowed_networks")
     @classmethod
@@ -144,11 +176,39 @@ class GatewaySettings(_Section):
     api: ApiSettings = ApiSettings()
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The hub page (README "The hub page"): Swedish, or English unless the browser asks for
+    # Swedish; times in this zone (default: the hub's own).
+    locale: Literal["sv", "en"] = "sv"
+    time_zone: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"{value!r} is not a time zone; write it as Europe/Stockholm"
+                ) from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        if self.time_zone is not None:
+            return ZoneInfo(self.time_zone)
+        local = datetime.now().astimezone().tzinfo
+        return local if local is not None else UTC
+
     outbox_key_file: Path | None = None
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     retention_days: int = Field(default=365, ge=1)
-    require_eea: bool = True
+    require_eea: StrictBool = True
     max_queued_items: int = Field(default=1_000_000, ge=100)
+    # When a device needs attention (status, /api/status, the page): battery at or below this
+    # percentage, or nothing heard from it for this many days.
+    low_battery_percent: int = Field(default=20, ge=0, le=100)
+    device_unseen_days: float = Field(default=3.0, gt=0)
 
 
 class SimulationSettings(_Section):
@@ -162,39 +222,91 @@ class SimulationSettings(_Section):
     advertise_s: float = Field(default=10.0, gt=0)  # cycle: advertising after a measurement
     linger_s: float = Field(default=1.0, gt=0)  # cycle: stays connected after the last exchange
     battery_level: int | None = Field(default=100, ge=0, le=100)  # None: no Battery Service
-    current_time: bool = True  # has the Current Time Service (devices that keep a clock)
-    requires_pairing: bool = False  # refuses reads, writes and subscriptions until bonded
+    current_time: StrictBool = True  # has the Current Time Service (devices that keep a clock)
+    requires_pairing: StrictBool = False  # refuses reads, writes and subscriptions until bonded
     users: list[int] = Field(default_factory=lambda: [1, 2])  # scales: the User IDs it serves
-    continuous: bool = False  # pulse oximeter: also stream PLX Continuous Measurement
+    continuous: StrictBool = False  # pulse oximeter: also stream PLX Continuous Measurement
     # Fault injection.
     drop_link_after: int | None = Field(default=None, ge=1)  # drop the link after N values, once
     malformed_every: int = Field(default=0, ge=0)  # a truncated copy before every N-th value
     discovery_delay_s: float = Field(default=0.0, ge=0)  # slow service discovery
 
 
+class DeviceUserSettings(_Section):
+    """One person of a shared device, when more than the subject id is needed (README
+    "Supported devices"): how a scale without user index recognises them, or the consent code
+    a User Data Service scale wants before it sends their data."""
+
+    subject: str
+    weight_range_kg: tuple[float, float] | None = None  # users_by = "weight_range"
+    usual_weight_kg: float | None = Field(default=None, gt=0)  # users_by = "nearest_weight"
+    consent_code_file: Path | None = None  # UDS scales: a file (0600) holding the 4-digit code
+    height_cm: int | None = Field(default=None, ge=50, le=250)  # UDS scales: told at registration
+
+
 class DeviceSettings(_Section):
     address: str
     profile: str
     subject: str | None = None
-    users: dict[int, str] | None = None  # multi-user devices: user index -> subject id
+    # Multi-user devices: user index -> subject id, or a [devices.users.N] table.
+    users: dict[int, str | DeviceUserSettings] | None = None
+    # How a reading finds its person: the user index the device sends, or (scales that send
+    # none, such as broadcast scales) its weight.
+    users_by: Literal["index", "weight_range", "nearest_weight"] = "index"
+    weight_margin_kg: float = Field(default=1.0, ge=0)  # nearest_weight: clearly nearer by
+    weight_max_change_kg: float = Field(default=5.0, gt=0)  # nearest_weight: at most this far
     name: str | None = None
-    model: str | None = None  # e.g. "A&D UA-651BLE": the device_model analytics may receive
-    simulated: bool = False
+    # e.g. "A&D UA-651BLE" or "beurer-bm85": the device_model analytics may receive, and (lower
+    # case) the key of the decoder's per-model quirk table (devices.gatt).
+    model: str | None = None
+    simulated: StrictBool = False
     simulation: SimulationSettings | None = None
+
+    @property
+    def user_subjects(self) -> dict[int, str]:
+        """User index -> subject id, whichever way ``users`` was written."""
+        return {
+            index: user if isinstance(user, str) else user.subject
+            for index, user in (self.users or {}).items()
+        }
+
+    @property
+    def decoder_model(self) -> str | None:
+        return None if self.model is None else self.model.strip().lower()
+
+    def people_by_weight(self) -> PeopleByWeight | None:
+        """How a shared scale without user index tells its people apart (validated)."""
+        if self.users_by == "index" or not self.users:
+            return None
+        people = tuple(
+            PersonByWeight(
+                user_index=index,
+                weight_range_kg=None if isinstance(user, str) else user.weight_range_kg,
+                usual_weight_kg=None if isinstance(user, str) else user.usual_weight_kg,
+            )
+            for index, user in sorted(self.users.items())
+        )
+        return PeopleByWeight(
+            rule=self.users_by,
+            people=people,
+            margin_kg=self.weight_margin_kg,
+            max_change_kg=self.weight_max_change_kg,
+        )
 
     @field_validator("address")
     @classmethod
     def _mac(cls, value: str) -> str:
         normalised = value.strip().upper().replace("-", ":")
         if not MAC_ADDRESS.match(normalised):
-            raise ValueError(f"{value!r} is not a BLE address; write it as AA:BB:CC:DD:EE:FF")
+            # The address is not repeated: it identifies a person's device.
+            raise ValueError("not a BLE address; write it as AA:BB:CC:DD:EE:FF")
         return normalised
 
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, value: str) -> str:
-        if value not in PROFILES:
-            raise ValueError(f"unknown profile {value!r}; use one of {', '.join(sorted(PROFILES))}")
+        if value not in PROFILES and value not in BROADCAST_PROFILES:
+            raise ValueError(f"unknown profile {value!r}; use one of {', '.join(profile_names())}")
         return value
 
     @model_validator(mode="after")
@@ -206,7 +318,35 @@ class DeviceSettings(_Section):
             )
         if self.simulation is not None and not self.simulated:
             raise ValueError("[devices.simulation] is only allowed with simulated = true")
+        self._check_users()
         return self
+
+    def _check_users(self) -> None:
+        broadcast = self.profile in BROADCAST_PROFILES
+        if broadcast and self.users and self.users_by == "index":
+            raise ValueError(
+                "users_by: a broadcast scale sends no user index; tell its people apart with "
+                f"users_by = {RULES[0]!r} or {RULES[1]!r}"
+            )
+        codes = [u for u in (self.users or {}).values() if not isinstance(u, str)]
+        if any(u.consent_code_file is not None for u in codes):
+            if self.profile not in ("weight", "body_composition"):
+                raise ValueError(
+                    "users: consent_code_file is for User Data Service scales "
+                    "(profile weight or body_composition)"
+                )
+        if self.users_by != "index":
+            if not broadcast and self.profile not in ("weight", "body_composition"):
+                raise ValueError(
+                    f"users_by = {self.users_by!r} is for scales; a {self.profile} device's "
+                    "people are told apart by the user index it sends (users_by = 'index')"
+                )
+            if not self.users:
+                raise ValueError(f"users_by = {self.users_by!r} needs a [devices.users] table")
+            try:
+                self.people_by_weight()
+            except ValueError as exc:
+                raise ValueError(f"users: {exc}") from None
 
 
 class SubjectSettings(_Section):
@@ -214,7 +354,7 @@ class SubjectSettings(_Section):
     company_id: str | None = None
     birth_date: date
     sex: Literal["female", "male", "other", "unknown"] = "unknown"
-    consent: dict[str, bool] = Field(default_factory=dict)
+    consent: dict[str, StrictBool] = Field(default_factory=dict)
     # A care provider's personal limits; they replace the general rules for the same value.
     alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
 
@@ -249,6 +389,13 @@ class FhirDestination(_Destination):
     token_env: str | None = None
     identifier_system: str = "http://electronichealth.se/identifier/personnummer"
     batch_max_items: int = Field(default=100, ge=1, le=1000)
+    # The platform's cap on entries per transaction, when it has one (Medplum runs a transaction
+    # with conditional creates serialisably and refuses one of more than 8 entries): readings
+    # are then sent in as many Bundles as it takes, instead of learning it from a 400.
+    bundle_max_entries: int | None = Field(default=None, ge=2)
+    # How an Observation names the person: by identifier (the platform resolves it), or by the
+    # platform's own "Patient/{id}", looked up by identifier before sending.
+    patient_reference: Literal["identifier", "resolved"] = "identifier"
     linger_s: float = Field(default=0.05, ge=0)
 
 
@@ -272,7 +419,9 @@ class _EventStream(_Destination):
     """Minimised, generalised events with keyed pseudonyms: what analytics and MQTT share."""
 
     fields: list[str] = Field(min_length=1)
-    pseudonym_key_file: Path
+    # The service generates this key (0600) if it is missing, so by default it lives in
+    # data_dir, the one place the service may write: data_dir/keys/<kind>-<name>.key.
+    pseudonym_key_file: Path | None = None
     round: dict[str, float] = Field(default_factory=dict)  # value name -> step, e.g. systolic = 5
 
     @field_validator("fields")
@@ -407,7 +556,7 @@ class AlertRuleSettings(_Section):
     unit: str | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
     cooldown_s: float = Field(default=3600.0, ge=0)
-    vital_interest: bool = False
+    vital_interest: StrictBool = False
 
     @model_validator(mode="after")
     def _has_limit(self) -> AlertRuleSettings:
@@ -444,12 +593,53 @@ class FleetSettings(_Section):
         return self
 
 
+V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+# Hub purpose -> the purpose of use a FHIR Consent names (README "Consent from the care
+# platform" gives the reasoning for each).
+DEFAULT_CONSENT_PURPOSES = {
+    "care": f"{V3_ACT_REASON}|TREAT",
+    "alerting": f"{V3_ACT_REASON}|ETREAT",
+    "analytics": f"{V3_ACT_REASON}|SYSDEV",
+    "research": f"{V3_ACT_REASON}|HRESCH",
+    "employer_statistics": f"{V3_ACT_REASON}|POPHLTH",
+}
+
+
+class ConsentSyncSettings(_Section):
+    """Consent read from (and written back to) the care platform's FHIR ``Consent`` resources."""
+
+    destination: str = Field(min_length=1)  # a kind = "fhir" destination: URL, token, system
+    interval_s: float = Field(default=60.0, gt=0)
+    # Merged over the defaults: a config names only the purposes it maps differently.
+    purposes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONSENT_PURPOSES))
+    write_back: bool = True
+
+    @field_validator("purposes")
+    @classmethod
+    def _purpose_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        merged = {**DEFAULT_CONSENT_PURPOSES, **value}
+        for purpose, coding in merged.items():
+            system, _, code = coding.partition("|")
+            if not system or not code:
+                raise ValueError(f'{purpose}: write the purpose of use as "system|code"')
+        codes = list(merged.values())
+        if len(set(codes)) != len(codes):
+            raise ValueError("two hub purposes map to the same code; each needs its own")
+        return merged
+
+
 class Settings(_Section):
     gateway: GatewaySettings
     subjects: list[SubjectSettings] = Field(default_factory=list)
     devices: list[DeviceSettings] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
+    # What the person should do, shown on the page with an alert of that severity: one text,
+    # or one per language ({ sv = "...", en = "..." }).
+    alert_instructions: dict[
+        Literal["info", "warning", "critical"], str | dict[Literal["sv", "en"], str]
+    ] = Field(default_factory=dict)
+    consent_sync: ConsentSyncSettings | None = None
     fleet: FleetSettings | None = None
 
     @model_validator(mode="after")
@@ -466,15 +656,16 @@ class Settings(_Section):
         known = set(subject_ids)
         for index, device in enumerate(self.devices):
             if device.subject is not None and device.subject not in known:
+                # The id is not repeated: it is a personal identifier (a personnummer).
                 raise ValueError(
-                    f"devices[{index}].subject: no [[subjects]] entry has id {device.subject!r}; "
+                    f"devices[{index}].subject: no [[subjects]] entry has this id; "
                     "add the subject or fix the id"
                 )
-            for user, subject_id in (device.users or {}).items():
+            for user, subject_id in device.user_subjects.items():
                 if subject_id not in known:
                     raise ValueError(
-                        f"devices[{index}].users.{user}: no [[subjects]] entry has id "
-                        f"{subject_id!r}; add the subject or fix the id"
+                        f"devices[{index}].users.{user}: no [[subjects]] entry has this id; "
+                        "add the subject or fix the id"
                     )
         if self.gateway.require_eea:
             for index, destination in enumerate(self.destinations):
@@ -484,6 +675,13 @@ class Settings(_Section):
                         f"{destination.region}, outside the EU/EEA; data stays in the EU/EEA "
                         "unless gateway.require_eea = false (only with a legal transfer basis)"
                     )
+        if self.consent_sync is not None:
+            fhir = [d.name for d in self.destinations if isinstance(d, FhirDestination)]
+            if self.consent_sync.destination not in fhir:
+                raise ValueError(
+                    f"consent_sync.destination: {self.consent_sync.destination!r} is not a "
+                    'kind = "fhir" destination; name one of ' + (", ".join(fhir) or "(none)")
+                )
         simulated = {device.simulated for device in self.devices}
         if len(simulated) > 1:
             raise ValueError(
@@ -495,6 +693,12 @@ class Settings(_Section):
     @property
     def uses_simulated_radio(self) -> bool:
         return any(device.simulated for device in self.devices)
+
+    def pseudonym_key_path(self, destination: AnalyticsDestination | MqttDestination) -> Path:
+        """Where an event stream's pseudonym key is (or will be generated)."""
+        return destination.pseudonym_key_file or (
+            self.gateway.data_dir / "keys" / f"{destination.kind}-{destination.name}.key"
+        )
 
     def subject(self, subject_id: str) -> SubjectSettings:
         for subject in self.subjects:

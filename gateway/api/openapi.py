@@ -119,15 +119,15 @@ def _paths() -> dict[str, Any]:
         },
         "/metrics": {
             "get": _op(
-                "Prometheus metrics (text exposition format).",
+                "Prometheus metrics (text exposition format); the API token, never a session.",
                 {
                     "200": {
                         "description": "Metrics.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    **AUTH_ERRORS,
                 },
                 tag="probes",
-                public=True,
             )
         },
         "/api/openapi.json": {
@@ -172,12 +172,23 @@ def _paths() -> dict[str, Any]:
         },
         "/api/subjects/{subject}/summary": {
             "get": _op(
-                "What the hub page shows: latest reading per kind, 30-day trends (SVG),"
-                " devices, consents with plain-language explanations, who received the data,"
-                " and alerts.",
+                "What the hub page shows: latest reading per kind, 30-day trends (SVG, one"
+                " point a day, limits), devices and what needs attention, consents with"
+                " plain-language explanations, whether the care team still hears, who received"
+                " the data, and alerts (open first, with what to do). Texts in Swedish or"
+                " English (`lang`, else the hub's `locale` and `Accept-Language`), times in the"
+                " hub's time zone.",
                 {"200": _json(_ref("Summary"), "The person's summary."), **SUBJECT_ERRORS},
                 tag="subjects",
-                parameters=[SUBJECT],
+                parameters=[
+                    SUBJECT,
+                    {
+                        "name": "lang",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["sv", "en"]},
+                    },
+                ],
             )
         },
         "/api/subjects/{subject}/events": {
@@ -346,9 +357,12 @@ def _paths() -> dict[str, Any]:
                 tag="operator",
                 body={
                     "type": "object",
-                    "required": ["ids"],
+                    "description": 'Either `ids`, or `{"all": true}` for every dead letter'
+                    " (of one `destination` if given).",
                     "properties": {
-                        "ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1}
+                        "ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+                        "all": {"type": "boolean"},
+                        "destination": {"type": "string"},
                     },
                 },
             )
@@ -457,7 +471,13 @@ def _schemas() -> dict[str, Any]:
                 "decode_errors": {"type": "integer"},
                 "last_error": nullable_string,
                 "battery_level": {"type": ["integer", "null"]},
+                "battery_low": {"type": "boolean"},
+                "last_contact": nullable_string,
+                "unseen_days": {"type": ["number", "null"]},
                 "clock_offset_s": {"type": ["number", "null"]},
+                "held_ambiguous": {"type": "integer"},
+                "held_at": nullable_string,
+                "consent_refused": {"type": "boolean"},
             },
         },
         "Destination": {
@@ -485,16 +505,51 @@ def _schemas() -> dict[str, Any]:
                 "devices": {"type": "array", "items": _ref("Device")},
                 "destinations": {"type": "array", "items": _ref("Destination")},
                 "pipeline": {"type": "object"},
+                "bluetooth": {
+                    "type": "object",
+                    "description": "Whether the radio works, and if not why (with the fix).",
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "reason": nullable_string,
+                        "adapter": nullable_string,
+                    },
+                },
+                "warnings": {
+                    "type": "array",
+                    "description": "What needs someone's attention: Bluetooth, a low battery,"
+                    " a device not seen for days.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "kind": {
+                                "type": "string",
+                                "enum": ["bluetooth", "battery_low", "device_unseen"],
+                            },
+                            "device": nullable_string,
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
             },
         },
         "Summary": {
             "type": "object",
             "properties": {
+                "language": {"type": "string", "enum": ["sv", "en"]},
                 "restricted": {"type": "boolean"},
+                "monitoring": {
+                    "type": "object",
+                    "properties": {
+                        "stopped": {"type": "array", "items": {"type": "string"}},
+                        "banner": {"type": "string"},
+                    },
+                },
+                "updated": {"type": "string"},
                 "latest": {"type": "array", "items": {"type": "object"}},
                 "trends": {"type": "array", "items": {"type": "object"}},
                 "devices": {"type": "array", "items": {"type": "object"}},
                 "consents": {"type": "array", "items": {"type": "object"}},
+                "care_team_told": {"type": "boolean"},
                 "history": {"type": "array", "items": {"type": "object"}},
                 "alerts": {"type": "array", "items": {"type": "object"}},
             },

@@ -12,7 +12,8 @@ import orjson
 import structlog
 from aiohttp import web
 
-from gateway.api.context import ApiContext, context_of, principal_of
+from devices.profiles import BROADCAST_PROFILES
+from gateway.api.context import ApiContext, context_of, page_language, principal_of
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
@@ -68,7 +69,7 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
     for index, device in enumerate(hub.settings.devices, start=1):
         status = statuses.get(device.address)
         subjects = (
-            [device.subject] if device.subject else sorted(set((device.users or {}).values()))
+            [device.subject] if device.subject else sorted(set(device.user_subjects.values()))
         )
         devices.append(
             {
@@ -86,9 +87,16 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
                 "connects": status.connects if status else 0,
                 "last_error": status.last_error if status else None,
                 "battery_level": getattr(status, "battery_level", None),
+                # A shared scale's weighings that fit nobody or several people: held, not guessed.
+                "held_ambiguous": status.held_ambiguous if status else 0,
+                "held_at": status.held_at.isoformat() if status and status.held_at else None,
+                "consent_refused": bool(status and status.consent_refused),
                 **newest.get(device.address, {"clock_offset_s": None, "last_reading_at": None}),
             }
         )
+    now = datetime.now(UTC)
+    for entry in devices:
+        entry.update(hub.trouble.device_fields(entry, now))
     return devices
 
 
@@ -97,6 +105,9 @@ async def status(request: web.Request) -> web.Response:
     snapshot = await context.hub.status()
     snapshot["devices"] = await devices_of(context)
     snapshot["hub_time"] = datetime.now(UTC).isoformat()
+    bluetooth = await context.hub.trouble.bluetooth()
+    snapshot["bluetooth"] = bluetooth.as_dict()
+    snapshot["warnings"] = context.hub.trouble.warnings(bluetooth, snapshot["devices"])
     return json_response(snapshot)
 
 
@@ -152,6 +163,7 @@ async def subject_erase(request: web.Request) -> web.Response:
     subject_id = _subject_id(request)
     source = principal_of(request).audit_source
     counts = await context.rights.erase(subject_id, source)
+    context.alerts.forget(context.rights.subject_ref(subject_id))  # they hold health values
     log.info("subject_erased_via_api", source=source)
     context.events.notify(context.rights.subject_ref(subject_id))
     return json_response({"erased": counts})
@@ -209,19 +221,32 @@ async def subject_restriction(request: web.Request) -> web.Response:
     return json_response({"restricted": restricted})
 
 
+async def bluetooth_problem(context: ApiContext) -> str | None:
+    """Why the hub's Bluetooth is not working, or None (the hub's trouble watch,
+    ``gateway/trouble.py``)."""
+    state = await context.hub.trouble.bluetooth()
+    return None if state.ok else str(state.reason)
+
+
 async def subject_summary(request: web.Request) -> web.Response:
     context = context_of(request)
     subject_id = _subject_id(request)
     ref = context.rights.subject_ref(subject_id)
     now = time.time()
     held = await context.hub.on_database(lambda c: context.summaries.read(c, ref, now))
+    radio = await bluetooth_problem(context)
     mine = [
         {
-            "name": d["name"] or d["label"],
-            "kind": d["label"],
+            "radio_problem": radio,
+            "name": d["name"],
+            "profile": d["profile"],
             "connected": d["connected"],
             "last_seen": d["last_seen"],
+            "last_reading_at": d["last_reading_at"],
             "battery_level": d["battery_level"],
+            "held_ambiguous": d["held_ambiguous"],
+            "consent_refused": d["consent_refused"],
+            "broadcast": d["profile"] in BROADCAST_PROFILES,  # listened to, never connected
         }
         for d in await devices_of(context)
         if ref in d["subjects"]
@@ -229,6 +254,7 @@ async def subject_summary(request: web.Request) -> web.Response:
     summary = context.summaries.build(
         subject_id,
         held,
+        language=page_language(request),
         restricted=context.hub.is_restricted(ref),
         devices=mine,
         alerts=context.alerts.for_subject(ref),
@@ -318,17 +344,32 @@ async def dead_letters(request: web.Request) -> web.Response:
     return json_response({"dead_letters": rows})
 
 
-async def requeue(request: web.Request) -> web.Response:
-    context = context_of(request)
-    body = await json_object(request)
+def requested_ids(body: dict[str, Any]) -> list[int]:
     ids = body.get("ids")
     if (
         not isinstance(ids, list)
         or not ids
         or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
     ):
-        raise ApiError(400, "ids: must be a non-empty list of dead-letter ids (numbers)")
-    wanted = sorted(set(ids))
+        raise ApiError(
+            400,
+            'ids: must be a non-empty list of dead-letter ids (numbers), or send {"all": true}',
+        )
+    return sorted(set(ids))
+
+
+async def requeue(request: web.Request) -> web.Response:
+    context = context_of(request)
+    body = await json_object(request)
+    if body.get("all") is True:
+        destination = body.get("destination")
+        if destination is not None and not isinstance(destination, str):
+            raise ApiError(400, "destination: must be a destination's name")
+        wanted = await context.hub.on_database(lambda c: Outbox.every_dead_letter(c, destination))
+    else:
+        wanted = requested_ids(body)
+    if not wanted:
+        return json_response({"requeued": [], "not_found": []})
     now = time.time()
 
     def move(connection: sqlite3.Connection) -> tuple[list[int], list[int]]:

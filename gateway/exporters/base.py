@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from filters.chain import Filter, Item
+from gateway.settings import Settings
 from gateway.storage.outbox import QueuedItem
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -68,11 +69,13 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ExportContext:
-    """What every kind's factory may use besides its own config: the shared HTTP session and the
-    hub's id (docs/fleet.md), which each format carries where it has a place for it."""
+    """What every kind's factory may use besides its own config: the shared HTTP session, the
+    hub's id (docs/fleet.md), which each format carries where it has a place for it, and the
+    whole config (for paths it derives from it, such as a pseudonym key under ``data_dir``)."""
 
     session: aiohttp.ClientSession
     hub_id: str
+    settings: Settings
 
 
 @dataclass(slots=True)

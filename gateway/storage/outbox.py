@@ -29,6 +29,10 @@ PRIORITY_ALERT = 0
 PRIORITY_CARE = 1
 PRIORITY_OTHER = 2
 
+# The category of a queued "monitoring stopped" notice to the care team: it has its own legal
+# basis, so consent and restriction do not hold it back (``ConsentRule.may_send``).
+CATEGORY_NOTICE = "notice"
+
 
 @dataclass(frozen=True, slots=True)
 class NewItem:
@@ -450,3 +454,14 @@ class Outbox:
         return connection.execute(
             "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
         ).rowcount
+
+    @staticmethod
+    def every_dead_letter(connection: sqlite3.Connection, destination: str | None) -> list[int]:
+        """The ids of every dead letter (of one destination, or of all), oldest first."""
+        if destination is None:
+            rows = connection.execute("SELECT id FROM dead_letters ORDER BY id")
+        else:
+            rows = connection.execute(
+                "SELECT id FROM dead_letters WHERE destination = ? ORDER BY id", (destination,)
+            )
+        return [row[0] for row in rows]

@@ -11,17 +11,22 @@ from gateway.exporters.analytics.sender import JsonBatchSink
 from gateway.exporters.base import Built, ExportContext, Route
 from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
-from gateway.settings import PSEUDONYMISED_FIELDS, AnalyticsDestination, MqttDestination
+from gateway.settings import (
+    PSEUDONYMISED_FIELDS,
+    AnalyticsDestination,
+    MqttDestination,
+    Settings,
+)
 from gateway.storage.outbox import PRIORITY_OTHER
 
 
 def event_route(
-    destination: AnalyticsDestination | MqttDestination,
+    destination: AnalyticsDestination | MqttDestination, settings: Settings
 ) -> tuple[Route, PseudonymCache]:
     """The route of a pseudonymous event stream (analytics, and the MQTT fleet uplink): consent,
     rounding, the allow-list, keyed pseudonyms, and a per-destination event id."""
     prefix = f"destinations.{destination.name}"
-    keys = load_key_ring(destination.pseudonym_key_file, f"{prefix}.pseudonym_key_file")
+    keys = load_key_ring(settings.pseudonym_key_path(destination), f"{prefix}.pseudonym_key_file")
     people = PseudonymCache(keys)  # people's identifiers: one HMAC each, not one per reading
     fields = tuple(destination.fields)
     identifiers = [field for field in PSEUDONYMISED_FIELDS if field in fields]
@@ -58,7 +63,7 @@ def build(destination: AnalyticsDestination, context: ExportContext) -> Built:
         destination.token_env,
         required=False,
     )
-    route, people = event_route(destination)
+    route, people = event_route(destination, context.settings)
     sink = JsonBatchSink(
         destination,
         session,

@@ -10,7 +10,7 @@ from gateway.settings import MqttDestination
 
 
 def build(destination: MqttDestination, context: ExportContext) -> Built:
-    route, people = event_route(destination)
+    route, people = event_route(destination, context.settings)
     return Built(
         route,
         MqttSink(destination, context.hub_id),
