@@ -72,6 +72,7 @@ def build(destination: AnalyticsDestination, context: ExportContext) -> Built:
         max_batch=destination.batch_max_items,
         max_bytes=destination.batch_max_bytes,
         linger_s=destination.linger_s,
+        hub_id=context.hub_id,
     )
     return Built(
         route, sink, destination.retry_initial_s, destination.retry_max_s, forget=people.forget

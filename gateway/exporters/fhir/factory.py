@@ -6,7 +6,7 @@ from filters.chain import Item
 from filters.consent import consent_gate
 from filters.minimise import allow_fields
 from gateway.exporters.base import Built, ExportContext, Route
-from gateway.exporters.fhir.payload import reading_entries
+from gateway.exporters.fhir.payload import hub_source, reading_entries
 from gateway.exporters.fhir.sender import FhirSink
 from gateway.secrets import read_secret
 from gateway.settings import FhirDestination
@@ -36,9 +36,10 @@ def build(destination: FhirDestination, context: ExportContext) -> Built:
         required=False,
     )
     system = destination.identifier_system
+    source = hub_source(context.hub_id) if context.hub_id else None
 
     def to_fhir(item: Item) -> dict[str, object]:
-        return {"entries": reading_entries(item.payload, system)}
+        return {"entries": reading_entries(item.payload, system, source)}
 
     route = Route(
         name=destination.name,

@@ -55,5 +55,5 @@ def build(destination: WebhookDestination, context: ExportContext) -> Built:
         allowed=ALERT_FIELDS,
         format=to_alert_body,
     )
-    sink = WebhookSink(destination, session, key)
+    sink = WebhookSink(destination, session, key, context.hub_id)
     return Built(route, sink, destination.retry_initial_s, destination.retry_max_s)
