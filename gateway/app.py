@@ -41,8 +41,9 @@ from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
 from gateway.privacy.rights import Rights
 from gateway.settings import AggregateDestination, Settings
+from gateway.storage import quarantine
 from gateway.storage.crypto import Sealer
-from gateway.storage.database import Database, Priority, Transaction
+from gateway.storage.database import Database, Priority, Transaction, holds_sealed_data
 from gateway.storage.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -128,9 +129,14 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down without losing anything."""
         self.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        storage_key = load_or_create_key(
-            self.settings.gateway.outbox_key_file or self.paths.storage_key
-        )
+        storage_key_path = self.settings.gateway.outbox_key_file or self.paths.storage_key
+        if not storage_key_path.exists() and holds_sealed_data(self.paths.database):
+            # A new key could open none of it, and would hide that the old one was lost.
+            raise GatewayError(
+                f"{storage_key_path}: the storage key is missing but {self.paths.database}"
+                " holds sealed readings; restore the key file from a backup (no new key is made)"
+            )
+        storage_key = load_or_create_key(storage_key_path)
         references = References(load_or_create_key(self.paths.reference_key))
         sealer = Sealer(storage_key)
         outbox = Outbox(sealer)
@@ -280,6 +286,7 @@ class Gateway:
         """A snapshot for operators: devices, per-destination queue and health, pipeline counts."""
         depth = await self.database.call(Outbox.depth)
         dead = await self.database.call(Outbox.dead_letter_counts)
+        quarantined = await self.database.call(quarantine.counts)
         destinations = []
         kinds = {d.name: d.kind for d in self.settings.destinations}
         for worker in self.workers:
@@ -294,12 +301,16 @@ class Gateway:
                     "queued": queued,
                     "oldest_queued_at": _iso(oldest),
                     "dead_letters": dead.get(name, 0),
+                    "quarantined": quarantined.get(name, 0),
+                    "state": stats.state,
+                    "paused_reason": stats.paused_reason,
                     "delivered": stats.delivered,
                     "retries": stats.retries,
                     "withheld": stats.withheld,
                     "last_error": stats.last_error,
                     "last_error_at": _iso(stats.last_error_at),
                     "last_delivery_at": _iso(stats.last_delivery_at),
+                    "last_success_at": _iso(stats.last_delivery_at),
                 }
             )
         devices = [

@@ -271,9 +271,14 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             ids = [int(i) for i in args.ids]
         except ValueError:
             raise ConfigError("dead-letters requeue: ids are numbers (see the ID column)") from None
-        if not ids:
-            raise ConfigError("dead-letters requeue: name at least one id")
-        result = _ask(args, "POST", "/api/dead-letters/requeue", body={"ids": ids}).json()
+        if bool(ids) == bool(args.all):
+            raise ConfigError("dead-letters requeue: name ids, or --all (not both)")
+        body: dict[str, Any] = {"ids": ids}
+        if args.all:
+            body = {"all": True}
+            if args.destination:
+                body["destination"] = args.destination
+        result = _ask(args, "POST", "/api/dead-letters/requeue", body=body).json()
         if args.json:
             _print_json(result)
             return 0
@@ -390,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dead.add_argument("action", nargs="?", choices=["list", "requeue"], default="list")
     dead.add_argument("ids", nargs="*", metavar="ID")
+    dead.add_argument(
+        "--all", action="store_true", help="requeue: every dead letter (of --destination)"
+    )
+    dead.add_argument("--destination", help="requeue --all: only this destination's")
     return parser
 
 

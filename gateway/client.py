@@ -211,8 +211,11 @@ def status_text(status: dict[str, Any]) -> str:
                     "QUEUED",
                     "OLDEST QUEUED",
                     "DEAD",
+                    "QUARANTINED",
                     "SENT",
                     "RETRIES",
+                    "STATE",
+                    "LAST SUCCESS",
                     "LAST ERROR",
                 ],
                 [
@@ -222,13 +225,16 @@ def status_text(status: dict[str, Any]) -> str:
                         d["queued"],
                         short_time(d.get("oldest_queued_at")),
                         d["dead_letters"],
+                        d.get("quarantined", 0),
                         d["delivered"],
                         d["retries"],
-                        d.get("last_error"),
+                        d.get("state", ""),
+                        short_time(d.get("last_success_at")),
+                        _last_error(d),
                     ]
                     for d in destinations
                 ],
-                numeric={2, 4, 5, 6},
+                numeric={2, 4, 5, 6, 7},
             )
         )
     else:
@@ -244,6 +250,15 @@ def status_text(status: dict[str, Any]) -> str:
             f" alerts {pipeline.get('alerts', 0)}",
         ]
     return "\n".join(lines)
+
+
+def _last_error(destination: dict[str, Any]) -> str | None:
+    """The last error with when it happened (a later success does not erase it, the state
+    column says whether it still holds)."""
+    error = destination.get("paused_reason") or destination.get("last_error")
+    if error is None:
+        return None
+    return f"{short_time(destination.get('last_error_at'))} {error}"
 
 
 def dead_letters_text(rows: list[dict[str, Any]]) -> str:

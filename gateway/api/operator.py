@@ -322,17 +322,28 @@ async def requeue(request: web.Request) -> web.Response:
     context = context_of(request)
     body = await json_object(request)
     ids = body.get("ids")
-    if (
+    everything = body.get("all") is True  # bulk: every dead letter, or one destination's
+    destination = body.get("destination")
+    if destination is not None and (not everything or not isinstance(destination, str)):
+        raise ApiError(400, "destination: a destination name, only with all: true")
+    if everything:
+        ids = []
+    elif (
         not isinstance(ids, list)
         or not ids
         or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
     ):
-        raise ApiError(400, "ids: must be a non-empty list of dead-letter ids (numbers)")
+        raise ApiError(
+            400, "ids: must be a non-empty list of dead-letter ids (numbers), or send all: true"
+        )
     wanted = sorted(set(ids))
     now = time.time()
 
     def move(connection: sqlite3.Connection) -> tuple[list[int], list[int]]:
+        nonlocal wanted
         with Transaction(connection):
+            if everything:
+                wanted = Outbox.all_dead_letter_ids(connection, destination)
             present = Outbox.dead_letter_ids(connection, wanted)
             Outbox.requeue(connection, sorted(present), now)
             left = Outbox.dead_letter_ids(connection, wanted)

@@ -20,7 +20,7 @@ from gateway.activity import ActivityEntry
 from gateway.api.charts import Series, trend_svg
 from gateway.privacy import audit
 from gateway.settings import PURPOSES, Settings
-from gateway.storage import consents, readings
+from gateway.storage import consents, quarantine, readings
 from gateway.storage.database import reading_aad
 
 if TYPE_CHECKING:
@@ -249,14 +249,11 @@ class SummaryBuilder:
     def read(self, connection: sqlite3.Connection, ref: str, now: float) -> dict[str, Any]:
         """Everything the summary needs from the database, in one visit to the writer thread."""
         since = (datetime.fromtimestamp(now, UTC) - timedelta(days=TREND_DAYS)).isoformat()
-        recent = [
-            self._open(reading_id, payload)
-            for reading_id, payload in readings.of_subject(connection, ref, since)
-        ]
-        latest = [
-            self._open(reading_id, payload)
-            for reading_id, payload in readings.newest_per_kind(connection, ref)
-        ]
+        # A reading that cannot be opened (a damaged row) is left out and counted: one bad
+        # row must not keep the person from the rest of their page.
+        unreadable: set[str] = set()
+        recent = self._open_all(readings.of_subject(connection, ref, since), unreadable)
+        latest = self._open_all(readings.newest_per_kind(connection, ref), unreadable)
         entries = audit.entries(connection, subject_ref=ref, limit=HISTORY_LIMIT)
         ids = sorted({str(e.data["reading_id"]) for e in entries if "reading_id" in e.data})
         kinds = readings.kinds(connection, ids)
@@ -270,11 +267,21 @@ class SummaryBuilder:
             "entries": entries,
             "kinds": kinds,
             "consents": choices,
+            "unreadable": len(unreadable),
+            "quarantined": len(quarantine.of_subject(connection, ref)),
         }
 
-    def _open(self, reading_id: str, payload: bytes) -> dict[str, Any]:
-        event: dict[str, Any] = orjson.loads(self._sealer.open(payload, reading_aad(reading_id)))
-        return event
+    def _open_all(
+        self, rows: list[tuple[str, bytes]], unreadable: set[str]
+    ) -> list[dict[str, Any]]:
+        events = []
+        for reading_id, payload in rows:
+            opened = self._sealer.try_open(payload, reading_aad(reading_id))
+            if opened is None:
+                unreadable.add(reading_id)
+            else:
+                events.append(orjson.loads(opened))
+        return events
 
     def build(
         self,
@@ -301,6 +308,9 @@ class SummaryBuilder:
             "consents": self._consents(subject_id, held["consents"]),
             "history": self._history(held["entries"], held["kinds"]),
             "alerts": self._alerts(alerts, held["entries"], held["kinds"]),
+            # Stored readings that could not be opened, and items kept aside for that reason.
+            "unreadable_readings": held.get("unreadable", 0),
+            "quarantined": held.get("quarantined", 0),
             "generated_at": datetime.fromtimestamp(now, UTC).isoformat(),
         }
 
@@ -531,7 +541,10 @@ def device_readings(
     """Per device address: the clock offset and time of its newest stored reading."""
     found: dict[str, dict[str, Any]] = {}
     for reading_id, payload in readings.newest(connection, limit):
-        event = orjson.loads(sealer.open(payload, reading_aad(reading_id)))
+        opened = sealer.try_open(payload, reading_aad(reading_id))
+        if opened is None:  # a damaged row: the next reading of that device says the same
+            continue
+        event = orjson.loads(opened)
         address = event.get("device_address")
         if address and address not in found:
             found[address] = {

@@ -27,6 +27,7 @@ import structlog
 from gateway.activity import Activity
 from gateway.exporters.base import Outcome, Sink
 from gateway.privacy import audit
+from gateway.storage import quarantine
 from gateway.storage.database import Database, Priority, Transaction
 from gateway.storage.outbox import Outbox, QueuedItem
 
@@ -39,9 +40,24 @@ class WorkerStats:
     retries: int = 0
     dead_letters: int = 0
     withheld: int = 0
+    quarantined: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     last_delivery_at: float | None = None
+    # Set while the destination refuses our credentials (401/403): nothing is sent and nothing
+    # is given up until it accepts them again.
+    paused_reason: str | None = None
+
+    @property
+    def state(self) -> str:
+        """``paused`` (credentials refused), ``failing`` (the latest attempt failed) or ``ok``."""
+        if self.paused_reason is not None:
+            return "paused"
+        if self.last_error_at is not None and (
+            self.last_delivery_at is None or self.last_error_at > self.last_delivery_at
+        ):
+            return "failing"
+        return "ok"
 
 
 # Why a queued item was not sent (the audit log's ``withheld`` entries say it).
@@ -127,6 +143,7 @@ class DeliveryWorker:
         items = await self._database.call(
             lambda c: self._outbox.due(c, name, 10**9, float("inf")), priority=self._priority
         )
+        items = [item for item in items if item.unreadable is None]
         for item in items:
             if item.needs_build and self.build is not None:
                 item.body = self.build(item) or b""
@@ -191,6 +208,16 @@ class DeliveryWorker:
             pass
 
     def _note_outcome(self, outcome: Outcome) -> None:
+        if outcome.paused:
+            # Credentials refused: every item would be refused alike. Hold the whole
+            # destination at the longest back-off, keep its items queued, and try again.
+            self.stats.paused_reason = outcome.reason
+            self._held_until = time.time() + self._retry_max_s
+            if outcome.retry_after_s is not None:
+                self._held_until = max(self._held_until, time.time() + outcome.retry_after_s)
+            return
+        if outcome.delivered:
+            self.stats.paused_reason = None
         if outcome.delivered or not outcome.retry:
             self._failures = 0
             self._held_until = 0.0
@@ -229,7 +256,11 @@ class DeliveryWorker:
         """
         sendable: list[QueuedItem] = []
         withheld: list[tuple[QueuedItem, str]] = []
+        unreadable: list[QueuedItem] = []
         for item in batch:  # one pass: a membership test per item was quadratic in the batch
+            if item.unreadable is not None:
+                unreadable.append(item)
+                continue
             if not self._may_send(item):
                 withheld.append((item, WITHDRAWN))
                 continue
@@ -254,9 +285,10 @@ class DeliveryWorker:
             # already sees this batch settled; at most one batch is ever unsettled.
             await self._settled()
             applied = self._database.submit(
-                lambda c: self._apply(c, sendable, withheld, outcome), priority=self._priority
+                lambda c: self._apply(c, sendable, withheld, outcome, unreadable),
+                priority=self._priority,
             )
-            settle = self._settle(applied, sendable, withheld, outcome)
+            settle = self._settle(applied, sendable, withheld, outcome, unreadable)
             self._settling = asyncio.ensure_future(settle)
         except BaseException:
             if read_ahead is not None:
@@ -270,9 +302,10 @@ class DeliveryWorker:
         sendable: list[QueuedItem],
         withheld: list[tuple[QueuedItem, str]],
         outcome: Outcome,
+        unreadable: list[QueuedItem],
     ) -> None:
         await applied
-        self._report(sendable, withheld, outcome)
+        self._report(sendable, withheld, outcome, unreadable)
 
     async def _settled(self) -> None:
         """Wait for the previous batch's bookkeeping (and raise what it raised)."""
@@ -286,10 +319,15 @@ class DeliveryWorker:
         sent: list[QueuedItem],
         withheld: list[tuple[QueuedItem, str]],
         outcome: Outcome,
+        unreadable: list[QueuedItem] | None = None,
     ) -> None:
         by_id = {item.id: item for item in sent}
         now = time.time()
         with Transaction(connection):
+            if unreadable:
+                quarantine.from_outbox(
+                    connection, [(item.id, item.unreadable or "") for item in unreadable], now
+                )
             self._outbox.remove(connection, outcome.delivered + [item.id for item, _ in withheld])
             entries = disclosure_entries([by_id[item_id] for item_id in outcome.delivered])
             for item, reason in withheld:
@@ -300,6 +338,14 @@ class DeliveryWorker:
                     "reason": reason,
                 }
                 entries.append(("withheld", withheld_entry, item.subject_ref))
+            for item in unreadable or ():
+                quarantined_entry = {
+                    "destination": item.destination,
+                    "purpose": item.purpose,
+                    "reading_id": item.reading_id,
+                    "reason": item.unreadable,
+                }
+                entries.append(("quarantined", quarantined_entry, item.subject_ref))
             if entries:
                 audit.append_many(connection, entries)
             retries = []
@@ -321,10 +367,24 @@ class DeliveryWorker:
         )
 
     def _report(
-        self, sent: list[QueuedItem], withheld: list[tuple[QueuedItem, str]], outcome: Outcome
+        self,
+        sent: list[QueuedItem],
+        withheld: list[tuple[QueuedItem, str]],
+        outcome: Outcome,
+        unreadable: list[QueuedItem] | None = None,
     ) -> None:
         by_id = {item.id: item for item in sent}
         stats = self.stats
+        if unreadable:
+            stats.quarantined += len(unreadable)
+            log.error(
+                "delivery_quarantined",
+                destination=self.sink.name,
+                items=len(unreadable),
+                reason=unreadable[0].unreadable,
+                hint="kept in the quarantine table; restore the storage key if it was replaced",
+            )
+            self._activity.emit("quarantined", destination=self.sink.name, items=len(unreadable))
         stats.delivered += len(outcome.delivered)
         stats.retries += len(outcome.retry)
         stats.dead_letters += len(outcome.failed)

@@ -22,10 +22,16 @@ from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
 from gateway.settings import Settings, SubjectSettings
 from gateway.storage import consents as consent_rows
-from gateway.storage import readings
+from gateway.storage import quarantine, readings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
 from gateway.storage.outbox import Outbox
+
+# Why a stored reading is listed without its content in an access answer.
+UNREADABLE = (
+    "stored, but it cannot be opened (damaged, or sealed with another storage key);"
+    " the operator can restore the key or the database from a backup"
+)
 
 
 class SubjectNotFound(KeyError):
@@ -90,6 +96,8 @@ class Rights:
             "consents": held["consents"],
             "restricted": self._restrictions.is_restricted(ref),
             "readings": held["readings"],
+            "unreadable_readings": held["unreadable_readings"],
+            "quarantined": held["quarantined"],
             "queued": held["queued"],
             "dead_letters": held["dead_letters"],
             "audit": held["audit"],
@@ -97,10 +105,15 @@ class Rights:
         }
 
     def _held(self, connection: sqlite3.Connection, ref: str) -> dict[str, Any]:
-        held_readings = [
-            orjson.loads(self._sealer.open(payload, reading_aad(reading_id)))
-            for reading_id, payload in readings.of_subject(connection, ref)
-        ]
+        held_readings = []
+        unreadable = []
+        for reading_id, payload in readings.of_subject(connection, ref):
+            opened = self._sealer.try_open(payload, reading_aad(reading_id))
+            if opened is None:
+                # Reported, not raised: one damaged row never blocks the person's access.
+                unreadable.append({"reading_id": reading_id, "problem": UNREADABLE})
+            else:
+                held_readings.append(orjson.loads(opened))
         choices = {
             purpose: {"granted": granted, "changed_at": changed_at, "source": source}
             for purpose, granted, changed_at, source in consent_rows.of_subject(connection, ref)
@@ -133,6 +146,11 @@ class Rights:
         ]
         return {
             "readings": held_readings,
+            "unreadable_readings": unreadable,
+            "quarantined": [
+                {"destination": d, "reading_id": r, "reason": why}
+                for d, r, why in quarantine.of_subject(connection, ref)
+            ],
             "consents": choices,
             "queued": queued,
             "dead_letters": dead_letters,
@@ -199,6 +217,7 @@ class Rights:
                     "readings": readings.delete_of_subject(connection, ref),
                     "queued": self._outbox.purge(connection, ref),
                     "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
+                    "quarantined": quarantine.delete_of_subject(connection, ref),
                     "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
                 }
                 withdrawn = {purpose: False for purpose in sorted(purposes)}

@@ -40,6 +40,24 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
+def holds_sealed_data(path: Path) -> bool:
+    """Whether the database at ``path`` holds anything sealed with the storage key (readings,
+    queued or dead-lettered items): then a missing key is a lost key, never a fresh start."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    try:
+        connection = open_read_only(path)
+        try:
+            return any(
+                connection.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0]  # noqa: S608
+                for table in ("readings", "outbox", "dead_letters")
+            )
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return True  # unreadable or damaged: opening it later says so; do not mint a key here
+
+
 def reading_aad(reading_id: str) -> bytes:
     """Associated data binding a stored reading's sealed payload to its row."""
     return f"reading\x1f{reading_id}".encode()
