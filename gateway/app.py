@@ -34,12 +34,14 @@ from gateway.exporters.registry import build_destinations
 from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
 from gateway.intake.pipeline import Pipeline, PipelineStats
+from gateway.logging import personal_strings
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.keys import load_or_create_key
 from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
 from gateway.privacy.rights import Rights
+from gateway.privacy.scrub import ErrorScrubber
 from gateway.settings import AggregateDestination, Settings
 from gateway.storage import quarantine
 from gateway.storage.crypto import Sealer
@@ -117,6 +119,7 @@ class Gateway:
         self.consents = ConsentRegistry()
         self.restrictions = Restrictions()
         self.consent_rule = ConsentRule(self.consents, self.restrictions)
+        self.scrubber = ErrorScrubber(personal_strings(settings))
         self.rights: Rights | None = None
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
@@ -188,6 +191,7 @@ class Gateway:
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
                 priority=Priority.ALERT if destination.route.category == "alert" else Priority.BULK,
+                scrub=self.scrubber.scrub,
             )
             destination.route.wake = worker.wake
             self.workers.append(worker)
@@ -356,6 +360,7 @@ class Gateway:
                 may_send=self.consent_rule.may_send,
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
+                scrub=self.scrubber.scrub,
             )
             self.workers.append(worker)
             aggregators.append(

@@ -112,6 +112,7 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         priority: Priority = Priority.BULK,
         build: Callable[[QueuedItem], bytes | None] | None = None,
+        scrub: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.sink = sink
         self.purpose = purpose
@@ -122,6 +123,8 @@ class DeliveryWorker:
         self._may_send = may_send
         # Builds a queued reading's payload from the stored reading (None: it may not go now).
         self.build = build
+        # Masks identifiers in a destination's error texts before they are kept (dead letters).
+        self._scrub = scrub
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._rng = rng or random.Random()
@@ -357,7 +360,10 @@ class DeliveryWorker:
                     delay = max(delay, outcome.retry_after_s)
                 retries.append((item_id, now + delay, outcome.reason or "retry"))
             self._outbox.reschedule(connection, retries)
-            self._outbox.dead_letter(connection, outcome.failed)
+            self._outbox.dead_letter(
+                connection,
+                [(item_id, status, self._scrub(text)) for item_id, status, text in outcome.failed],
+            )
         # Settled for good: their payloads need not be kept (a retry keeps its payload).
         settled = outcome.delivered + [item_id for item_id, _status, _text in outcome.failed]
         self._outbox.cache.drop(
@@ -401,7 +407,8 @@ class DeliveryWorker:
                 legal_basis=item.legal_basis,
             )
         if outcome.retry or outcome.failed:
-            stats.last_error, stats.last_error_at = outcome.reason, time.time()
+            reason = None if outcome.reason is None else self._scrub(outcome.reason)
+            stats.last_error, stats.last_error_at = reason, time.time()
         if outcome.retry:
             log.warning(
                 "delivery_retry",
