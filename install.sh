@@ -3,7 +3,8 @@
 # system packages (dbus, python3-venv), then the gateway in ./.venv.
 #   ./install.sh           the gateway
 #   ./install.sh --test    the gateway and its test tools (and Debian's chromium, which the
-#                          browser tests drive through Playwright)
+#                          browser tests drive through Playwright, and axe-core from npm for
+#                          their accessibility checks)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,6 +16,7 @@ command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if [[ -n "$extra" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 fi
 if ((${#missing[@]})); then
   echo "install.sh: installing system packages: ${missing[*]}"
@@ -33,4 +35,8 @@ PY
 if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".${extra}"
+if [[ -n "$extra" ]]; then
+  # axe-core, pinned by tests/a11y/package-lock.json (the browser tests load it into the page).
+  (cd tests/a11y && npm ci --no-audit --no-fund --silent)
+fi
 echo "install.sh: done. Try: .venv/bin/health-gateway demo"

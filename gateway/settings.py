@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from datetime import date
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -33,7 +34,7 @@ EEA_REGIONS = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
     "IS LI NO EU".split()
 )
-# The event schema (gateway/events.py) fields an analytics destination may list. Direct
+# The event schema (gateway/intake/events.py) fields an analytics destination may list. Direct
 # identifiers are not among them: `subject` and `company` are always sent as keyed pseudonyms,
 # and `birth_date` / `device_address` never leave for analytics (use `age_band`, `device_model`).
 ANALYTICS_FIELDS = frozenset(
@@ -140,11 +141,39 @@ class GatewaySettings(_Section):
     api: ApiSettings = ApiSettings()
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The hub page (README "The hub page"): Swedish, or English unless the browser asks for
+    # Swedish; times in this zone (default: the hub's own).
+    locale: Literal["sv", "en"] = "sv"
+    time_zone: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"{value!r} is not a time zone; write it as Europe/Stockholm"
+                ) from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        if self.time_zone is not None:
+            return ZoneInfo(self.time_zone)
+        local = datetime.now().astimezone().tzinfo
+        return local if local is not None else UTC
+
     outbox_key_file: Path | None = None
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     retention_days: int = Field(default=365, ge=1)
     require_eea: bool = True
     max_queued_items: int = Field(default=1_000_000, ge=100)
+    # When a device needs attention (status, /api/status, the page): battery at or below this
+    # percentage, or nothing heard from it for this many days.
+    low_battery_percent: int = Field(default=20, ge=0, le=100)
+    device_unseen_days: float = Field(default=3.0, gt=0)
 
 
 class SimulationSettings(_Section):
@@ -357,6 +386,11 @@ class Settings(_Section):
     devices: list[DeviceSettings] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
+    # What the person should do, shown on the page with an alert of that severity: one text,
+    # or one per language ({ sv = "...", en = "..." }).
+    alert_instructions: dict[
+        Literal["info", "warning", "critical"], str | dict[Literal["sv", "en"], str]
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:

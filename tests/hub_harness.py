@@ -45,6 +45,9 @@ def hub_config(tmp_path: Path, care_url: str, alerts_url: str) -> dict[str, Any]
     pins.chmod(0o600)
     config = base_config(tmp_path / "data", secret, care_url, alerts_url)
     config["gateway"]["api"] = {"listen": "127.0.0.1:0", "pin_file": str(pins)}
+    # English unless a test asks for Swedish (a new config's default) or a browser prefers it.
+    config["gateway"]["locale"] = "en"
+    config["gateway"]["time_zone"] = "Europe/Stockholm"
     config["subjects"][0]["consent"]["analytics"] = True
     config["subjects"].append(
         {"id": REFUSER, "birth_date": "1980-02-02", "consent": {"care": False, "alerting": True}}

@@ -363,7 +363,8 @@ async def test_the_summary_shows_a_vital_interest_alert_and_the_trend(tmp_path):
                 summary = await response.json()
     [raised] = [a for a in summary["alerts"] if a["type"] == "alert.raised"]
     assert raised["vital_interest"] is True
-    assert raised["title"] == "High upper (systolic) blood pressure"
+    assert raised["title"] == "Blood pressure, upper value (systolic): above your limit"
+    assert raised["open"] is False  # the normal reading after it resolved it
     assert "vital interest" in raised["sent"][0]["text"]
     vital_disclosures = [h for h in summary["history"] if h.get("legal_basis") == "vital_interest"]
     assert vital_disclosures and "vital interest" in vital_disclosures[0]["detail"]
@@ -373,5 +374,11 @@ async def test_the_summary_shows_a_vital_interest_alert_and_the_trend(tmp_path):
     assert latest["headline"] == "121/79" and latest["unit"] == "mmHg"
     [trend] = summary["trends"]
     assert trend["readings"] == 2 and trend["svg"].startswith("<svg")
-    assert trend["svg"].count("<circle") == 4  # systolic and diastolic, two readings each
+    # Both readings are of one day: one point per value for the day, with a bar for its range,
+    # and the alert rule's limit as a dashed line.
+    assert trend["days"] == 1
+    assert trend["svg"].count("<circle") == 2
+    assert trend["svg"].count('class="range"') == 2
+    assert trend["svg"].count('class="limit"') == 1
+    assert [limit["value"] for limit in trend["limits"]] == [180]
     assert "<script" not in trend["svg"] and "style=" not in trend["svg"]

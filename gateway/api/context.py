@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.activity import ActivityEntry
 from gateway.api.security import LoginLimiter, Network, Session, Sessions
 from gateway.api.summary import AlertMemory, SummaryBuilder
+from gateway.i18n import LANGUAGES, choose_language
 from gateway.metrics import GatewayMetrics
 from gateway.privacy.rights import Rights
 
@@ -121,6 +122,15 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 
 def context_of(request: web.Request) -> ApiContext:
     return request.app[CONTEXT]
+
+
+def page_language(request: web.Request) -> str:
+    """The page's language: ``?lang=`` when given, else the hub's setting and the browser's."""
+    asked = request.query.get("lang")
+    if asked in LANGUAGES:
+        return asked
+    configured = context_of(request).hub.settings.gateway.locale
+    return choose_language(configured, request.headers.get("Accept-Language"))
 
 
 def principal_of(request: web.Request) -> Principal:

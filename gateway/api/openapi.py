@@ -172,12 +172,23 @@ def _paths() -> dict[str, Any]:
         },
         "/api/subjects/{subject}/summary": {
             "get": _op(
-                "What the hub page shows: latest reading per kind, 30-day trends (SVG),"
-                " devices, consents with plain-language explanations, who received the data,"
-                " and alerts.",
+                "What the hub page shows: latest reading per kind, 30-day trends (SVG, one"
+                " point a day, limits), devices and what needs attention, consents with"
+                " plain-language explanations, whether the care team still hears, who received"
+                " the data, and alerts (open first, with what to do). Texts in Swedish or"
+                " English (`lang`, else the hub's `locale` and `Accept-Language`), times in the"
+                " hub's time zone.",
                 {"200": _json(_ref("Summary"), "The person's summary."), **SUBJECT_ERRORS},
                 tag="subjects",
-                parameters=[SUBJECT],
+                parameters=[
+                    SUBJECT,
+                    {
+                        "name": "lang",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["sv", "en"]},
+                    },
+                ],
             )
         },
         "/api/subjects/{subject}/events": {
@@ -490,7 +501,16 @@ def _schemas() -> dict[str, Any]:
         "Summary": {
             "type": "object",
             "properties": {
+                "language": {"type": "string", "enum": ["sv", "en"]},
                 "restricted": {"type": "boolean"},
+                "monitoring": {
+                    "type": "object",
+                    "properties": {
+                        "stopped": {"type": "array", "items": {"type": "string"}},
+                        "banner": {"type": "string"},
+                    },
+                },
+                "updated": {"type": "string"},
                 "latest": {"type": "array", "items": {"type": "object"}},
                 "trends": {"type": "array", "items": {"type": "object"}},
                 "devices": {"type": "array", "items": {"type": "object"}},

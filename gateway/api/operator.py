@@ -12,7 +12,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from gateway.api.context import ApiContext, context_of, principal_of
+from gateway.api.context import ApiContext, context_of, page_language, principal_of
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
@@ -152,6 +152,7 @@ async def subject_erase(request: web.Request) -> web.Response:
     subject_id = _subject_id(request)
     source = principal_of(request).audit_source
     counts = await context.rights.erase(subject_id, source)
+    context.alerts.forget(context.rights.subject_ref(subject_id))  # they hold health values
     log.info("subject_erased_via_api", source=source)
     context.events.notify(context.rights.subject_ref(subject_id))
     return json_response({"erased": counts})
@@ -209,18 +210,32 @@ async def subject_restriction(request: web.Request) -> web.Response:
     return json_response({"restricted": restricted})
 
 
+async def bluetooth_problem(context: ApiContext) -> str | None:
+    """Why the hub's Bluetooth is not working, or None. The check is the gateway's trouble
+    watch (``gateway/trouble.py``, the installer's status work); a gateway without one has
+    nothing to say here."""
+    watch = getattr(context.hub, "trouble", None)
+    if watch is None:
+        return None
+    state = await watch.bluetooth()
+    return None if state.ok else str(state.reason)
+
+
 async def subject_summary(request: web.Request) -> web.Response:
     context = context_of(request)
     subject_id = _subject_id(request)
     ref = context.rights.subject_ref(subject_id)
     now = time.time()
     held = await context.hub.on_database(lambda c: context.summaries.read(c, ref, now))
+    radio = await bluetooth_problem(context)
     mine = [
         {
-            "name": d["name"] or d["label"],
-            "kind": d["label"],
+            "radio_problem": radio,
+            "name": d["name"],
+            "profile": d["profile"],
             "connected": d["connected"],
             "last_seen": d["last_seen"],
+            "last_reading_at": d["last_reading_at"],
             "battery_level": d["battery_level"],
         }
         for d in await devices_of(context)
@@ -229,6 +244,7 @@ async def subject_summary(request: web.Request) -> web.Response:
     summary = context.summaries.build(
         subject_id,
         held,
+        language=page_language(request),
         restricted=context.hub.is_restricted(ref),
         devices=mine,
         alerts=context.alerts.for_subject(ref),

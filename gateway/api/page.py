@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import html
+import re
 from dataclasses import dataclass
+from datetime import UTC
 from importlib import resources
 
+import orjson
 import structlog
 from aiohttp import web
 
-from gateway.api.context import context_of
+from gateway.api.context import context_of, page_language
 from gateway.api.middleware import CSRF_HEADER, cross_site
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.security import SESSION_COOKIE, match_pin, same_secret
+from gateway.i18n import Translator
 from gateway.privacy.rights import SubjectNotFound
 
 log = structlog.get_logger(__name__)
@@ -59,8 +65,38 @@ def _serve(request: web.Request, name: str) -> web.Response:
     return web.Response(body=found.body, headers={"Content-Type": found.content_type, **headers})
 
 
+PLACEHOLDER = re.compile(r"\{\{([a-z_.]+)\}\}")
+
+
+@functools.cache
+def localised_index(template: bytes, language: str) -> StaticFile:
+    """``index.html`` in one language: ``{{key}}`` replaced by the catalogue's text (escaped),
+    ``{{lang}}`` by the language and ``{{messages}}`` by the script's own messages as JSON."""
+    tr = Translator(language, UTC)  # the page's fixed texts hold no times
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key == "lang":
+            return language
+        if key == "messages":
+            # JSON inside <script type="application/json">: "</" could end the element early.
+            return orjson.dumps(tr.page_messages()).decode().replace("</", "<\\/")
+        return html.escape(tr.t(key))
+
+    body = PLACEHOLDER.sub(fill, template.decode("utf-8")).encode("utf-8")
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    return StaticFile(body, CONTENT_TYPES[".html"], etag)
+
+
 async def index(request: web.Request) -> web.Response:
-    return _serve(request, "index.html")
+    template: StaticFile | None = request.app[STATIC].get("index.html")
+    if template is None:
+        raise ApiError(404, "no such file")
+    page = localised_index(template.body, page_language(request))
+    headers = {"ETag": page.etag, "Cache-Control": "no-cache", "Vary": "Accept-Language"}
+    if request.headers.get("If-None-Match") == page.etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=page.body, headers={"Content-Type": page.content_type, **headers})
 
 
 async def static(request: web.Request) -> web.Response:

@@ -1,35 +1,52 @@
-"""What the hub page shows one person, in plain words: readings, trends, devices, consents,
-who received their data, and alerts (``GET /api/subjects/{id}/summary``).
+"""What the hub page shows one person, in plain words and their language: readings, trends,
+devices, consents, who received their data, and alerts (``GET /api/subjects/{id}/summary``).
 
-The texts are written for a person who is not technical; the raw fields (destination, purpose,
-legal basis, times) travel beside them so a script can use the same endpoint.
+The texts come from the message catalogue (``gateway/i18n.py``) in the language the request
+asks for, with times in the hub's zone; the raw fields (destination, purpose, legal basis,
+ISO times) travel beside them so a script can use the same endpoint.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.activity import ActivityEntry
+from gateway.api.alert_view import (
+    AlertMemory,
+    AlertNote,
+    AlertView,
+    kind_text,
+    lower,
+    unit_text,
+    value_text,
+)
 from gateway.api.charts import Series, trend_svg
+from gateway.api.trends import Limit, daily, sentence
+from gateway.i18n import Translator
 from gateway.privacy import audit
-from gateway.settings import PURPOSES, Settings
+from gateway.settings import PURPOSES, AlertRuleSettings, Settings
 from gateway.storage import consents, quarantine, readings
 from gateway.storage.database import reading_aad
+from gateway.units import UnitError, convert
 
 if TYPE_CHECKING:
     from gateway.storage.crypto import Sealer
 
+__all__ = ["KIND_LABELS", "AlertMemory", "AlertNote", "SummaryBuilder", "device_readings"]
+
 TREND_DAYS = 30
 HISTORY_LIMIT = 100
-ALERT_MEMORY = 200
+# Withdrawing these stops the care team hearing about the person: the page warns first and
+# shows a banner while they are off.
+MONITORING_PURPOSES = ("care", "alerting")
 
+# English names for the operator's views (the CLI and /api/devices); the page uses the
+# catalogue.
 KIND_LABELS = {
     "blood_pressure": "Blood pressure",
     "weight": "Weight",
@@ -38,34 +55,6 @@ KIND_LABELS = {
     "temperature": "Temperature",
     "heart_rate": "Heart rate",
     "spo2": "Blood oxygen",
-}
-VALUE_LABELS = {
-    "systolic": "Upper (systolic)",
-    "diastolic": "Lower (diastolic)",
-    "mean_arterial_pressure": "Mean pressure",
-    "pulse_rate": "Pulse",
-    "body_weight": "Weight",
-    "bmi": "BMI",
-    "height": "Height",
-    "body_fat_percentage": "Body fat",
-    "glucose": "Blood sugar",
-    "body_temperature": "Temperature",
-    "heart_rate": "Heart rate",
-    "spo2": "Oxygen saturation",
-}
-UNIT_LABELS = {
-    "mm[Hg]": "mmHg",
-    "kPa": "kPa",
-    "/min": "beats per minute",
-    "kg": "kg",
-    "[lb_av]": "lb",
-    "Cel": "°C",
-    "[degF]": "°F",
-    "%": "%",
-    "mg/dL": "mg/dL",
-    "mmol/L": "mmol/L",
-    "kg/m2": "",
-    "m": "m",
 }
 # The values drawn in each kind's trend chart, with their colours (dark enough on white).
 TREND_VALUES = {
@@ -77,94 +66,12 @@ TREND_VALUES = {
     "heart_rate": [("heart_rate", "#a4161a")],
     "spo2": [("spo2", "#1d4e89")],
 }
-PURPOSE_TEXT = {
-    "care": (
-        "Your care team",
-        "Your readings go to your care team's system, so your nurse and doctor can follow"
-        " how you are doing.",
-    ),
-    "alerting": (
-        "Alerts to a nurse",
-        "If a reading is dangerously high or low, a nurse is told at once so they can contact you.",
-    ),
-    "analytics": (
-        "Improving the service",
-        "Readings without your name or personal number help the provider improve the service.",
-    ),
-    "research": (
-        "Medical research",
-        "Readings without your name or personal number may be used in approved medical research.",
-    ),
-    "employer_statistics": (
-        "Employer statistics",
-        "Your employer sees only totals for a group of people, never your own readings.",
-    ),
-}
-DESTINATION_KIND_TEXT = {
-    "fhir": "your care team's system",
-    "webhook": "the nurse alert service",
-    "analytics": "the service statistics",
-    "aggregate": "anonymous group statistics",
-}
-LEGAL_BASIS_TEXT = {
-    "consent": "because you allowed it",
-    "vital_interest": "without asking, because your life or health could have been in danger"
-    " (vital interest)",
-}
-
-
-def unit_label(unit: str) -> str:
-    return UNIT_LABELS.get(unit, unit)
-
-
-def number(value: float) -> str:
-    rounded = round(value, 1)
-    return f"{rounded:g}"
-
-
-def purpose_label(purpose: str) -> str:
-    return PURPOSE_TEXT.get(purpose, (purpose.replace("_", " ").capitalize(), ""))[0]
-
-
-@dataclass(frozen=True, slots=True)
-class AlertNote:
-    at: float
-    type: str  # alert.raised / alert.resolved
-    fields: dict[str, Any]
-
-
-class AlertMemory:
-    """Alerts raised since the gateway started, per person (from the activity feed).
-
-    The durable record of an alert is its disclosure in the audit log; this adds what the rule
-    said (which value, how far over the limit), which the audit entry does not hold.
-    """
-
-    def __init__(self) -> None:
-        self._notes: OrderedDict[tuple[str, str], AlertNote] = OrderedDict()
-
-    def observe(self, entry: ActivityEntry) -> None:
-        if entry.kind not in ("alert.raised", "alert.resolved"):
-            return
-        key = (str(entry.fields.get("reading_id")), entry.kind)
-        self._notes[key] = AlertNote(entry.at, entry.kind, dict(entry.fields))
-        while len(self._notes) > ALERT_MEMORY:
-            self._notes.popitem(last=False)
-
-    def for_subject(self, subject_ref: str) -> list[AlertNote]:
-        return [n for n in self._notes.values() if n.fields.get("subject_ref") == subject_ref]
+DESTINATION_KINDS = ("fhir", "webhook", "analytics", "aggregate")
 
 
 def _when(event: dict[str, Any]) -> str:
     """The device's own time (local, as the device showed it) or, failing that, receipt."""
     return str(event.get("measured_at") or event["received_at"])
-
-
-def _epoch(when: str) -> float:
-    moment = datetime.fromisoformat(when)
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # the device's clock is read as the hub's local time
-    return moment.timestamp()
 
 
 def _values(event: dict[str, Any]) -> dict[str, tuple[float, str]]:
@@ -173,67 +80,12 @@ def _values(event: dict[str, Any]) -> dict[str, tuple[float, str]]:
     }
 
 
-def latest_card(event: dict[str, Any], device_names: dict[str, str]) -> dict[str, Any]:
-    kind = str(event["kind"])
-    values = _values(event)
-    details = []
-    if kind == "blood_pressure" and "systolic" in values and "diastolic" in values:
-        headline = f"{number(values['systolic'][0])}/{number(values['diastolic'][0])}"
-        unit = unit_label(values["systolic"][1])
-        shown = {"systolic", "diastolic", "mean_arterial_pressure"}
-    else:
-        primary = next(iter(TREND_VALUES.get(kind, [])), (None, ""))[0]
-        name = primary if primary in values else next(iter(values), None)
-        headline = number(values[name][0]) if name else "—"
-        unit = unit_label(values[name][1]) if name else ""
-        shown = {name}
-    for name, (value, value_unit) in values.items():
-        if name not in shown:
-            details.append(
-                {
-                    "name": name,
-                    "label": VALUE_LABELS.get(name, name.replace("_", " ").capitalize()),
-                    "value": number(value),
-                    "unit": unit_label(value_unit),
-                }
-            )
-    return {
-        "kind": kind,
-        "label": KIND_LABELS.get(kind, kind.replace("_", " ").capitalize()),
-        "when": _when(event),
-        "headline": headline,
-        "unit": unit,
-        "details": details,
-        "device": device_names.get(str(event.get("device_address")), ""),
-        "reading_id": event["reading_id"],
-    }
-
-
-def trend_card(kind: str, events: list[dict[str, Any]], start: float, end: float) -> dict[str, Any]:
-    wanted = TREND_VALUES.get(kind)
-    if wanted is None:
-        first = next((name for e in events for name in e.get("values", {})), None)
-        wanted = [(first, "#1d4e89")] if first else []
-    series: list[Series] = []
-    unit = ""
-    for name, colour in wanted:
-        points = []
-        for event in events:
-            value = event.get("values", {}).get(name)
-            if value is not None:
-                points.append((_epoch(_when(event)), float(value["value"])))
-                unit = unit_label(str(value["unit"]))
-        if points:
-            series.append(Series(VALUE_LABELS.get(name, name), colour, points))
-    label = KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
-    return {
-        "kind": kind,
-        "label": label,
-        "unit": unit,
-        "readings": len(events),
-        "legend": [{"label": s.label, "colour": s.colour} for s in series],
-        "svg": trend_svg(series, start, end, unit, label) if series else "",
-    }
+def rules_for(settings: Settings, subject_id: str) -> list[AlertRuleSettings]:
+    """The rules that apply to a person: their own replace the general ones for a value."""
+    own = settings.subject(subject_id).alert_rules
+    replaced = {(rule.kind, rule.value) for rule in own}
+    general = [r for r in settings.alert_rules if (r.kind, r.value) not in replaced]
+    return [*own, *general]
 
 
 class SummaryBuilder:
@@ -241,10 +93,7 @@ class SummaryBuilder:
         self._settings = settings
         self._sealer = sealer
         self.sealer = sealer
-        self.device_names = {
-            device.address: device.name or KIND_LABELS.get(device.profile, device.profile)
-            for device in settings.devices
-        }
+        self.device_names = {device.address: device.name for device in settings.devices}
 
     def read(self, connection: sqlite3.Connection, ref: str, now: float) -> dict[str, Any]:
         """Everything the summary needs from the database, in one visit to the writer thread."""
@@ -283,45 +132,228 @@ class SummaryBuilder:
                 events.append(orjson.loads(opened))
         return events
 
+    def translator(self, language: str) -> Translator:
+        return Translator(language, self._settings.gateway.zone)
+
     def build(
         self,
         subject_id: str,
         held: dict[str, Any],
         *,
+        language: str,
         restricted: bool,
         devices: list[dict[str, Any]],
         alerts: list[AlertNote],
         now: float | None = None,
     ) -> dict[str, Any]:
         now = time.time() if now is None else now
+        moment = datetime.fromtimestamp(now, UTC)
+        tr = self.translator(language)
         start = now - TREND_DAYS * 86400
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for event in held["recent"]:
             by_kind.setdefault(str(event["kind"]), []).append(event)
+        rules = rules_for(self._settings, subject_id)
+        consents = self._consents(tr, subject_id, held["consents"])
+        erased_at = next(
+            (e.at for e in held["entries"] if e.event == "subject.erased"), None
+        )  # entries are newest first
         return {
+            "language": language,
             "restricted": restricted,
-            "latest": [latest_card(event, self.device_names) for event in held["latest"]],
+            "monitoring": self._monitoring(tr, consents, restricted),
+            "latest": [self._latest_card(tr, event, moment) for event in held["latest"]],
             "trends": [
-                trend_card(kind, events, start, now) for kind, events in sorted(by_kind.items())
+                self._trend_card(tr, kind, events, rules, start, now)
+                for kind, events in sorted(by_kind.items())
             ],
-            "devices": devices,
-            "consents": self._consents(subject_id, held["consents"]),
-            "history": self._history(held["entries"], held["kinds"]),
-            "alerts": self._alerts(alerts, held["entries"], held["kinds"]),
+            "devices": [self._device(tr, d, moment) for d in devices],
+            "consents": consents,
+            "history": self._history(tr, held["entries"], held["kinds"], moment),
+            "alerts": AlertView(self._settings, tr, moment).build(
+                alerts, held["entries"], held["kinds"], self._destination_text_for(tr), erased_at
+            ),
             # Stored readings that could not be opened, and items kept aside for that reason.
             "unreadable_readings": held.get("unreadable", 0),
             "quarantined": held.get("quarantined", 0),
-            "generated_at": datetime.fromtimestamp(now, UTC).isoformat(),
+            "generated_at": moment.isoformat(),
+            "updated": tr.t("summary.updated", when=tr.when(moment, moment, inline=True)),
         }
 
-    def _destination_text(self, name: str) -> str:
+    # Readings and trends --------------------------------------------------------------------
+
+    def _latest_card(self, tr: Translator, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+        kind = str(event["kind"])
+        values = _values(event)
+        details = []
+        if kind == "blood_pressure" and "systolic" in values and "diastolic" in values:
+            headline = f"{tr.number(values['systolic'][0])}/{tr.number(values['diastolic'][0])}"
+            unit = unit_text(tr, values["systolic"][1])
+            shown = {"systolic", "diastolic", "mean_arterial_pressure"}
+        else:
+            primary = next(iter(TREND_VALUES.get(kind, [])), (None, ""))[0]
+            name = primary if primary in values else next(iter(values), None)
+            headline = tr.number(values[name][0]) if name else "—"
+            unit = unit_text(tr, values[name][1]) if name else ""
+            shown = {name}
+        for name, (value, value_unit) in values.items():
+            if name not in shown:
+                details.append(
+                    {
+                        "name": name,
+                        "label": value_text(tr, name),
+                        "value": tr.number(value),
+                        "unit": unit_text(tr, value_unit),
+                    }
+                )
+        device = self.device_names.get(str(event.get("device_address"))) or ""
+        when = tr.when(_when(event), now)
+        return {
+            "kind": kind,
+            "label": kind_text(tr, kind),
+            "at": _when(event),
+            "when": tr.t("latest.when_from", when=when, device=device) if device else when,
+            "headline": headline,
+            "unit": unit,
+            "details": details,
+            "device": device,
+            "reading_id": event["reading_id"],
+        }
+
+    def _limits(
+        self, tr: Translator, rules: list[AlertRuleSettings], kind: str, name: str, unit: str
+    ) -> list[Limit]:
+        limits = []
+        for rule in rules:
+            if rule.kind != kind or rule.value != name:
+                continue
+            for direction, bound in (("above", rule.above), ("below", rule.below)):
+                if bound is None:
+                    continue
+                try:
+                    value = convert(bound, rule.unit or unit, unit)
+                except UnitError:
+                    continue  # a rule in a unit this value cannot be shown in: no line
+                label = tr.t(
+                    "chart.limit",
+                    value=lower(value_text(tr, name)),
+                    limit=tr.number(value),
+                    unit=unit_text(tr, unit),
+                )
+                limits.append(Limit(value, direction, label))
+        return limits
+
+    def _trend_card(
+        self,
+        tr: Translator,
+        kind: str,
+        events: list[dict[str, Any]],
+        rules: list[AlertRuleSettings],
+        start: float,
+        end: float,
+    ) -> dict[str, Any]:
+        wanted = TREND_VALUES.get(kind)
+        if wanted is None:
+            first = next((name for e in events for name in e.get("values", {})), None)
+            wanted = [(first, "#1d4e89")] if first else []
+        series: list[Series] = []
+        limits: list[Limit] = []
+        sentences: list[str] = []
+        unit = ""
+        for name, colour in wanted:
+            points, ucum = [], ""
+            for event in events:
+                value = event.get("values", {}).get(name)
+                if value is not None:
+                    points.append((_epoch(_when(event), tr), float(value["value"])))
+                    ucum = str(value["unit"])
+            if not points:
+                continue
+            unit = unit_text(tr, ucum)
+            days = daily(points, tr.zone)
+            own_limits = self._limits(tr, rules, kind, name, ucum)
+            limits += own_limits
+            series.append(Series(value_text(tr, name), colour, days))
+            sentences.append(sentence(tr, value_text(tr, name), unit, days, own_limits))
+        label = kind_text(tr, kind)
+        ranges = "; ".join(
+            tr.t(
+                "chart.range",
+                value=s.label,
+                low=tr.number(min(d.low for d in s.days)),
+                high=tr.number(max(d.high for d in s.days)),
+                unit=unit,
+            )
+            for s in series
+        )
+        days_count = len({d.day for s in series for d in s.days})
+        aria = tr.t("chart.label", kind=label, days=days_count, ranges=ranges)
+        return {
+            "kind": kind,
+            "label": label,
+            "title": tr.plural("trend.title", len(events), kind=label),
+            "unit": unit,
+            "readings": len(events),
+            "days": days_count,
+            "legend": [
+                {"label": tr.t("chart.legend", value=s.label, unit=unit), "colour": s.colour}
+                for s in series
+            ],
+            "limits": [{"value": limit.value, "label": limit.label} for limit in limits],
+            # The first value's trend (the upper pressure of a blood pressure) says enough.
+            "sentence": sentences[0] if sentences else "",
+            "how_to_read": tr.t("chart.how_to_read"),
+            "svg": trend_svg(tr, series, limits, start, end, aria) if series else "",
+        }
+
+    # Devices -----------------------------------------------------------------------------------
+
+    def _device(self, tr: Translator, device: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """A device in plain words, with what needs the person's attention first."""
+        gateway = self._settings.gateway
+        trouble: list[dict[str, str]] = []
+        if device.get("radio_problem"):
+            trouble.append({"code": "radio", "text": tr.t("device.radio")})
+        battery = device.get("battery_level")
+        if battery is not None and battery <= gateway.low_battery_percent:
+            trouble.append(
+                {"code": "battery_low", "text": tr.t("device.battery_low", level=battery)}
+            )
+        last_seen = device.get("last_seen") or device.get("last_reading_at")
+        if last_seen:
+            seen = datetime.fromisoformat(str(last_seen))
+            if seen.tzinfo is None:
+                seen = seen.replace(tzinfo=UTC)
+            days = (now - seen).total_seconds() / 86400
+            if days >= gateway.device_unseen_days:
+                trouble.append({"code": "unseen", "text": tr.plural("device.unseen", round(days))})
+        connected = bool(device.get("connected"))
+        state = tr.t("device.last_seen", ago=tr.ago(last_seen, now))
+        if battery is not None:
+            state += " " + tr.t("device.battery", level=battery)
+        return {
+            **device,
+            "name": device.get("name") or kind_text(tr, str(device.get("profile", ""))),
+            "badge": tr.t("device.connected" if connected else "device.not_connected"),
+            "state": state,
+            "hint": "" if connected or trouble else tr.t("device.normal_when_idle"),
+            "trouble": trouble,
+        }
+
+    # Consents and monitoring -------------------------------------------------------------------
+
+    def _destination_text(self, tr: Translator, name: str) -> str:
         for destination in self._settings.destinations:
             if destination.name == name:
-                return f"{name} ({DESTINATION_KIND_TEXT.get(destination.kind, destination.kind)})"
+                what = tr.get(f"destination.{destination.kind}", destination.kind)
+                return tr.t("destination.named", name=name, what=what)
         return name
 
+    def _destination_text_for(self, tr: Translator) -> Callable[[str], str]:
+        return lambda name: self._destination_text(tr, name)
+
     def _consents(
-        self, subject_id: str, recorded: dict[str, tuple[bool, str]]
+        self, tr: Translator, subject_id: str, recorded: dict[str, tuple[bool, str]]
     ) -> list[dict[str, Any]]:
         destinations: dict[str, list[str]] = {}
         for destination in self._settings.destinations:
@@ -332,47 +364,86 @@ class SummaryBuilder:
         vital = any(rule.vital_interest for rule in self._settings.alert_rules)
         result = []
         for purpose in sorted(purposes, key=lambda p: (order.get(p, len(order)), p)):
-            label, explanation = PURPOSE_TEXT.get(purpose, (purpose_label(purpose), ""))
             granted, changed_at = recorded.get(purpose, (False, None))
-            note = ""
-            if purpose == "alerting" and vital:
-                note = (
-                    "Even when this is off, a nurse is told about a reading that could mean your"
-                    " life is in danger. You will see it below if that happens."
-                )
+            note = tr.t("consent.note.vital") if purpose == "alerting" and vital else ""
+            warning = ""
+            if purpose in MONITORING_PURPOSES and destinations.get(purpose):
+                warning = tr.t(f"consent.withdraw_warning.{purpose}")
             result.append(
                 {
                     "purpose": purpose,
-                    "label": label,
-                    "explanation": explanation,
+                    "label": purpose_text(tr, purpose),
+                    "explanation": tr.get(f"purpose.{purpose}.explain", ""),
                     "note": note,
                     "granted": granted,
+                    "state": tr.t("consent.allowed" if granted else "consent.not_allowed"),
                     "changed_at": changed_at,
+                    "withdraw_warning": warning,
                     "destinations": [
-                        self._destination_text(name) for name in destinations.get(purpose, [])
+                        self._destination_text(tr, name) for name in destinations.get(purpose, [])
                     ],
+                    "goes_to": tr.t(
+                        "consent.goes_to",
+                        where=", ".join(
+                            self._destination_text(tr, n) for n in destinations.get(purpose, [])
+                        ),
+                    )
+                    if destinations.get(purpose)
+                    else "",
                 }
             )
         return result
 
+    def _monitoring(
+        self, tr: Translator, consents: list[dict[str, Any]], restricted: bool
+    ) -> dict[str, Any]:
+        """Whether the care team still hears about this person, said plainly for a banner."""
+        served = {c["purpose"] for c in consents if c["destinations"]}
+        stopped = [
+            p
+            for p in MONITORING_PURPOSES
+            if p in served
+            and (restricted or not next(c["granted"] for c in consents if c["purpose"] == p))
+        ]
+        if not stopped:
+            return {"stopped": [], "banner": ""}
+        key = "both" if len(stopped) == len(MONITORING_PURPOSES) else stopped[0]
+        return {"stopped": stopped, "banner": tr.t(f"monitoring.stopped.{key}")}
+
+    # History -------------------------------------------------------------------------------------
+
     def _history(
-        self, entries: list[audit.AuditEntry], kinds: dict[str, str]
+        self,
+        tr: Translator,
+        entries: list[audit.AuditEntry],
+        kinds: dict[str, str],
+        now: datetime,
     ) -> list[dict[str, Any]]:
         history = []
         for entry in entries:
             data = entry.data
-            item: dict[str, Any] = {"at": entry.at, "event": entry.event}
+            item: dict[str, Any] = {
+                "at": entry.at,
+                "when": tr.when(entry.at, now),
+                "event": entry.event,
+            }
             if entry.event == "disclosure":
                 kind = kinds.get(str(data.get("reading_id")), "")
-                what = KIND_LABELS.get(kind, "A").lower() if kind else "a"
-                category = "alert about your" if data.get("category") == "alert" else "your"
+                what_kind = lower(kind_text(tr, kind)) if kind else tr.t("history.a_reading")
+                category = "alert" if data.get("category") == "alert" else "reading"
                 basis = str(data.get("legal_basis"))
                 item |= {
                     "type": "disclosure",
-                    "title": f"Sent to {self._destination_text(str(data.get('destination')))}",
-                    "detail": f"What: {category} {what} reading. Why: "
-                    f"{purpose_label(str(data.get('purpose'))).lower()}, "
-                    f"{LEGAL_BASIS_TEXT.get(basis, basis)}.",
+                    "title": tr.t(
+                        "history.sent.title",
+                        where=self._destination_text(tr, str(data.get("destination"))),
+                    ),
+                    "detail": tr.t(
+                        f"history.sent.{category}",
+                        kind=what_kind,
+                        purpose=lower(purpose_text(tr, str(data.get("purpose")))),
+                        basis=tr.get(f"basis.{basis}", basis),
+                    ),
                     "destination": data.get("destination"),
                     "purpose": data.get("purpose"),
                     "legal_basis": basis,
@@ -381,158 +452,78 @@ class SummaryBuilder:
                 }
             elif entry.event == "consent.changed":
                 purposes = data.get("purposes", {})
-                if data.get("source") == "config":
-                    title = "Your choices were recorded when the hub was set up"
-                else:
-                    title = "You changed who may receive your data"
+                key = "history.setup" if data.get("source") == "config" else "history.changed"
                 detail = "; ".join(
-                    f"{purpose_label(p)}: {'allowed' if granted else 'withdrawn'}"
+                    tr.t(
+                        "history.consent.allowed" if granted else "history.consent.withdrawn",
+                        purpose=purpose_text(tr, p),
+                    )
                     for p, granted in purposes.items()
                 )
-                item |= {"type": "consent", "title": title, "detail": detail}
+                item |= {"type": "consent", "title": tr.t(key), "detail": detail}
             elif entry.event == "consent.withdrawn.purged":
-                removed = int(data.get("queued_items_removed", 0))
                 item |= {
                     "type": "consent",
-                    "title": f"Consent withdrawn: {purpose_label(str(data.get('purpose')))}",
-                    "detail": f"Nothing more is sent for this. {removed} waiting"
-                    f" item{'s' if removed != 1 else ''} deleted from the queue.",
+                    "title": tr.t(
+                        "history.withdrawn.title",
+                        purpose=purpose_text(tr, str(data.get("purpose"))),
+                    ),
+                    "detail": tr.plural(
+                        "history.withdrawn.detail", int(data.get("queued_items_removed", 0))
+                    ),
                     "purpose": data.get("purpose"),
                 }
             elif entry.event == "withheld":
                 item |= {
                     "type": "withheld",
-                    "title": f"Not sent to {self._destination_text(str(data.get('destination')))}",
-                    "detail": "You had withdrawn your consent or paused sharing.",
+                    "title": tr.t(
+                        "history.withheld.title",
+                        where=self._destination_text(tr, str(data.get("destination"))),
+                    ),
+                    "detail": tr.t("history.withheld.detail"),
                     "destination": data.get("destination"),
                 }
             elif entry.event == "restriction.changed":
-                paused = bool(data.get("restricted"))
+                key = "history.paused" if data.get("restricted") else "history.resumed"
                 item |= {
                     "type": "restriction",
-                    "title": "All sharing paused" if paused else "Sharing resumed",
-                    "detail": "Readings are kept on the hub but not sent anywhere."
-                    if paused
-                    else "Readings are sent again as you have allowed.",
+                    "title": tr.t(f"{key}.title"),
+                    "detail": tr.t(f"{key}.detail"),
                 }
             elif entry.event == "subject.exported":
                 item |= {
                     "type": "export",
-                    "title": "A copy of your data was downloaded",
-                    "detail": f"Format: {str(data.get('format', '')).upper()}.",
+                    "title": tr.t("history.export.title"),
+                    "detail": tr.t(
+                        "history.export.detail", format=str(data.get("format", "")).upper()
+                    ),
                 }
             elif entry.event == "subject.erased":
                 counts = data.get("counts", {})
                 item |= {
                     "type": "erasure",
-                    "title": "Your data was deleted from the hub",
-                    "detail": f"{counts.get('readings', 0)} readings and"
-                    f" {counts.get('queued', 0)} waiting items deleted.",
+                    "title": tr.t("history.erased.title"),
+                    "detail": tr.t(
+                        "history.erased.detail",
+                        readings=counts.get("readings", 0),
+                        queued=counts.get("queued", 0),
+                    ),
                 }
             else:
                 continue
             history.append(item)
         return history
 
-    def _alerts(
-        self, notes: list[AlertNote], entries: list[audit.AuditEntry], kinds: dict[str, str]
-    ) -> list[dict[str, Any]]:
-        sent: dict[str, list[dict[str, Any]]] = {}
-        for entry in entries:
-            if entry.event == "disclosure" and entry.data.get("category") == "alert":
-                basis = str(entry.data.get("legal_basis"))
-                where = self._destination_text(str(entry.data.get("destination")))
-                sent.setdefault(str(entry.data.get("reading_id")), []).append(
-                    {
-                        "destination": entry.data.get("destination"),
-                        "legal_basis": basis,
-                        "at": entry.at,
-                        "text": f"Sent to {where} {LEGAL_BASIS_TEXT.get(basis, basis)}.",
-                    }
-                )
-        alerts: list[dict[str, Any]] = []
-        covered: set[str] = set()
-        covered_events: set[tuple[str, str]] = set()
-        for note in sorted(notes, key=lambda n: n.at, reverse=True):
-            f = note.fields
-            reading_id = str(f.get("reading_id"))
-            kind_label = KIND_LABELS.get(str(f.get("kind")), "")
-            value_label = VALUE_LABELS.get(str(f.get("value")), str(f.get("value")))
-            unit = unit_label(str(f.get("unit")))
-            if note.type == "alert.raised":
-                word = "High" if f.get("direction") == "above" else "Low"
-                title = f"{word} {value_label.lower()} {kind_label.lower()}".strip()
-                detail = (
-                    f"{number(float(f.get('measured', 0)))} {unit}; the limit is"
-                    f" {number(float(f.get('limit', 0)))} {unit}."
-                )
-            else:
-                title = f"{kind_label} back within limits"
-                detail = f"{number(float(f.get('measured', 0)))} {unit}."
-            deliveries = sent.get(reading_id, [])
-            covered.add(reading_id)
-            covered_events.add((reading_id, note.type))
-            alerts.append(
-                {
-                    "at": datetime.fromtimestamp(note.at, UTC).isoformat(),
-                    "type": note.type,
-                    "severity": f.get("severity"),
-                    "title": title,
-                    "detail": detail,
-                    "vital_interest": any(d["legal_basis"] == "vital_interest" for d in deliveries),
-                    "sent": deliveries,
-                }
-            )
-        # After a restart the in-memory notes are gone; the audit log still says which rule
-        # spoke, in which direction and at what limit (never the measured value).
-        for entry in entries:
-            if entry.event not in ("alert.raised", "alert.resolved"):
-                continue
-            data = entry.data
-            reading_id = str(data.get("reading_id"))
-            if (reading_id, entry.event) in covered_events:
-                continue
-            covered_events.add((reading_id, entry.event))
-            covered.add(reading_id)
-            kind_label = KIND_LABELS.get(str(data.get("kind")), "")
-            value_label = VALUE_LABELS.get(str(data.get("value")), str(data.get("value")))
-            unit = unit_label(str(data.get("unit")))
-            deliveries = sent.get(reading_id, [])
-            if entry.event == "alert.raised":
-                word = "High" if data.get("direction") == "above" else "Low"
-                title = f"{word} {value_label.lower()} {kind_label.lower()}".strip()
-                detail = f"The limit is {number(float(data.get('limit') or 0))} {unit}."
-            else:
-                title, detail = f"{kind_label} back within limits", ""
-            alerts.append(
-                {
-                    "at": entry.at,
-                    "type": entry.event,
-                    "severity": data.get("severity"),
-                    "title": title,
-                    "detail": detail,
-                    "vital_interest": bool(data.get("vital_interest"))
-                    or any(d["legal_basis"] == "vital_interest" for d in deliveries),
-                    "sent": deliveries,
-                }
-            )
-        for reading_id, deliveries in sent.items():
-            if reading_id in covered:
-                continue
-            kind = kinds.get(reading_id, "")
-            alerts.append(
-                {
-                    "at": deliveries[0]["at"],
-                    "type": "alert",
-                    "severity": None,
-                    "title": f"Alert about your {KIND_LABELS.get(kind, 'a').lower()} reading",
-                    "detail": "",
-                    "vital_interest": any(d["legal_basis"] == "vital_interest" for d in deliveries),
-                    "sent": deliveries,
-                }
-            )
-        alerts.sort(key=lambda a: str(a["at"]), reverse=True)
-        return alerts
+
+def purpose_text(tr: Translator, purpose: str) -> str:
+    return tr.get(f"purpose.{purpose}.label", purpose.replace("_", " ").capitalize())
+
+
+def _epoch(when: str, tr: Translator) -> float:
+    moment = datetime.fromisoformat(when)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tr.zone)  # the device's clock is read as the hub's time
+    return moment.timestamp()
 
 
 def device_readings(

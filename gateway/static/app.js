@@ -1,19 +1,50 @@
-// The hub page: sign in with a PIN, then show the person's own data and let them decide.
-// No framework and no build step. Text is always set with textContent; the only markup taken
-// from the hub is the trend charts' SVG, parsed as SVG (it holds no script).
+// The hub page: sign in with a PIN (on-screen keys or a keyboard), then show the person's own
+// data and let them decide. No framework and no build step. Text is always set with textContent;
+// the only markup taken from the hub is the trend charts' SVG, parsed as SVG (it holds no script).
+//
+// Words: the hub serves this page in one language (its setting, or the browser's wish) with the
+// script's messages in #messages, and the summary's texts, dates and numbers come already in that
+// language and the hub's time zone. Nothing here formats a date or a number with the browser's
+// locale, so a page never mixes languages.
+//
+// A shared tablet: everything shown about a person is removed when they sign out or their
+// session ends (forgetPerson), before anyone else can sign in.
 "use strict";
 
-const state = {
-  subject: null,
-  csrf: null,
-  events: null,
-  refreshTimer: null,
-  lastLatest: {},
-  historyAll: false,
-  summary: null,
-};
+const LANG = document.documentElement.lang || "en";
+const MESSAGES = JSON.parse(document.getElementById("messages").textContent || "{}");
+const PLURALS = new Intl.PluralRules(LANG);
+
+function freshState() {
+  return {
+    subject: null,
+    csrf: null,
+    events: null,
+    refreshTimer: null,
+    lastLatest: {},
+    historyAll: false,
+    summary: null,
+    pendingWithdrawal: null,
+  };
+}
+
+let state = freshState();
 
 const $ = (id) => document.getElementById(id);
+
+function t(key, params) {
+  const text = MESSAGES[`page.${key}`];
+  if (text === undefined) return key;
+  return text.replace(/\{([a-z_]+)\}/g, (whole, name) =>
+    params && params[name] !== undefined ? String(params[name]) : whole,
+  );
+}
+
+function tp(key, count, params) {
+  const form = PLURALS.select(count);
+  const found = MESSAGES[`page.${key}.${form}`] !== undefined ? form : "other";
+  return t(`${key}.${found}`, { count, ...(params || {}) });
+}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -24,35 +55,6 @@ function el(tag, className, text) {
 
 function show(id, visible) {
   $(id).hidden = !visible;
-}
-
-// Times ------------------------------------------------------------------------------------
-
-function sameDay(a, b) {
-  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
-}
-
-function when(iso) {
-  if (!iso) return "";
-  const moment = new Date(iso);
-  if (Number.isNaN(moment.getTime())) return iso;
-  const now = new Date();
-  const time = moment.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  const yesterday = new Date(now);
-  yesterday.setDate(now.getDate() - 1);
-  if (sameDay(moment, now)) return `Today at ${time}`;
-  if (sameDay(moment, yesterday)) return `Yesterday at ${time}`;
-  const day = moment.toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
-  return `${day} at ${time}`;
-}
-
-function ago(iso) {
-  if (!iso) return "never";
-  const seconds = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
-  if (seconds < 90) return "just now";
-  if (seconds < 3600) return `${Math.round(seconds / 60)} minutes ago`;
-  if (seconds < 86400 * 1.5) return `${Math.round(seconds / 3600)} hours ago`;
-  return `${Math.round(seconds / 86400)} days ago`;
 }
 
 // Talking to the hub -------------------------------------------------------------------------
@@ -77,8 +79,9 @@ async function call(method, path, body) {
   }
   if (response.status === 401 && path.startsWith("/api/")) throw new SignedOut();
   if (!response.ok) {
-    const error = new Error((data && data.error) || `The hub answered ${response.status}`);
+    const error = new Error((data && data.error) || String(response.status));
     error.status = response.status;
+    error.retryAfter = Number(response.headers.get("Retry-After") || 0);
     throw error;
   }
   return data;
@@ -90,10 +93,32 @@ function subjectPath(suffix) {
 
 // Signing in and out -----------------------------------------------------------------------
 
-function showLogin(message) {
+// Everything about the person who was signed in leaves the page: their readings, choices,
+// messages and open dialogs, so the next person on a shared tablet sees none of it.
+function forgetPerson() {
   stopEvents();
-  state.subject = null;
-  state.csrf = null;
+  clearTimeout(state.refreshTimer);
+  state = freshState();
+  $("consents").after($("withdraw-confirm"));
+  for (const id of ["latest", "trends", "alerts", "alerts-resolved", "devices", "consents", "history"]) {
+    $(id).replaceChildren();
+  }
+  for (const id of ["consent-message", "erase-message", "updated", "monitoring-banner", "withdraw-question", "withdraw-warning"]) {
+    $(id).textContent = "";
+  }
+  for (const id of ["monitoring-banner", "restricted", "alerts-earlier", "withdraw-confirm", "erase-confirm", "history-more"]) {
+    show(id, false);
+  }
+  $("alerts-earlier").open = false;
+  $("download-json").href = "#";
+  $("download-fhir").href = "#";
+  $("token").value = "";
+  $("subject-id").value = "";
+  $("token-login").open = false;
+}
+
+function showLogin(message) {
+  forgetPerson();
   show("loading", false);
   show("home", false);
   show("sign-out", false);
@@ -104,12 +129,14 @@ function showLogin(message) {
 }
 
 function signedIn(session) {
+  forgetPerson();
   state.subject = session.subject;
   state.csrf = session.csrf;
   show("loading", false);
   show("login", false);
   show("home", true);
   show("sign-out", true);
+  $("login-message").textContent = "";
   $("download-json").href = subjectPath("/export?format=json");
   $("download-fhir").href = subjectPath("/export?format=fhir");
   startEvents();
@@ -117,8 +144,11 @@ function signedIn(session) {
 }
 
 function loginError(error) {
-  if (error.status === 401) return "That PIN is not right. Please try again.";
-  if (error.status === 429) return `Too many wrong tries. ${error.message.replace(/^too many wrong tries; /, "Please ")}.`;
+  if (error.status === 401) return t("login.wrong_pin");
+  if (error.status === 429) {
+    const match = /(\d+) seconds/.exec(error.message);
+    return t("login.too_many", { seconds: error.retryAfter || (match ? match[1] : 30) });
+  }
   return error.message;
 }
 
@@ -127,10 +157,18 @@ async function signIn(body) {
   try {
     signedIn(await call("POST", "/session", body));
   } catch (error) {
-    const message = body.pin !== undefined ? loginError(error) : error.message;
-    $("login-message").textContent = message;
+    $("login-message").textContent = body.pin !== undefined ? loginError(error) : error.message;
     $("pin").value = "";
   }
+}
+
+function submitPin() {
+  const pin = $("pin").value;
+  if (!pin) {
+    $("login-message").textContent = t("login.enter_pin");
+    return;
+  }
+  signIn({ pin });
 }
 
 // Rendering ----------------------------------------------------------------------------------
@@ -142,7 +180,7 @@ function empty(list, text) {
 function renderLatest(latest) {
   const box = $("latest");
   if (!latest.length) {
-    box.replaceChildren(el("p", "empty", "No readings yet. Take a measurement and it will show here."));
+    box.replaceChildren(el("p", "empty", t("latest.none")));
     return;
   }
   const cards = latest.map((reading) => {
@@ -158,8 +196,7 @@ function renderLatest(latest) {
     if (reading.details.length) {
       card.append(el("div", "details", reading.details.map((d) => `${d.label} ${d.value} ${d.unit}`.trim()).join(" · ")));
     }
-    const source = reading.device ? ` · ${reading.device}` : "";
-    card.append(el("div", "when", `${when(reading.when)}${source}`));
+    card.append(el("div", "when", reading.when));
     return card;
   });
   box.replaceChildren(...cards);
@@ -167,41 +204,50 @@ function renderLatest(latest) {
 
 function renderTrends(trends) {
   const box = $("trends");
-  const cards = trends.filter((t) => t.svg).map((trend) => {
+  const cards = trends.filter((trend) => trend.svg).map((trend) => {
     const card = el("div", "trend");
-    card.append(el("h3", null, `${trend.label} (${trend.readings} reading${trend.readings === 1 ? "" : "s"})`));
+    card.dataset.kind = trend.kind;
+    card.append(el("h3", null, trend.title));
     const svg = new DOMParser().parseFromString(trend.svg, "image/svg+xml").documentElement;
     if (svg && svg.nodeName === "svg") card.append(document.importNode(svg, true));
     const legend = el("div", "legend");
     for (const item of trend.legend) {
       const entry = el("span");
-      entry.append(el("span", `swatch c-${item.colour.replace("#", "")}`), document.createTextNode(`${item.label} (${trend.unit})`));
+      entry.append(el("span", `swatch c-${item.colour.replace("#", "")}`), document.createTextNode(item.label));
+      legend.append(entry);
+    }
+    for (const limit of trend.limits) {
+      const entry = el("span", "limit-entry");
+      entry.append(el("span", "swatch limit"), document.createTextNode(limit.label));
       legend.append(entry);
     }
     card.append(legend);
+    if (trend.sentence) card.append(el("p", "sentence", trend.sentence));
+    card.append(el("p", "hint small", trend.how_to_read));
     return card;
   });
   if (cards.length) box.replaceChildren(...cards);
-  else box.replaceChildren(el("p", "empty", "No readings in the last 30 days."));
+  else box.replaceChildren(el("p", "empty", t("trends.none")));
 }
 
 function renderDevices(devices) {
   const list = $("devices");
-  if (!devices.length) return empty(list, "No devices are set up for you.");
+  if (!devices.length) return empty(list, t("devices.none"));
   list.replaceChildren(
     ...devices.map((device) => {
       const item = el("li", "device");
+      if (device.trouble.length) item.classList.add("trouble");
       item.append(el("div", "name", device.name));
       const line = el("div");
-      line.append(el("span", `badge ${device.connected ? "on" : "off"}`, device.connected ? "Connected" : "Not connected"));
-      line.append(document.createTextNode(` Last seen ${ago(device.last_seen)}.`));
-      if (device.battery_level !== null && device.battery_level !== undefined) {
-        line.append(document.createTextNode(` Battery ${device.battery_level}%.`));
-      }
+      line.append(el("span", `badge ${device.connected ? "on" : "off"}`, device.badge));
+      line.append(document.createTextNode(` ${device.state}`));
       item.append(line);
-      if (!device.connected) {
-        item.append(el("div", "hint", "That is normal: it connects when you take a measurement."));
+      for (const trouble of device.trouble) {
+        const note = el("div", "problem", trouble.text);
+        note.dataset.trouble = trouble.code;
+        item.append(note);
       }
+      if (device.hint) item.append(el("div", "hint", device.hint));
       return item;
     }),
   );
@@ -209,8 +255,9 @@ function renderDevices(devices) {
 
 function renderConsents(consents) {
   const box = $("consents");
+  box.after($("withdraw-confirm")); // back from the row it was shown under, before the rows go
   if (!consents.length) {
-    box.replaceChildren(el("p", "empty", "Nothing is shared from this hub."));
+    box.replaceChildren(el("p", "empty", t("consents.none")));
     return;
   }
   box.replaceChildren(
@@ -226,79 +273,101 @@ function renderConsents(consents) {
       toggle.setAttribute("aria-labelledby", title.id);
       const track = el("span", "track");
       track.append(el("span", "knob"));
-      toggle.append(track, el("span", "state", consent.granted ? "Allowed" : "Not allowed"));
-      toggle.addEventListener("click", () => changeConsent(consent, toggle));
+      toggle.append(track, el("span", "state", consent.state));
+      toggle.addEventListener("click", () => askConsent(consent, toggle));
       row.append(title, toggle, el("p", "explain", consent.explanation));
-      if (consent.destinations.length) row.append(el("p", "to", `Goes to: ${consent.destinations.join(", ")}`));
+      if (consent.goes_to) row.append(el("p", "to", consent.goes_to));
       if (consent.note) row.append(el("p", "note", consent.note));
       return row;
     }),
   );
 }
 
-const HISTORY_SHOWN = 8;
+// A short screen (an 800x480 touch screen) shows fewer, so the section fits without scrolling.
+const SHORT_SCREEN = window.matchMedia("(max-height: 560px)");
+
+function historyShown() {
+  return SHORT_SCREEN.matches ? 3 : 5;
+}
 
 function renderHistory(history) {
   const list = $("history");
   const more = $("history-more");
   if (!history.length) {
     more.hidden = true;
-    return empty(list, "Nothing has been sent yet.");
+    return empty(list, t("history.none"));
   }
-  const shown = state.historyAll ? history : history.slice(0, HISTORY_SHOWN);
-  more.hidden = history.length <= HISTORY_SHOWN;
-  more.textContent = state.historyAll ? "Show fewer" : `Show all ${history.length}`;
+  const shown = state.historyAll ? history : history.slice(0, historyShown());
+  more.hidden = history.length <= historyShown();
+  more.textContent = state.historyAll ? t("history.show_fewer") : t("history.show_all", { count: history.length });
   list.replaceChildren(
     ...shown.map((entry) => {
       const item = el("li", `item h-${entry.type}`);
       if (entry.legal_basis === "vital_interest") item.classList.add("vital");
       item.append(el("div", "title", entry.title));
       if (entry.detail) item.append(el("div", "detail", entry.detail));
-      item.append(el("div", "when", when(entry.at)));
+      item.append(el("div", "when", entry.when));
       return item;
     }),
   );
 }
 
+function alertItem(alert) {
+  const item = el("li", `item alert ${alert.open ? "open" : "resolved"}`);
+  if (alert.severity) item.dataset.severity = alert.severity;
+  if (alert.vital_interest) item.classList.add("vital");
+  const head = el("div", "title");
+  if (alert.open && alert.severity_text) head.append(el("span", `severity s-${alert.severity}`, alert.severity_text), " ");
+  head.append(alert.title);
+  item.append(head);
+  if (alert.detail) item.append(el("div", "detail", alert.detail));
+  if (alert.instructions) {
+    const box = el("div", "instructions");
+    box.append(el("strong", null, `${t("alerts.what_to_do")}: `), alert.instructions);
+    item.append(box);
+  }
+  if (alert.resolved_when) item.append(el("div", "detail", alert.resolved_when));
+  for (const sent of alert.sent) item.append(el("div", "detail sent", sent.text));
+  if (alert.not_sent) item.append(el("div", "detail", alert.not_sent));
+  item.append(el("div", "when", alert.when));
+  return item;
+}
+
 function renderAlerts(alerts) {
+  const open = alerts.filter((alert) => alert.open);
+  const earlier = alerts.filter((alert) => !alert.open);
   const list = $("alerts");
-  if (!alerts.length) return empty(list, "No alerts. Good.");
-  list.replaceChildren(
-    ...alerts.map((alert) => {
-      const item = el("li", `item alert ${alert.type === "alert.resolved" ? "resolved" : "raised"}`);
-      if (alert.vital_interest) item.classList.add("vital");
-      item.append(el("div", "title", alert.title));
-      if (alert.detail) item.append(el("div", "detail", alert.detail));
-      for (const sent of alert.sent) item.append(el("div", "detail", sent.text));
-      if (!alert.sent.length && alert.type === "alert.raised") {
-        item.append(el("div", "detail", "Not sent to anyone."));
-      }
-      item.append(el("div", "when", when(alert.at)));
-      return item;
-    }),
-  );
+  if (open.length) list.replaceChildren(...open.map(alertItem));
+  else empty(list, t("alerts.none"));
+  show("alerts-earlier", earlier.length > 0);
+  $("alerts-earlier-summary").textContent = tp("alerts.earlier", earlier.length);
+  $("alerts-resolved").replaceChildren(...earlier.map(alertItem));
 }
 
 function render(summary) {
   state.summary = summary;
   show("restricted", summary.restricted);
+  $("monitoring-banner").textContent = summary.monitoring.banner;
+  show("monitoring-banner", Boolean(summary.monitoring.banner));
   renderLatest(summary.latest);
-  renderTrends(summary.trends);
   renderAlerts(summary.alerts);
+  renderTrends(summary.trends);
   renderDevices(summary.devices);
   renderConsents(summary.consents);
   renderHistory(summary.history);
-  $("updated").textContent = `Updated ${when(summary.generated_at)}.`;
+  $("updated").textContent = summary.updated;
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
 
 async function refresh() {
   if (!state.subject) return;
+  const subject = state.subject;
   try {
-    render(await call("GET", subjectPath("/summary")));
+    const summary = await call("GET", subjectPath(`/summary?lang=${encodeURIComponent(LANG)}`));
+    if (state.subject === subject) render(summary); // not someone else's, after a sign-out
   } catch (error) {
-    if (error instanceof SignedOut) showLogin("Please sign in again.");
-    else $("updated").textContent = `Could not update: ${error.message}`;
+    if (error instanceof SignedOut) showLogin(t("sign_in_again"));
+    else $("updated").textContent = t("could_not_update");
   }
 }
 
@@ -320,28 +389,41 @@ function stopEvents() {
 
 // Decisions ------------------------------------------------------------------------------------
 
+// Turning off what keeps the care team informed is asked first, with what it means.
+function askConsent(consent, toggle) {
+  if (consent.granted && consent.withdraw_warning) {
+    state.pendingWithdrawal = { consent, toggle };
+    $("withdraw-question").textContent = t("withdraw.question", { purpose: consent.label });
+    $("withdraw-warning").textContent = consent.withdraw_warning;
+    // Right under the switch that was touched, where the person is looking.
+    toggle.closest(".consent").after($("withdraw-confirm"));
+    show("withdraw-confirm", true);
+    $("withdraw-no").focus();
+    return;
+  }
+  changeConsent(consent, toggle);
+}
+
 async function changeConsent(consent, toggle) {
   const grant = !consent.granted;
   const message = $("consent-message");
   toggle.disabled = true;
   message.className = "message";
-  message.textContent = "Saving…";
+  message.textContent = t("consents.saving");
   try {
     const result = await call("PUT", subjectPath("/consent"), { [consent.purpose]: grant });
     if (grant) {
-      message.textContent = `You allowed: ${consent.label}.`;
+      message.textContent = t("consents.allowed", { purpose: consent.label });
     } else {
       const removed = (result.purged && result.purged[consent.purpose]) || 0;
-      message.textContent =
-        `You withdrew your consent: ${consent.label}. Nothing more will be sent for it. ` +
-        `${removed} waiting item${removed === 1 ? " was" : "s were"} deleted.`;
+      message.textContent = tp("consents.withdrawn", removed, { purpose: consent.label });
     }
     message.classList.add("ok");
     await refresh();
   } catch (error) {
-    if (error instanceof SignedOut) return showLogin("Please sign in again.");
+    if (error instanceof SignedOut) return showLogin(t("sign_in_again"));
     message.classList.add("error");
-    message.textContent = `Not saved: ${error.message}`;
+    message.textContent = t("consents.not_saved", { error: error.message });
     toggle.disabled = false;
   }
 }
@@ -352,14 +434,18 @@ async function erase() {
   try {
     const result = await call("DELETE", subjectPath("/data"));
     const counts = result.erased;
+    // Nothing shown from before the erasure stays on the page, not even in memory.
+    state.summary = null;
+    state.lastLatest = {};
+    for (const id of ["latest", "trends", "alerts", "alerts-resolved"]) $(id).replaceChildren();
     message.className = "message ok";
-    message.textContent = `Deleted: ${counts.readings} readings and ${counts.queued} waiting items. All your consents are now withdrawn.`;
+    message.textContent = t("erase.done", { readings: counts.readings, queued: counts.queued });
     show("erase-confirm", false);
     await refresh();
   } catch (error) {
-    if (error instanceof SignedOut) return showLogin("Please sign in again.");
+    if (error instanceof SignedOut) return showLogin(t("sign_in_again"));
     message.className = "message error";
-    message.textContent = `Nothing was deleted: ${error.message}`;
+    message.textContent = t("erase.failed", { error: error.message });
   } finally {
     $("erase-yes").disabled = false;
   }
@@ -370,7 +456,17 @@ async function erase() {
 async function start() {
   $("pin-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    signIn({ pin: $("pin").value });
+    submitPin();
+  });
+  for (const key of document.querySelectorAll(".pinpad [data-digit]")) {
+    key.addEventListener("click", () => {
+      const pin = $("pin");
+      if (pin.value.length < pin.maxLength) pin.value += key.dataset.digit;
+      $("login-message").textContent = "";
+    });
+  }
+  $("pin-back").addEventListener("click", () => {
+    $("pin").value = $("pin").value.slice(0, -1);
   });
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -380,8 +476,20 @@ async function start() {
     try {
       await call("DELETE", "/session");
     } finally {
-      showLogin("You are signed out.");
+      showLogin(t("signed_out"));
     }
+  });
+  $("withdraw-yes").addEventListener("click", () => {
+    const pending = state.pendingWithdrawal;
+    state.pendingWithdrawal = null;
+    show("withdraw-confirm", false);
+    if (pending) changeConsent(pending.consent, pending.toggle);
+  });
+  $("withdraw-no").addEventListener("click", () => {
+    const pending = state.pendingWithdrawal;
+    state.pendingWithdrawal = null;
+    show("withdraw-confirm", false);
+    if (pending) pending.toggle.focus();
   });
   $("erase").addEventListener("click", () => {
     show("erase-confirm", true);
@@ -403,7 +511,7 @@ async function start() {
     else showLogin();
   } catch (error) {
     show("loading", true);
-    $("loading").textContent = `The hub did not answer: ${error.message}`;
+    $("loading").textContent = t("hub_no_answer");
   }
 }
 
