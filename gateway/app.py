@@ -35,6 +35,8 @@ from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
 from gateway.intake.pipeline import Pipeline, PipelineStats
 from gateway.logging import personal_strings
+from gateway.privacy import audit
+from gateway.privacy.audit_anchor import AuditAnchor, audit_is_keyed
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.keys import load_or_create_key
 from gateway.privacy.references import References
@@ -96,6 +98,14 @@ class Paths:
         return self.data_dir / "keys" / "storage.key"
 
     @property
+    def audit_key(self) -> Path:
+        return self.data_dir / "keys" / "audit.key"
+
+    @property
+    def audit_anchor(self) -> Path:
+        return self.data_dir / "audit.anchor"
+
+    @property
     def reference_key(self) -> Path:
         return self.data_dir / "keys" / "reference.key"
 
@@ -120,6 +130,7 @@ class Gateway:
         self.restrictions = Restrictions()
         self.consent_rule = ConsentRule(self.consents, self.restrictions)
         self.scrubber = ErrorScrubber(personal_strings(settings))
+        self.anchor = AuditAnchor(self.paths.audit_anchor)
         self.rights: Rights | None = None
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
@@ -140,6 +151,13 @@ class Gateway:
                 " holds sealed readings; restore the key file from a backup (no new key is made)"
             )
         storage_key = load_or_create_key(storage_key_path)
+        if not self.paths.audit_key.exists() and audit_is_keyed(self.paths.database):
+            raise GatewayError(
+                f"{self.paths.audit_key}: the audit key is missing but the audit log was kept"
+                " with it; restore the key file from a backup (no new key is made)"
+            )
+        self.database.audit_key = load_or_create_key(self.paths.audit_key)
+        self.database.audit_anchor = self.paths.audit_anchor
         references = References(load_or_create_key(self.paths.reference_key))
         sealer = Sealer(storage_key)
         outbox = Outbox(sealer)
@@ -154,6 +172,7 @@ class Gateway:
                 self.consents,
                 self.restrictions,
                 outbox,
+                anchor=self.anchor.record,
             )
             async with aiohttp.ClientSession() as session:
                 await self._serve(stop, session, references, sealer, outbox)
@@ -164,6 +183,7 @@ class Gateway:
         self.consents.load(connection)
         self.restrictions.load(connection)
         with Transaction(connection):
+            audit.start_keying(connection)
             for subject in self.settings.subjects:
                 self.consents.seed(connection, references.subject_ref(subject.id), subject.consent)
 
@@ -192,6 +212,7 @@ class Gateway:
                 retry_max_s=destination.retry_max_s,
                 priority=Priority.ALERT if destination.route.category == "alert" else Priority.BULK,
                 scrub=self.scrubber.scrub,
+                anchor=self.anchor.record,
             )
             destination.route.wake = worker.wake
             self.workers.append(worker)
@@ -361,6 +382,7 @@ class Gateway:
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
                 scrub=self.scrubber.scrub,
+                anchor=self.anchor.record,
             )
             self.workers.append(worker)
             aggregators.append(

@@ -130,8 +130,7 @@ async def test_a_replaced_storage_key_quarantines_the_old_rows_and_new_readings_
     key.chmod(0o600)
 
     async with running_hub(tmp_path, devices=[second_cuff()]) as hub:
-        # The old rows come first in the queue: by the time the new reading is delivered,
-        # every one of them has been looked at.
+        await hub.waiter.until_items("quarantined", 5, destination="care-platform")
         await hub.care.wait_for(lambda _r: len(panels(hub)) >= 1)
         await hub.alerts.wait_for(lambda r: len(r.accepted) >= 1)
         status = await get_json(hub, "/api/status")

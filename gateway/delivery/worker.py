@@ -113,6 +113,7 @@ class DeliveryWorker:
         priority: Priority = Priority.BULK,
         build: Callable[[QueuedItem], bytes | None] | None = None,
         scrub: Callable[[str], str] = lambda text: text,
+        anchor: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.sink = sink
         self.purpose = purpose
@@ -125,6 +126,8 @@ class DeliveryWorker:
         self.build = build
         # Masks identifiers in a destination's error texts before they are kept (dead letters).
         self._scrub = scrub
+        # Writes the audit log's head outside the database after each batch is committed.
+        self._anchor = anchor
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._rng = rng or random.Random()
@@ -364,6 +367,8 @@ class DeliveryWorker:
                 connection,
                 [(item_id, status, self._scrub(text)) for item_id, status, text in outcome.failed],
             )
+        if entries and self._anchor is not None:
+            self._anchor(connection)  # after the commit: it names only what is on disk
         # Settled for good: their payloads need not be kept (a retry keeps its payload).
         settled = outcome.delivered + [item_id for item_id, _status, _text in outcome.failed]
         self._outbox.cache.drop(

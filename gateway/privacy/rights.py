@@ -54,8 +54,12 @@ class Rights:
         consents: ConsentRegistry,
         restrictions: Restrictions,
         outbox: Outbox,
+        *,
+        anchor: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._outbox = outbox
+        # Writes the audit log's head outside the database once a change has committed.
+        self._anchor = anchor
         # What else keeps a person's identifiers in memory (exporters' pseudonym caches).
         self._forgetters: list[Callable[[Collection[str]], None]] = []
         self._subjects = {subject.id: subject for subject in settings.subjects}
@@ -192,12 +196,16 @@ class Rights:
             "entry": entries,
         }
 
-    @staticmethod
     def _audit_once(
-        connection: sqlite3.Connection, event: str, data: dict[str, Any], ref: str
+        self, connection: sqlite3.Connection, event: str, data: dict[str, Any], ref: str
     ) -> None:
         with Transaction(connection):
             audit.append(connection, event, data, subject_ref=ref)
+        self._anchored(connection)
+
+    def _anchored(self, connection: sqlite3.Connection) -> None:
+        if self._anchor is not None:
+            self._anchor(connection)
 
     # Erasure ------------------------------------------------------------------------------
 
@@ -228,6 +236,7 @@ class Rights:
                     {"counts": counts, "source": source},
                     subject_ref=ref,
                 )
+            self._anchored(connection)
             return counts, withdrawn
 
         counts, withdrawn = await self._database.call(erase, priority=Priority.INTAKE)
@@ -256,6 +265,7 @@ class Rights:
                     {"restricted": restricted, "source": source},
                     subject_ref=ref,
                 )
+            self._anchored(connection)
 
         await self._database.call(write, priority=Priority.INTAKE)
         self._restrictions.apply(ref, restricted)
@@ -282,6 +292,7 @@ class Rights:
                             {"purpose": purpose, "queued_items_removed": purged[purpose]},
                             subject_ref=ref,
                         )
+            self._anchored(connection)
             return purged
 
         purged = await self._database.call(write, priority=Priority.INTAKE)

@@ -63,6 +63,14 @@ def reading_aad(reading_id: str) -> bytes:
     return f"reading\x1f{reading_id}".encode()
 
 
+class KeyedConnection(sqlite3.Connection):
+    """The writer's connection, carrying the audit log's MAC key to whatever appends to the
+    log through it (``gateway.privacy.audit``); None for a log kept without a key."""
+
+    audit_key: bytes | None = None
+    audit_anchor: Path | None = None  # the anchor file beside the database, when there is one
+
+
 class StoreError(Exception):
     """The database could not be opened or used; the message says what to check."""
 
@@ -90,8 +98,13 @@ class Database:
     and a running job is never interrupted, so an alert waits for at most one other job.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, audit_key: bytes | None = None, audit_anchor: Path | None = None
+    ) -> None:
         self.path = path
+        # Handed to the connection: see ``KeyedConnection``.
+        self.audit_key = audit_key
+        self.audit_anchor = audit_anchor
         self._jobs: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
         self._arrival = itertools.count()
         self._thread: threading.Thread | None = None
@@ -107,7 +120,9 @@ class Database:
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            connection = sqlite3.connect(self.path, isolation_level=None)
+            connection = sqlite3.connect(self.path, isolation_level=None, factory=KeyedConnection)
+            connection.audit_key = self.audit_key
+            connection.audit_anchor = self.audit_anchor
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
