@@ -35,8 +35,8 @@ from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
 from gateway.intake.pipeline import Pipeline, PipelineStats
 from gateway.logging import personal_strings
-from gateway.privacy import audit
-from gateway.privacy.audit_anchor import AuditAnchor, audit_is_keyed
+from gateway.privacy import audit, consent_guard
+from gateway.privacy.audit_anchor import AuditAnchor, audit_is_keyed, last_anchor
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.keys import load_or_create_key
 from gateway.privacy.references import References
@@ -158,12 +158,13 @@ class Gateway:
             )
         self.database.audit_key = load_or_create_key(self.paths.audit_key)
         self.database.audit_anchor = self.paths.audit_anchor
-        references = References(load_or_create_key(self.paths.reference_key))
+        reference_key = load_or_create_key(self.paths.reference_key)
+        references = References(reference_key)
         sealer = Sealer(storage_key)
         outbox = Outbox(sealer)
         await self.database.open()
         try:
-            await self.database.call(lambda c: self._seed_consents(c, references))
+            await self.database.call(lambda c: self._seed_consents(c, references, reference_key))
             self.rights = Rights(
                 self.settings,
                 self.database,
@@ -179,13 +180,41 @@ class Gateway:
         finally:
             await self.database.close()
 
-    def _seed_consents(self, connection: Any, references: References) -> None:
+    def _seed_consents(self, connection: Any, references: References, reference_key: bytes) -> None:
+        """Load the registry; seed from the config only people the hub has never seen, and
+        fail closed for anyone whose choices were lost (``consent_guard``)."""
         self.consents.load(connection)
         self.restrictions.load(connection)
+        check = consent_guard.key_check(reference_key)
+        anchor = last_anchor(self.paths.audit_anchor)
+        why: str | None = None
         with Transaction(connection):
             audit.start_keying(connection)
+            reason = consent_guard.lost_reason(connection, check, anchor)
+            waiting = 0
             for subject in self.settings.subjects:
-                self.consents.seed(connection, references.subject_ref(subject.id), subject.consent)
+                ref = references.subject_ref(subject.id)
+                if self.consents.has_record(ref):
+                    continue
+                if reason is not None or consent_guard.has_history(connection, ref):
+                    self.consents.mark_lost(ref, consent_guard.care_only(subject.consent))
+                    waiting += 1
+                    continue
+                self.consents.seed(connection, ref, subject.consent)
+            if waiting:
+                why = reason or "the consent records of people with history are gone"
+                audit.append(
+                    connection, "consent.registry_lost", {"reason": why, "people": waiting}
+                )
+            consent_guard.remember(connection, check, reason if waiting else None)
+        self.consents.lost_reason = why
+        if why is not None:
+            log.error(
+                "consent_registry_lost",
+                reason=why,
+                people=waiting,
+                action=consent_guard.OPERATOR_ACTION,
+            )
 
     async def _serve(
         self,
@@ -352,6 +381,15 @@ class Gateway:
             "devices": devices,
             "destinations": destinations,
             "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
+            "consent": self._consent_status(),
+        }
+
+    def _consent_status(self) -> dict[str, Any]:
+        waiting = self.consents.waiting
+        return {
+            "registry_lost": self.consents.lost_reason if waiting else None,
+            "people_waiting": waiting,
+            "action": consent_guard.OPERATOR_ACTION if waiting else None,
         }
 
     @contextlib.asynccontextmanager

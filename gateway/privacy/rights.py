@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.exporters.fhir.payload import reading_entries
-from gateway.privacy import audit
+from gateway.privacy import audit, consent_guard
 from gateway.privacy.consent import ConsentRegistry
 from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
@@ -221,13 +221,14 @@ class Rights:
 
         def erase(connection: sqlite3.Connection) -> tuple[dict[str, int], dict[str, bool]]:
             with Transaction(connection):
-                counts = {
-                    "readings": readings.delete_of_subject(connection, ref),
-                    "queued": self._outbox.purge(connection, ref),
-                    "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
-                    "quarantined": quarantine.delete_of_subject(connection, ref),
-                    "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
-                }
+                counts = dict.fromkeys(
+                    ("readings", "queued", "dead_letters", "quarantined", "consents"), 0
+                )
+                for held_under in [ref, *self._former_refs(connection, subject_id)]:
+                    for name, deleted in self._erase_ref(connection, held_under).items():
+                        counts[name] += deleted
+                if self._consents.is_lost(ref) and self._consents.waiting == 1:
+                    consent_guard.resolved(connection)
                 withdrawn = {purpose: False for purpose in sorted(purposes)}
                 self._consents.write(connection, ref, withdrawn, source=f"erasure:{source}")
                 audit.append(
@@ -248,6 +249,32 @@ class Rights:
         for forget in self._forgetters:
             forget(identifiers)
         return counts
+
+    def _erase_ref(self, connection: sqlite3.Connection, ref: str) -> dict[str, int]:
+        return {
+            "readings": readings.delete_of_subject(connection, ref),
+            "queued": self._outbox.purge(connection, ref),
+            "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
+            "quarantined": quarantine.delete_of_subject(connection, ref),
+            "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
+        }
+
+    def _former_refs(self, connection: sqlite3.Connection, subject_id: str) -> list[str]:
+        """References this person's readings are stored under from before the reference key
+        was replaced: readings under a reference no configured person has now, whose sealed
+        event names this person. Erasure removes those too, whatever the key."""
+        current = {self._references.subject_ref(s) for s in self._subjects}
+        subject = self.subject(subject_id)
+        found = []
+        for other in sorted(readings.subject_refs(connection) - current):
+            for reading_id, payload in readings.first_of_subject(connection, other, 5):
+                opened = self._sealer.try_open(payload, reading_aad(reading_id))
+                if opened is None:
+                    continue  # damaged, or sealed with another storage key: try the next one
+                if orjson.loads(opened).get("subject") == subject.id:
+                    found.append(other)
+                break
+        return found
 
     # Restriction and consent ----------------------------------------------------------------
 
@@ -277,12 +304,20 @@ class Rights:
         """Grant or withdraw purposes; a withdrawal purges what is queued for that purpose."""
         ref = self.subject_ref(subject_id)
         effective = {p: g for p, g in changes.items() if self._consents.is_granted(ref, p) != g}
+        was_lost = self._consents.is_lost(ref)
+        if was_lost:
+            # Their choices were lost: this records them again, in full. The care purposes
+            # that went on meanwhile are recorded as they stand unless this changes them.
+            effective = {**self._consents.lost_care(ref), **changes}
+        last_waiting = was_lost and self._consents.waiting == 1
 
         def write(connection: sqlite3.Connection) -> dict[str, int]:
             purged: dict[str, int] = {}
             with Transaction(connection):
                 if effective:
                     self._consents.write(connection, ref, effective, source=source)
+                if last_waiting:
+                    consent_guard.resolved(connection)
                 for purpose, granted in effective.items():
                     if not granted:
                         purged[purpose] = self._outbox.purge(connection, ref, purpose)
