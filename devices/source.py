@@ -208,6 +208,12 @@ class _ProfileMismatch(Exception):
     """The device lacks a characteristic its profile requires."""
 
 
+def _advance_when_stored(state: _DeviceState, sequence: int, stored: asyncio.Future[bool]) -> None:
+    """Move the download mark past a record only once the consumer has it on disk."""
+    if not stored.cancelled() and stored.exception() is None and stored.result():
+        state.advance(sequence)
+
+
 class _PairingFailed(Exception):
     """The device demands pairing and would not pair."""
 
@@ -402,15 +408,17 @@ class BleSource:
     """Keeps every target connected and reports each complete reading through ``on_reading``.
 
     ``on_reading`` is called synchronously from the BLE stack's callback; it should only queue
-    the reading. ``run()`` runs until cancelled; cancelling disconnects every device cleanly.
-    ``state_dir`` keeps per-device memory across restarts (the last glucose record seen); None
-    keeps it in memory only.
+    the reading. It may return a future that is set True once the reading is stored: a
+    glucose record then counts as handed over (the mark the next download starts after) only
+    when it is on disk, not when it was merely queued. ``run()`` runs until cancelled;
+    cancelling disconnects every device cleanly. ``state_dir`` keeps per-device memory across
+    restarts (the last glucose record seen); None keeps it in memory only.
     """
 
     def __init__(
         self,
         targets: Sequence[DeviceTarget],
-        on_reading: Callable[[Received], None],
+        on_reading: Callable[[Received], asyncio.Future[bool] | None],
         *,
         scan_timeout: float = 10.0,
         backoff_initial: float = 1.0,
@@ -923,7 +931,7 @@ class _Session:
         offset = self._clock.stamped_by(measurement.measured_at, arrived)
         reading = Received(device.target, char_uuid, measurement, received_at, offset)
         try:
-            self._source._on_reading(reading)
+            stored = self._source._on_reading(reading)
         except Exception as exc:
             # The consumer's failure must not tear down the BLE stack's callback chain.
             log.error(
@@ -937,7 +945,10 @@ class _Session:
         sequence = measurement.status.get("sequence_number")
         if measurement.kind == "glucose" and isinstance(sequence, int):
             self._records += 1
-            device.state.advance(sequence)
+            if stored is None:
+                device.state.advance(sequence)
+            else:
+                stored.add_done_callback(partial(_advance_when_stored, device.state, sequence))
 
     def _drop(self, reason: str) -> None:
         self._device.dropped += 1

@@ -49,6 +49,7 @@ from gateway.storage import quarantine
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, holds_sealed_data
 from gateway.storage.outbox import Outbox
+from gateway.storage.space import DiskSpace, is_disk_full
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -131,6 +132,7 @@ class Gateway:
         self.consent_rule = ConsentRule(self.consents, self.restrictions)
         self.scrubber = ErrorScrubber(personal_strings(settings))
         self.anchor = AuditAnchor(self.paths.audit_anchor)
+        self.space = DiskSpace(self.paths.data_dir)
         self.rights: Rights | None = None
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
@@ -143,6 +145,13 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down without losing anything."""
         self.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.space.is_low() and self.space.release_reserve():
+            # Room to open the database, deliver what waits and serve the page; intake waits.
+            log.error(
+                "disk_full",
+                action="free space in gateway.data_dir; intake resumes by itself",
+                at="start",
+            )
         storage_key_path = self.settings.gateway.outbox_key_file or self.paths.storage_key
         if not storage_key_path.exists() and holds_sealed_data(self.paths.database):
             # A new key could open none of it, and would hide that the old one was lost.
@@ -164,7 +173,17 @@ class Gateway:
         outbox = Outbox(sealer)
         await self.database.open()
         try:
-            await self.database.call(lambda c: self._seed_consents(c, references, reference_key))
+            try:
+                await self.database.call(
+                    lambda c: self._seed_consents(c, references, reference_key)
+                )
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise
+                raise GatewayError(
+                    f"{self.paths.data_dir}: the disk is full, not even the consent registry"
+                    " can be written; free space there and start again"
+                ) from None
             self.rights = Rights(
                 self.settings,
                 self.database,
@@ -260,6 +279,7 @@ class Gateway:
             [destination.route for destination in built],
             self.activity,
             is_restricted=self.restrictions.is_restricted,
+            space=self.space,
         )
         for destination, worker in zip(built, self.workers, strict=False):
             if destination.route.category == "reading":
@@ -296,6 +316,8 @@ class Gateway:
                 destinations=len(self.workers),
                 simulated=self.settings.uses_simulated_radio,
             )
+            if not self.space.is_low():
+                self.space.keep_reserve()  # room to start on, should the disk fill later
             tune_runtime()
             self.ready.set()
             stopped = asyncio.create_task(stop.wait(), name="stop-signal")
@@ -382,6 +404,11 @@ class Gateway:
             "destinations": destinations,
             "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
             "consent": self._consent_status(),
+            "intake": {
+                "disk_full": bool(self.pipeline and self.pipeline.disk_full),
+                "readings_held": self.pipeline.pending if self.pipeline else 0,
+                "free_bytes": self.space.free_bytes(),
+            },
         }
 
     def _consent_status(self) -> dict[str, Any]:

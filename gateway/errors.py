@@ -6,6 +6,7 @@ from bleak.exc import BleakDBusError, BleakError
 
 from devices.sim.dbus_daemon import DbusDaemonMissing
 from gateway.storage.database import StoreError
+from gateway.storage.space import is_disk_full
 
 
 class GatewayError(Exception):
@@ -25,6 +26,8 @@ def describe(exc: BaseException) -> str | None:
         return f"Bluetooth: {exc}"
     if isinstance(exc, FileNotFoundError) and "system_bus_socket" in str(exc):
         return "Bluetooth: the D-Bus system bus is not running; install and start dbus and bluez"
+    if is_disk_full(exc):
+        return "the disk of gateway.data_dir is full; free space there and start again"
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc.filename}; run as the gateway's service user"
     return None

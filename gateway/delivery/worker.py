@@ -30,6 +30,7 @@ from gateway.privacy import audit
 from gateway.storage import quarantine
 from gateway.storage.database import Database, Priority, Transaction
 from gateway.storage.outbox import Outbox, QueuedItem
+from gateway.storage.space import is_disk_full
 
 log = structlog.get_logger(__name__)
 
@@ -310,7 +311,18 @@ class DeliveryWorker:
         outcome: Outcome,
         unreadable: list[QueuedItem],
     ) -> None:
-        await applied
+        try:
+            await applied
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            # Rolled back: the batch stays queued and is sent again (same idempotency keys)
+            # once there is room to record it. Hold off meanwhile instead of resending at once.
+            self._held_until = time.time() + self._retry_max_s
+            log.error(
+                "delivery_bookkeeping_deferred", destination=self.sink.name, reason="disk full"
+            )
+            return
         self._report(sendable, withheld, outcome, unreadable)
 
     async def _settled(self) -> None:

@@ -56,11 +56,14 @@ def lost_reason(connection: sqlite3.Connection, check: str, anchor: Anchor | Non
 
 def remember(connection: sqlite3.Connection, check: str, reason: str | None) -> None:
     """Keep the key's check value, and the lost state while anyone is still waiting."""
-    meta.put(connection, KEY_CHECK, check)
-    if reason is None:
-        meta.delete(connection, LOST)
-    else:
-        meta.put(connection, LOST, reason)
+    # Written only when they change: a start on a full disk must not need to write.
+    if meta.get(connection, KEY_CHECK) != check:
+        meta.put(connection, KEY_CHECK, check)
+    if meta.get(connection, LOST) != reason:
+        if reason is None:
+            meta.delete(connection, LOST)
+        else:
+            meta.put(connection, LOST, reason)
 
 
 def resolved(connection: sqlite3.Connection) -> None:

@@ -253,6 +253,7 @@ class Checkpointer:
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
             connection.execute("PRAGMA busy_timeout=5000")
+            failing: str | None = None
             while True:
                 self._wanted.wait()
                 if self._stopping.wait(self._pause_s):  # the pause lets a burst finish first
@@ -261,8 +262,11 @@ class Checkpointer:
                 try:
                     row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # the writer's own checkpoint is the fallback
-                    log.warning("checkpoint_failed", error=str(exc))
+                    if str(exc) != failing:  # once per cause (a full disk fails every pass)
+                        log.warning("checkpoint_failed", error=str(exc))
+                    failing = str(exc)
                     continue
+                failing = None
                 with self._passed:
                     self.passes += 1
                     self.last_pass = (row[0], row[1], row[2])
@@ -301,6 +305,16 @@ class Transaction:
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if exc_type is None:
-            self._connection.execute("COMMIT")
+            try:
+                self._connection.execute("COMMIT")
+            except sqlite3.Error:
+                self._roll_back()  # a COMMIT that failed (a full disk) may leave it open
+                raise
         else:
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        # SQLite rolls back by itself after some errors (SQLITE_FULL among them); a second
+        # ROLLBACK would then fail and hide the error that caused it.
+        if self._connection.in_transaction:
             self._connection.execute("ROLLBACK")
