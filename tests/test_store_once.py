@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pytest
 from gateway.models import Measurement, Quantity
 from gateway.privacy import audit
 from gateway.settings import Settings, parse_settings
+from gateway.storage.database import Transaction
+from gateway.storage.outbox import Outbox, PayloadCache
 from tests.configs import ADULT, REFUSER, base_config, free_port, webhook_secret, write_config
 from tests.gateway_harness import ActivityWatcher, inject, queued, running_gateway
 from tests.receivers import Answer, Receiver, fhir_transaction_response
@@ -59,8 +62,11 @@ def reading(minute: int, systolic: int) -> Measurement:
     )
 
 
+REFUSING = {"poison": True}  # the care platform refuses POISON while this holds
+
+
 def care_platform(request) -> Answer:
-    if any(
+    if REFUSING["poison"] and any(
         c["valueQuantity"]["value"] == POISON
         for o in observations(request)
         for c in o.get("component", [])
@@ -159,6 +165,7 @@ async def test_three_destinations_one_down_for_an_hour_one_refusing_and_a_withdr
             return Answer(503, headers={"Retry-After": str(HOUR_S)})
         return Answer(200)
 
+    REFUSING["poison"] = True
     care = await Receiver(responder=care_platform).start(ports["care"])
     shop = await Receiver(responder=product).start(ports["product"])
     nurse = await Receiver().start(ports["nurse"])
@@ -206,17 +213,28 @@ async def test_three_destinations_one_down_for_an_hour_one_refusing_and_a_withdr
             connection.execute("UPDATE outbox SET next_attempt_at = next_attempt_at - ?", (HOUR_S,))
         connection.close()
         analytics["down"] = False
+        REFUSING["poison"] = False  # the platform was fixed: the dead letter is re-queued
         async with running_gateway(settings) as gateway:
             await shop.wait_for(
                 lambda r: sum(len(q.json()["events"]) for q in r.accepted) >= 30, timeout=30
             )
+            [letter] = await gateway.on_database(Outbox.dead_letters)
+
+            def requeue(connection):
+                with Transaction(connection):
+                    return Outbox.requeue(connection, [letter["id"]], time.time())
+
+            assert await gateway.on_database(requeue) == 1
+            gateway.wake_delivery()
+            await care.wait_for(lambda r: len(set(panel_identifiers(r))) >= 35, timeout=30)
     finally:
         for receiver in (care, shop, nurse):
             await receiver.stop()
 
-    # The care platform: every reading but the refused one, exactly once each.
+    # The care platform: every reading exactly once, the once-refused one (built again from
+    # its stored reading after its dead letter was re-queued) included.
     identifiers = panel_identifiers(care)
-    assert len(identifiers) == len(set(identifiers)) == 34
+    assert len(identifiers) == len(set(identifiers)) == 35
     # The nurse: the one alert, and its all-clear with the next reading.
     alerts = [orjson.loads(r.body) for r in nurse.accepted]
     assert [a["type"] for a in alerts] == ["alert.raised", "alert.resolved"]
@@ -234,7 +252,7 @@ async def test_three_destinations_one_down_for_an_hour_one_refusing_and_a_withdr
         stored = connection.execute(
             "SELECT COUNT(*) FROM audit WHERE event = 'disclosure'"
         ).fetchone()[0]
-        assert stored < 34 + 30 + 1  # fewer entries than readings sent: one per batch
+        assert stored < 35 + 30 + 2  # fewer entries than items sent: one per batch
         shown = audit.entries(connection, subject_ref=mine_ref, limit=100_000)
         sent = [e for e in shown if e.event == "disclosure"]
         by_destination: dict[str, list[str]] = {}
@@ -243,7 +261,7 @@ async def test_three_destinations_one_down_for_an_hour_one_refusing_and_a_withdr
             by_destination.setdefault(entry.data["destination"], []).append(
                 entry.data["reading_id"]
             )
-        assert len(by_destination["care"]) == len(set(by_destination["care"])) == 29
+        assert len(by_destination["care"]) == len(set(by_destination["care"])) == 30
         assert sorted(by_destination["product"]) == sorted(built_at_intake)
         assert len(by_destination["nurse"]) == 2
         theirs_sent = audit.entries(connection, subject_ref=theirs_ref, limit=100_000)
@@ -423,3 +441,71 @@ async def test_kill_9_at_random_moments_loses_nothing_and_resends_only_the_same_
     database = tmp_path / "data" / "gateway.db"
     assert rows(database, "SELECT COUNT(*) FROM readings") == [(40,)]
     assert rows(database, "SELECT COUNT(*) FROM outbox") == [(0,)]
+
+
+def test_payloads_kept_from_intake_are_bounded_and_forgotten_with_their_person():
+    cache = PayloadCache(max_bytes=10)
+    cache.put("care", "r-1", "s-1", "care", b"aaaa")
+    cache.put("product", "r-1", "s-1", "analytics", b"bbbb")
+    assert cache.get("care", "r-1") == b"aaaa" and cache.size == 8
+    cache.put("care", "r-2", "s-2", "care", b"cccc")  # over the bound: the oldest goes
+    assert cache.get("care", "r-1") is None and cache.get("care", "r-2") == b"cccc"
+    assert cache.size == 8
+    cache.put("care", "r-3", "s-3", "care", b"x" * 11)  # larger than the whole bound: not kept
+    assert cache.get("care", "r-3") is None
+    cache.forget("s-1", "analytics")  # a withdrawal for one purpose
+    assert cache.get("product", "r-1") is None and len(cache) == 1
+    cache.put("product", "r-4", "s-2", "analytics", b"dd")
+    cache.forget("s-2")  # an erasure: every purpose
+    assert len(cache) == 0 and cache.size == 0
+    cache.put("care", "r-5", "s-5", "care", b"ee")
+    cache.drop("care", ["r-5", "r-6"])  # delivered (and one never kept)
+    assert len(cache) == 0 and cache.size == 0
+
+
+async def test_a_database_from_before_store_once_is_read_as_it_is_and_marked_as_the_new_schema(
+    tmp_path,
+):
+    from gateway.storage.crypto import Sealer
+    from gateway.storage.database import Database
+    from gateway.storage.outbox import NewItem
+
+    path = tmp_path / "gateway.db"
+    database = Database(path)
+    await database.open()
+    outbox = Outbox(Sealer(b"k" * 32))
+    old_style = NewItem(
+        "care", "care", "reading", 1, "s-1", "r-1", "r-1", "consent", ("kind",), {"entries": []}
+    )
+
+    def write(connection):
+        with Transaction(connection):
+            outbox.enqueue(connection, [old_style], time.time())
+        connection.execute("PRAGMA user_version=1")  # as the gateway before store once left it
+
+    try:
+        await database.call(write)
+    finally:
+        await database.close()
+    database = Database(path)
+    await database.open()  # the same file, opened by this gateway
+    try:
+        [item] = await database.call(lambda c: outbox.due(c, "care", 10, float("inf")))
+        version = await database.call(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        await database.close()
+    assert item.payload == {"entries": []} and not item.needs_build  # its payload, as stored
+    assert version == 2
+
+
+async def test_a_database_from_a_newer_gateway_is_refused_with_a_clear_error(tmp_path):
+    from gateway.storage.database import Database, StoreError
+
+    path = tmp_path / "gateway.db"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version=3")
+    connection.close()
+    database = Database(path)
+    with pytest.raises(StoreError, match="written by a newer gateway"):
+        await database.open()
+    await database.close()

@@ -22,7 +22,7 @@ import orjson
 import structlog
 
 from devices.source import Received
-from filters.chain import ChainContext, Item, run_chain
+from filters.chain import ChainContext, Item
 from filters.minimise import FieldLeak, enforce_allow_list
 from gateway.activity import Activity
 from gateway.exporters.base import Route
@@ -52,6 +52,14 @@ MAX_BATCH = 32
 MAX_HELD_WHILE_FULL = 10_000
 # How often intake looks for space again while the disk is full.
 DISK_RETRY_S = 1.0
+
+
+# A route compiled (``Pipeline._compile``): (reading_id, subject_ref, kind, category, payload,
+# vital interest, report in the activity feed) -> (the item as the chain left it, payload), or
+# None when it may not go.
+Decide = Callable[
+    [str, str, str, str, dict[str, Any], bool, bool], "tuple[Item, dict[str, Any]] | None"
+]
 
 
 @dataclass(slots=True)
@@ -121,6 +129,7 @@ class Pipeline:
             route.name: ChainContext(route.name, route.purpose, consents.is_granted, is_restricted)
             for route in routes
         }
+        self._decide = {route.name: self._compile(route) for route in routes}
 
     def submit(self, received: Received) -> asyncio.Future[bool]:
         """Called from the BLE notification callback; never blocks. The future is set True
@@ -393,14 +402,14 @@ class Pipeline:
         vital: bool,
         key: str | None = None,
     ) -> NewItem | None:
-        passed = self._pass(
-            route,
+        passed = self._decide[route.name](
             reading.reading_id,
             reading.subject_ref,
             reading.measurement.kind,
             category,
             payload,
-            vital=vital,
+            vital,
+            True,
         )
         if passed is None:
             return None
@@ -419,87 +428,87 @@ class Pipeline:
             from_reading=category == "reading",
         )
 
-    def _pass(
-        self,
-        route: Route,
-        reading_id: str,
-        subject_ref: str,
-        kind: str,
-        category: str,
-        payload: dict[str, Any],
-        *,
-        vital: bool,
-        report: bool = True,
-    ) -> tuple[Item, dict[str, Any]] | None:
-        """Run a route's chain and format over one reading's event; None when it may not go.
+    def _compile(self, route: Route) -> Decide:
+        """The route as one plain function, built once at start: its chain, payload format,
+        allow-list check and (outside care) the identifier guard, with everything it needs
+        bound in advance. Used at intake and again when a queued reading is rebuilt to be sent.
 
-        ``report``: say what was decided in the activity feed (at intake, not when a queued
-        item is rebuilt from its stored reading to be sent).
+        The steps list is the route's own, so a step added to ``route.steps`` later runs too.
         """
-        item = Item(reading_id, subject_ref, category, payload, vital_interest=vital)
+        name, purpose, steps = route.name, route.purpose, route.steps
+        context = self._contexts[name]
+        make_payload, allowed = route.format, route.allowed
+        checks_payload = route.payload_is_event
+        guard = self._identifier_guard.search if route.forbid_identifiers else None
+        emit, stats = self._activity.emit, self.stats
 
-        def verdict(passed: bool, **detail: Any) -> None:
-            if not report:
-                return
-            self._activity.emit(
-                "filtered",
-                destination=route.name,
-                purpose=route.purpose,
-                category=category,
-                reading_id=reading_id,
-                passed=passed,
-                **detail,
-            )
+        def decide(
+            reading_id: str,
+            subject_ref: str,
+            kind: str,
+            category: str,
+            payload: dict[str, Any],
+            vital: bool,
+            report: bool,
+        ) -> tuple[Item, dict[str, Any]] | None:
+            def verdict(passed: bool, **detail: Any) -> None:
+                if report:  # at intake; not when a queued item is rebuilt to be sent
+                    emit(
+                        "filtered",
+                        destination=name,
+                        purpose=purpose,
+                        category=category,
+                        reading_id=reading_id,
+                        passed=passed,
+                        **detail,
+                    )
 
-        result = run_chain(route.steps, item, self._contexts[route.name])
-        if result is None:
-            verdict(False, reason="no consent for this purpose, or processing restricted")
-            return None
-        try:
-            body = route.format(result)
-        except ValueError as exc:  # e.g. a kind this destination's format cannot express
-            log.warning(
-                "destination_cannot_take", destination=route.name, kind=kind, reason=str(exc)
-            )
-            verdict(False, reason="this destination cannot take this kind of reading")
-            return None
-        try:
-            # Event-shaped payloads are checked on the keys actually about to leave, so a field
-            # added after minimisation by any later step (or a bug) is still caught here.
-            enforce_allow_list(body if route.payload_is_event else result.fields, route.allowed)
-        except FieldLeak as exc:
-            self.stats.identifier_blocked += 1
-            log.error("field_blocked", destination=route.name, reason=str(exc))
-            verdict(False, reason="a field outside the allow-list would have left; blocked")
-            return None
-        if route.forbid_identifiers and self._identifier_guard.search(orjson.dumps(body).lower()):
-            self.stats.identifier_blocked += 1
-            log.error("identifier_blocked", destination=route.name, kind=kind)
-            verdict(False, reason="an identifier would have left; blocked")
-            return None
-        verdict(True, legal_basis=result.legal_basis)
-        return result, body
+            result = Item(reading_id, subject_ref, category, payload, vital_interest=vital)
+            for step in steps:
+                stepped = step(result, context)
+                if stepped is None:
+                    verdict(False, reason="no consent for this purpose, or processing restricted")
+                    return None
+                result = stepped
+            try:
+                body = make_payload(result)
+            except ValueError as exc:  # e.g. a kind this destination's format cannot express
+                log.warning("destination_cannot_take", destination=name, kind=kind, reason=str(exc))
+                verdict(False, reason="this destination cannot take this kind of reading")
+                return None
+            try:
+                # Event-shaped payloads are checked on the keys actually about to leave, so a
+                # field added after minimisation by any later step (or a bug) is still caught.
+                enforce_allow_list(body if checks_payload else result.fields, allowed)
+            except FieldLeak as exc:
+                stats.identifier_blocked += 1
+                log.error("field_blocked", destination=name, reason=str(exc))
+                verdict(False, reason="a field outside the allow-list would have left; blocked")
+                return None
+            if guard is not None and guard(orjson.dumps(body).lower()):
+                stats.identifier_blocked += 1
+                log.error("identifier_blocked", destination=name, kind=kind)
+                verdict(False, reason="an identifier would have left; blocked")
+                return None
+            verdict(True, legal_basis=result.legal_basis)
+            return result, body
+
+        return decide
 
     def builder(self, destination: str) -> Callable[[QueuedItem], bytes | None]:
         """How a destination's queued reading is built again from the stored reading at send
         time (after a restart, or when its payload was not kept in memory): the same route,
         chain and format as at intake, so the bytes are the same (consent is checked again).
         None: the reading is no longer stored, or may not go now."""
-        route = next(route for route in self._routes if route.name == destination)
+        decide = self._decide[destination]
 
         def build(item: QueuedItem) -> bytes | None:
             if item.event is None:
                 return None
             event = orjson.loads(item.event)
-            passed = self._pass(
-                route,
-                item.reading_id,
-                item.subject_ref,
-                str(event.get("kind")),
-                item.category,
-                event,
-                vital=False,
-                report=False,
+            kind = str(event.get("kind"))
+            passed = decide(
+                item.reading_id, item.subject_ref, kind, item.category, event, False, False
             )
             return None if passed is None else orjson.dumps(passed[1])
 
