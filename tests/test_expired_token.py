@@ -8,6 +8,7 @@ import aiohttp
 
 from tests.hub_harness import Hub, cuff, running_hub
 from tests.receivers import Answer
+from tests.test_cli_ops import cli, operator_config
 from tests.test_damaged_storage import STORED, panels
 
 
@@ -54,12 +55,18 @@ async def test_every_dead_letter_of_a_destination_is_requeued_at_once(tmp_path):
                 json={"all": True, "destination": "nurse-alerts"},
             ) as response:
                 assert await response.json() == {"requeued": [], "not_found": []}
-            async with http.post(
-                hub.url + "/api/dead-letters/requeue",
-                json={"all": True, "destination": "care-platform"},
-            ) as response:
-                moved = (await response.json())["requeued"]
-            assert len(moved) == 5
+            requeued = await cli(
+                "dead-letters",
+                "requeue",
+                "--all",
+                "--destination",
+                "care-platform",
+                "--json",
+                "--config",
+                operator_config(tmp_path, hub),
+            )
+            assert requeued.code == 0, requeued.err
+            assert len(requeued.json()["requeued"]) == 5
             await hub.care.wait_for(lambda _r: len(panels(hub)) >= 5)
             async with http.get(hub.url + "/api/dead-letters") as response:
                 assert (await response.json())["dead_letters"] == []

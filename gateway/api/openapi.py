@@ -357,9 +357,11 @@ def _paths() -> dict[str, Any]:
                 tag="operator",
                 body={
                     "type": "object",
-                    "required": ["ids"],
+                    "description": "Either ids, or all: true (optionally with one destination).",
                     "properties": {
-                        "ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1}
+                        "ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+                        "all": {"type": "boolean"},
+                        "destination": {"type": "string"},
                     },
                 },
             )
