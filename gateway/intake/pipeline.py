@@ -197,6 +197,9 @@ class Pipeline:
             self._acks.abandon()
 
     async def ingest(self, batch: list[Received]) -> None:
+        if self._space is not None and self._space.is_low():
+            # Refused before anything is bound, counted or written, rather than half-written.
+            raise DiskFull
         bound = [reading for reading in map(self._bind, batch) if reading is not None]
         if not bound:
             return
@@ -222,8 +225,6 @@ class Pipeline:
         if not prepared:
             return
         now = time.time()
-        if self._space is not None and self._space.is_low():
-            raise DiskFull  # refused before anything is written, rather than half-written
         try:
             refused = await self._database.call(
                 lambda c: self._store(c, prepared, now), priority=Priority.INTAKE
