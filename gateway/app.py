@@ -45,14 +45,24 @@ from gateway.privacy.retention import Retention
 from gateway.privacy.rights import Rights
 from gateway.privacy.scrub import ErrorScrubber
 from gateway.settings import AggregateDestination, Settings
-from gateway.storage import quarantine
+from gateway.storage import meta, quarantine
 from gateway.storage.crypto import Sealer
-from gateway.storage.database import Database, Priority, Transaction, holds_sealed_data
+from gateway.storage.database import (
+    Database,
+    Priority,
+    Transaction,
+    holds_sealed_data,
+    secure_delete,
+)
 from gateway.storage.outbox import Outbox
 from gateway.storage.space import DiskSpace, is_disk_full
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+
+# In ``meta``: dead letters' error texts have been scrubbed (``gateway.privacy.scrub``).
+DEAD_LETTERS_SCRUBBED = "dead_letters.scrubbed"
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -207,7 +217,14 @@ class Gateway:
         check = consent_guard.key_check(reference_key)
         anchor = last_anchor(self.paths.audit_anchor)
         why: str | None = None
+        scrub_old = meta.get(connection, DEAD_LETTERS_SCRUBBED) is None
+        if scrub_old:  # old texts are overwritten on disk, not only unlinked from the tree
+            secure_delete(connection, on=True)
         with Transaction(connection):
+            if scrub_old:
+                # Dead letters kept before error texts were scrubbed: scrubbed once, now.
+                Outbox.scrub_responses(connection, self.scrubber.scrub)
+                meta.put(connection, DEAD_LETTERS_SCRUBBED, "1")
             audit.start_keying(connection)
             reason = consent_guard.lost_reason(connection, check, anchor)
             waiting = 0
@@ -226,6 +243,8 @@ class Gateway:
                     connection, "consent.registry_lost", {"reason": why, "people": waiting}
                 )
             consent_guard.remember(connection, check, reason if waiting else None)
+        if scrub_old:
+            secure_delete(connection, on=False)  # deletes on the hot path stay cheap
         self.consents.lost_reason = why
         if why is not None:
             log.error(

@@ -9,6 +9,9 @@ database file (and its write-ahead log), in ``/api/dead-letters`` and in
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 import aiohttp
 import orjson
 
@@ -65,3 +68,30 @@ async def test_a_refusal_that_quotes_the_patient_is_kept_without_the_number(tmp_
         assert form not in listed and form not in shown.out and form not in shown.err
         assert form.encode() not in on_disk
         assert form not in str(status)
+
+
+async def test_dead_letters_kept_before_scrubbing_are_scrubbed_at_the_next_start(tmp_path):
+    async with running_hub(tmp_path):
+        pass
+    database = tmp_path / "data" / "gateway.db"
+    connection = sqlite3.connect(database)
+    with connection:  # as an older gateway kept it: the answer in clear
+        connection.execute("DELETE FROM meta WHERE key = 'dead_letters.scrubbed'")
+        connection.execute(
+            "INSERT INTO dead_letters (destination, purpose, category, priority, subject_ref,"
+            " reading_id, idempotency_key, legal_basis, fields, payload, size, created_at,"
+            " attempts, failed_at, status, response) VALUES ('care-platform', 'care', 'reading',"
+            " 1, 's-x', 'r-x', 'k-x', 'consent', '', x'', 0, ?, 1, ?, 422, ?)",
+            (time.time(), time.time(), f"Patient {ADULT} ({FORMS[1]}) is not registered"),
+        )
+    connection.close()
+    async with running_hub(tmp_path) as hub:
+        async with aiohttp.ClientSession(headers=hub.auth()) as http:
+            async with http.get(hub.url + "/api/dead-letters") as response:
+                [dead] = (await response.json())["dead_letters"]
+    assert dead["response"] == "Patient [redacted] ([redacted]) is not registered"
+    on_disk = b"".join(
+        path.read_bytes() for path in (tmp_path / "data").glob("gateway.db*") if path.is_file()
+    )
+    for form in FORMS:
+        assert form.encode() not in on_disk

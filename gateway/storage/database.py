@@ -58,6 +58,11 @@ def holds_sealed_data(path: Path) -> bool:
         return True  # unreadable or damaged: opening it later says so; do not mint a key here
 
 
+def secure_delete(connection: sqlite3.Connection, *, on: bool) -> None:
+    """Whether what is deleted or overwritten from now on is zeroed on disk, not just freed."""
+    connection.execute(f"PRAGMA secure_delete={'ON' if on else 'OFF'}")
+
+
 def reading_aad(reading_id: str) -> bytes:
     """Associated data binding a stored reading's sealed payload to its row."""
     return f"reading\x1f{reading_id}".encode()

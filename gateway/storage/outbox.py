@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -412,6 +413,17 @@ class Outbox:
             "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
         )
         return {destination: count for destination, count in rows}
+
+    @staticmethod
+    def scrub_responses(connection: sqlite3.Connection, scrub: Callable[[str], str]) -> int:
+        """Rewrite kept error texts through ``scrub`` (dead letters written before texts were
+        scrubbed); returns how many changed. Inside the caller's transaction."""
+        rows = connection.execute(
+            "SELECT id, response FROM dead_letters WHERE response IS NOT NULL"
+        ).fetchall()
+        changed = [(scrub(text), id_) for id_, text in rows if scrub(text) != text]
+        connection.executemany("UPDATE dead_letters SET response = ? WHERE id = ?", changed)
+        return len(changed)
 
     @staticmethod
     def all_dead_letter_ids(connection: sqlite3.Connection, destination: str | None) -> list[int]:
