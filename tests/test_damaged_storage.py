@@ -107,6 +107,7 @@ async def test_one_flipped_bit_is_quarantined_and_everything_else_is_delivered(t
         assert [q["reading_id"] for q in access["quarantined"]] == [damaged]
         summary = await get_json(hub, f"/api/subjects/{ADULT}/summary")
         assert summary["unreadable_readings"] == 1 and summary["quarantined"] == 1
+        assert "(1) could not be read" in summary["storage_notice"]  # what the page shows
         audit = await get_json(hub, "/api/audit?event=quarantined")
         [entry] = [e for e in audit["entries"] if e["event"] == "quarantined"]
         assert entry["data"]["reading_id"] == damaged

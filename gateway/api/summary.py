@@ -176,11 +176,18 @@ class SummaryBuilder:
             # Stored readings that could not be opened, and items kept aside for that reason.
             "unreadable_readings": held.get("unreadable", 0),
             "quarantined": held.get("quarantined", 0),
+            "storage_notice": self._storage_notice(tr, held),
             "generated_at": moment.isoformat(),
             "updated": tr.t("summary.updated", when=tr.when(moment, moment, inline=True)),
         }
 
     # Readings and trends --------------------------------------------------------------------
+
+    @staticmethod
+    def _storage_notice(tr: Translator, held: dict[str, Any]) -> str:
+        """A line for the page when some of the person's stored data could not be read."""
+        damaged = held.get("unreadable", 0) or held.get("quarantined", 0)
+        return tr.t("storage.damaged", count=damaged) if damaged else ""
 
     def _latest_card(self, tr: Translator, event: dict[str, Any], now: datetime) -> dict[str, Any]:
         kind = str(event["kind"])
