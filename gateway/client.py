@@ -201,6 +201,7 @@ def status_text(status: dict[str, Any]) -> str:
         + (" (simulated radio)" if status.get("simulated_radio") else ""),
         "",
     ]
+    lines += _warnings(status)
     destinations = status.get("destinations", [])
     if destinations:
         lines.append(
@@ -250,6 +251,24 @@ def status_text(status: dict[str, Any]) -> str:
             f" alerts {pipeline.get('alerts', 0)}",
         ]
     return "\n".join(lines)
+
+
+def _warnings(status: dict[str, Any]) -> list[str]:
+    """One line each for what an operator must act on, above the tables."""
+    found = []
+    consent = status.get("consent") or {}
+    if consent.get("registry_lost"):
+        found.append(
+            f"CONSENT REGISTRY LOST ({consent['registry_lost']}):"
+            f" {consent['people_waiting']} people; {consent['action']}"
+        )
+    intake = status.get("intake") or {}
+    if intake.get("disk_full"):
+        found.append(
+            f"DISK FULL: {intake['readings_held']} readings held in memory;"
+            " free space in gateway.data_dir (intake resumes by itself)"
+        )
+    return [*found, ""] if found else []
 
 
 def _last_error(destination: dict[str, Any]) -> str | None:

@@ -20,6 +20,7 @@ import pytest
 from tests.configs import ADULT
 from tests.hub_harness import Hub, cuff, running_hub
 from tests.receivers import Receiver
+from tests.test_cli_ops import cli, operator_config
 from tests.test_damaged_storage import STORED, panels, second_cuff
 
 
@@ -90,6 +91,8 @@ async def test_a_withdrawal_never_comes_back_when_the_registry_is_lost(tmp_path,
             consent = status["consent"]
             assert consent["registry_lost"] and consent["people_waiting"] == 2
             assert "health-gateway consent" in consent["action"]
+            shown = await cli("status", "--config", operator_config(tmp_path, hub))
+            assert "CONSENT REGISTRY LOST" in shown.out and "health-gateway consent" in shown.out
             ref = hub.gateway.rights.subject_ref(ADULT)
             assert not hub.gateway.consents.is_granted(ref, "analytics")
             assert hub.gateway.consents.is_granted(ref, "care")
