@@ -57,8 +57,8 @@ def targets() -> list[DeviceTarget]:
 def measurement(index: int, *, alert: bool = False, epoch: int = 0) -> Measurement:
     """Reading ``index``: a distinct device timestamp, plausible values, systolic > 180 if alert.
 
-    ``epoch`` shifts the timestamps by whole years, so that separate phases of one run (warm-up,
-    measurement) never produce the same reading id twice.
+    ``epoch`` shifts the timestamps back by whole years, so that separate phases of one run
+    (warm-up, measurement) never produce the same reading id twice.
     """
     systolic = 185.0 + index % 10 if alert else 112.0 + index % 40
     return Measurement(
@@ -69,7 +69,8 @@ def measurement(index: int, *, alert: bool = False, epoch: int = 0) -> Measureme
             "mean_arterial_pressure": Quantity(value=90.0 + index % 12, unit=MMHG),
             "pulse_rate": Quantity(value=58.0 + index % 30, unit="/min"),
         },
-        measured_at=BASE_TIME.replace(year=BASE_TIME.year + epoch) + timedelta(seconds=index),
+        # Earlier years, not later: the gateway replaces a device time in the future.
+        measured_at=BASE_TIME.replace(year=BASE_TIME.year - epoch) + timedelta(seconds=index),
     )
 
 

@@ -398,7 +398,10 @@ class _ClockOffsets:
             return self.before
         if measured_at is None:
             return self.after
-        implied = measured_at - timedelta(seconds=self.after or 0.0)
+        try:
+            implied = measured_at - timedelta(seconds=self.after or 0.0)
+        except OverflowError:  # a stamp near year 1 or 9999: not one the synced clock made
+            return self.before
         if self.synced_at - _STAMP_SLACK <= implied <= arrived + _STAMP_SLACK:
             return self.after
         return self.before

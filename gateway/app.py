@@ -56,6 +56,7 @@ from gateway.storage.database import (
 )
 from gateway.storage.outbox import Outbox
 from gateway.storage.space import DiskSpace, is_disk_full
+from gateway.trouble import TroubleWatch
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -150,6 +151,7 @@ class Gateway:
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
         self.api: ApiServer | None = None
+        self.trouble = TroubleWatch(settings)
         self._background: list[asyncio.Task[None]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -162,14 +164,18 @@ class Gateway:
                 action="free space in gateway.data_dir; intake resumes by itself",
                 at="start",
             )
-        storage_key_path = self.settings.gateway.outbox_key_file or self.paths.storage_key
+        own_key = self.settings.gateway.outbox_key_file
+        storage_key_path = own_key or self.paths.storage_key
         if not storage_key_path.exists() and holds_sealed_data(self.paths.database):
             # A new key could open none of it, and would hide that the old one was lost.
             raise GatewayError(
                 f"{storage_key_path}: the storage key is missing but {self.paths.database}"
                 " holds sealed readings; restore the key file from a backup (no new key is made)"
             )
-        storage_key = load_or_create_key(storage_key_path)
+        storage_key = load_or_create_key(
+            storage_key_path,
+            config_key="gateway.outbox_key_file" if own_key else "gateway.data_dir",
+        )
         if not self.paths.audit_key.exists() and audit_is_keyed(self.paths.database):
             raise GatewayError(
                 f"{self.paths.audit_key}: the audit key is missing but the audit log was kept"
@@ -328,6 +334,7 @@ class Gateway:
                     asyncio.create_task(a.run(), name=f"aggregate:{a.destination.name}")
                     for a in aggregators
                 ),
+                asyncio.create_task(self.trouble.run(), name="bluetooth-watch"),
             ]
             log.info(
                 "gateway_started",

@@ -28,7 +28,14 @@ from gateway.client import OperatorError
 from gateway.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
+EXIT_USAGE = 2  # as argparse exits for its own usage errors
 EXIT_RUNTIME = 1
+# What a shell reports for a program ended by SIGPIPE (128 + 13): the reader went away.
+EXIT_CLOSED_PIPE = 141
+
+
+class UsageError(Exception):
+    """The command line is wrong (not the config); the message says how to write it."""
 
 
 def _fail(message: str, code: int) -> int:
@@ -39,9 +46,11 @@ def _fail(message: str, code: int) -> int:
 def _load(path: Path) -> Settings:
     from gateway.api.security import check_api_settings
     from gateway.preflight import preflight
+    from gateway.writable import check_service_can_write
 
     settings = load_settings(path)
     try:
+        check_service_can_write(settings)
         preflight(settings)
         check_api_settings(settings)
     except ConfigError as exc:
@@ -81,6 +90,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from gateway.initialise import InitError, initialise
+
+    try:
+        report = initialise(
+            args.config_dir, args.data_dir, user=args.user, systemd_dir=args.systemd_dir
+        )
+    except InitError as exc:
+        return _fail(f"init: {exc}", EXIT_RUNTIME)
+    print(report.text())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -88,9 +110,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from devices.sim.radio import SYSTEM_BUS_ENV
     from gateway.scan import scan
 
-    devices = asyncio.run(scan(args.timeout))
+    try:
+        devices = asyncio.run(scan(args.timeout))
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        # dbus-fast connecting to a system bus socket that is not there (or not listening).
+        bus = os.environ.get(SYSTEM_BUS_ENV) or "/run/dbus/system_bus_socket"
+        return _fail(
+            f"Bluetooth: cannot reach the D-Bus system bus at {bus} ({exc.strerror});"
+            " install and start dbus and bluez (sudo systemctl start dbus bluetooth)",
+            EXIT_RUNTIME,
+        )
     if args.json:
         print(orjson.dumps([d.as_dict() for d in devices]).decode())
         return 0
@@ -107,7 +139,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit_cli import verify_audit
 
-    return verify_audit(load_settings(args.config), as_json=args.json)
+    return verify_audit(load_settings(_operator_config(args)), as_json=args.json)
 
 
 # Operator commands: they ask the running gateway ------------------------------------------
@@ -181,7 +213,7 @@ def _consent_changes(items: list[str]) -> dict[str, bool]:
         purpose, sep, answer = item.partition("=")
         granted = YES.get(answer.strip().lower())
         if not sep or not purpose or granted is None:
-            raise ConfigError(f"consent: write {item!r} as purpose=yes or purpose=no")
+            raise UsageError(f"consent: write {item!r} as purpose=yes or purpose=no")
         changes[purpose.strip()] = granted
     return changes
 
@@ -263,22 +295,27 @@ def cmd_restrict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _requeue_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.all:
+        if args.ids:
+            raise UsageError("dead-letters requeue: name ids or --all, not both")
+        return {"all": True} | ({"destination": args.destination} if args.destination else {})
+    if args.destination:
+        raise UsageError("dead-letters requeue: --destination goes with --all")
+    try:
+        ids = [int(i) for i in args.ids]
+    except ValueError:
+        raise UsageError("dead-letters requeue: ids are numbers (see the ID column)") from None
+    if not ids:
+        raise UsageError("dead-letters requeue: name at least one id, or --all")
+    return {"ids": ids}
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from gateway.client import dead_letters_text
 
     if args.action == "requeue":
-        try:
-            ids = [int(i) for i in args.ids]
-        except ValueError:
-            raise ConfigError("dead-letters requeue: ids are numbers (see the ID column)") from None
-        if bool(ids) == bool(args.all):
-            raise ConfigError("dead-letters requeue: name ids, or --all (not both)")
-        body: dict[str, Any] = {"ids": ids}
-        if args.all:
-            body = {"all": True}
-            if args.destination:
-                body["destination"] = args.destination
-        result = _ask(args, "POST", "/api/dead-letters/requeue", body=body).json()
+        result = _ask(args, "POST", "/api/dead-letters/requeue", body=_requeue_body(args)).json()
         if args.json:
             _print_json(result)
             return 0
@@ -286,8 +323,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         if result["not_found"]:
             print(f"not found: {', '.join(map(str, result['not_found']))}")
         return 0 if not result["not_found"] else EXIT_RUNTIME
-    if args.ids:
-        raise ConfigError("dead-letters: to re-queue, write dead-letters requeue ID...")
+    if args.ids or args.all:
+        raise UsageError("dead-letters: to re-queue, write dead-letters requeue ID... or --all")
     rows = _ask(args, "GET", "/api/dead-letters").json()
     if args.json:
         _print_json(rows)
@@ -308,7 +345,7 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(answer)
     else:
-        print(audit_text(answer))
+        print(audit_text(answer, person=args.subject))
     return 0 if answer["chain"]["ok"] else EXIT_RUNTIME
 
 
@@ -343,6 +380,27 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path)
     check.set_defaults(handler=cmd_check_config)
 
+    init = commands.add_parser(
+        "init",
+        help="create the config and data folders, secrets, PINs and keys (run as root)",
+        description="Lay out a hub: the config folder (root-owned, the service's group, 0750)"
+        " with a commented config from the example, the API token, PINs and the alert signing"
+        " secret; the data folder (the service user's, 0700) with its keys; optionally the"
+        " systemd unit. Existing files are never changed. Prints the next steps.",
+    )
+    init.add_argument("--config-dir", type=Path, default=Path("/etc/health-gateway"))
+    init.add_argument("--data-dir", type=Path, default=Path("/var/lib/health-gateway"))
+    init.add_argument(
+        "--user", default=None, help="the service user (default: health-gateway as root)"
+    )
+    init.add_argument(
+        "--systemd-dir",
+        type=Path,
+        default=None,
+        help="also write the unit here (e.g. /etc/systemd/system)",
+    )
+    init.set_defaults(handler=cmd_init)
+
     demo = commands.add_parser(
         "demo", help="simulated devices, local care platform and alert receiver; no hardware"
     )
@@ -360,10 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = audit_commands.add_parser("verify", help="check the hash chain for tampering")
-    verify.add_argument("--config", type=Path, required=True)
-    verify.add_argument("--json", action="store_true")
-    verify.set_defaults(handler=cmd_audit_verify)
+    _operator(
+        audit_commands,
+        "verify",
+        "check the hash chain for tampering (reads the database; run as the service user)",
+        cmd_audit_verify,
+    )
     show = _operator(
         audit_commands, "show", "recent audit entries (from the running gateway)", cmd_audit_show
     )
@@ -395,17 +455,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dead.add_argument("action", nargs="?", choices=["list", "requeue"], default="list")
     dead.add_argument("ids", nargs="*", metavar="ID")
-    dead.add_argument(
-        "--all", action="store_true", help="requeue: every dead letter (of --destination)"
-    )
+    dead.add_argument("--all", action="store_true", help="requeue: every dead letter")
     dead.add_argument("--destination", help="requeue --all: only this destination's")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        args = build_parser().parse_args(argv)
+        code = int(args.handler(args))
+        sys.stdout.flush()  # inside the try: a reader that went away is seen here, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+    except UsageError as exc:
+        return _fail(f"usage: {exc}", EXIT_USAGE)
     except ConfigError as exc:
         return _fail(f"config error: {exc}", EXIT_CONFIG)
     except OperatorError as exc:
@@ -419,6 +483,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None:
             raise
         return _fail(message, EXIT_RUNTIME)
+
+
+def _reader_gone() -> int:
+    """``health-gateway ... | head``: the reader closed the pipe; stop quietly, as cat does.
+
+    stdout is pointed at /dev/null so that the interpreter's last flush at exit does not
+    report the same broken pipe again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
 
 
 if __name__ == "__main__":

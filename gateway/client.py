@@ -142,10 +142,14 @@ def cell(value: Any, width: int = 48) -> str:
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] | None = None
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    numeric: set[int] | None = None,
+    last_width: int = 48,
 ) -> str:
     numeric = numeric or set()
-    cells = [[cell(v) for v in row] for row in rows]
+    last = len(headers) - 1
+    cells = [[cell(v, last_width if i == last else 48) for i, v in enumerate(row)] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
@@ -194,9 +198,15 @@ def devices_table(devices: list[dict[str, Any]]) -> str:
 
 
 def status_text(status: dict[str, Any]) -> str:
+    bluetooth = status.get("bluetooth") or {"ok": True}
+    if not status.get("ready"):
+        state = "starting"
+    elif not bluetooth.get("ok"):
+        state = f"running, but Bluetooth is not working: {bluetooth.get('reason')}"
+    else:
+        state = "running and ready"
     lines = [
-        f"health-gateway {status.get('version')}: "
-        + ("running and ready" if status.get("ready") else "starting"),
+        f"health-gateway {status.get('version')}: {state}",
         f"hub time {short_time(status.get('hub_time'))}"
         + (" (simulated radio)" if status.get("simulated_radio") else ""),
         "",
@@ -241,6 +251,9 @@ def status_text(status: dict[str, Any]) -> str:
     else:
         lines.append("No destinations configured.")
     lines += ["", devices_table(status.get("devices", []))]
+    attention = [w["message"] for w in status.get("warnings", []) if w["kind"] != "bluetooth"]
+    if attention:
+        lines += ["", "NEEDS ATTENTION", *(f"- {message}" for message in attention)]
     pipeline = status.get("pipeline") or {}
     if pipeline:
         lines += [
@@ -301,7 +314,10 @@ def dead_letters_text(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def audit_text(answer: dict[str, Any]) -> str:
+def audit_text(answer: dict[str, Any], person: str | None = None) -> str:
+    """The entries as a table; ``person`` is the id the operator asked about, shown as is."""
+    from gateway.audit_wording import describe_entry
+
     chain = answer["chain"]
     head = (
         f"audit chain intact ({chain['entries']} entries)"
@@ -313,11 +329,20 @@ def audit_text(answer: dict[str, Any]) -> str:
             e["seq"],
             short_time(e["at"]),
             e["event"],
-            e.get("subject_ref"),
-            ", ".join(f"{k}={v}" for k, v in e["data"].items() if not isinstance(v, dict | list)),
+            _for_whom(e, person),
+            describe_entry(e["event"], e["data"]),
         ]
         for e in answer["entries"]
     ]
     if not rows:
         return head + "\nNo entries."
-    return head + "\n" + table(["SEQ", "AT", "EVENT", "SUBJECT REF", "DETAILS"], rows, {0})
+    # The log keeps only pseudonymous references (erasure must leave no identifier in it);
+    # when the operator asked about a person, every row is theirs, so show the id they typed.
+    whom = "PERSON" if person is not None else "SUBJECT REF"
+    return head + "\n" + table(["SEQ", "AT", "EVENT", whom, "WHAT"], rows, {0}, 160)
+
+
+def _for_whom(entry: dict[str, Any], person: str | None) -> str | None:
+    if entry.get("subject_ref") is None:
+        return None
+    return person if person is not None else entry["subject_ref"]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.intake.pipeline import PipelineStats
     from gateway.privacy.rights import Rights
     from gateway.settings import Settings
+    from gateway.trouble import TroubleWatch
 
 T = TypeVar("T")
 
@@ -33,6 +34,7 @@ class DestinationStats:
 class Hub(Protocol):
     settings: Settings
     activity: Activity  # what happens, as it happens (the page's live view, the metrics)
+    trouble: TroubleWatch  # Bluetooth and device warnings for the status and the page
 
     def is_ready(self) -> bool: ...
 

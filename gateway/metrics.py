@@ -54,6 +54,9 @@ class GatewayMetrics(Collector):
         self.filtered: Counter[tuple[str, str]] = Counter()  # destination, outcome
         self.delivered: Counter[tuple[str, str, str, str]] = Counter()
         self._reading_kind: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # The API's closed connections and refused requests by reason (its RefusalReport's
+        # totals), set by the API server when it starts.
+        self.api_refusals: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.alert_latency = Histogram(
             "health_gateway_alert_latency_seconds",
@@ -140,6 +143,16 @@ class GatewayMetrics(Collector):
             delivered.add_metric(list(labels), count)
         yield delivered
 
+        refused = CounterMetricFamily(
+            "health_gateway_api_refused",
+            "Connections the API closed (outside allowed_networks, over max_connections, request"
+            " head too slow) and requests it refused (foreign Host), per reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.api_refusals.items()):
+            refused.add_metric([reason], count)
+        yield refused
+
         yield from self._pipeline_metrics()
         yield from self._worker_metrics(snapshot)
         yield from self._device_metrics()
@@ -152,6 +165,10 @@ class GatewayMetrics(Collector):
             labels=["reason"],
         )
         alerts = CounterMetricFamily("health_gateway_alerts_raised", "Alert events raised.")
+        replaced = CounterMetricFamily(
+            "health_gateway_device_time_replaced",
+            "Readings whose device time was out of range or in the future: stamped at receipt.",
+        )
         pending = GaugeMetricFamily(
             "health_gateway_pipeline_pending", "Readings received but not yet stored."
         )
@@ -165,9 +182,11 @@ class GatewayMetrics(Collector):
             ):
                 dropped.add_metric([reason], count)
             alerts.add_metric([], stats.alerts)
+            replaced.add_metric([], stats.device_time_replaced)
             pending.add_metric([], waiting)
         yield dropped
         yield alerts
+        yield replaced
         yield pending
 
     def _worker_metrics(self, snapshot: _Snapshot) -> Iterator[Metric]:

@@ -25,11 +25,10 @@ def preflight(settings: Settings) -> None:
             read_secret(
                 f"{prefix}.token", destination.token_file, destination.token_env, required=False
             )
-        if (
-            isinstance(destination, AnalyticsDestination)
-            and destination.pseudonym_key_file.exists()
-        ):
-            load_key_ring(destination.pseudonym_key_file, f"{prefix}.pseudonym_key_file")
+        if isinstance(destination, AnalyticsDestination):
+            key_file = settings.pseudonym_key_path(destination)
+            if key_file.exists():
+                load_key_ring(key_file, f"{prefix}.pseudonym_key_file")
         if isinstance(destination, FhirDestination):
             read_secret(
                 f"{prefix}.token", destination.token_file, destination.token_env, required=False

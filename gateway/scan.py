@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from bleak import BleakScanner
 
+from devices.adapter import check_bluetooth
 from devices.profiles import PROFILES
 
 # When a device advertises several health services: the profile that reads the most first.
@@ -21,6 +22,10 @@ _PREFERENCE = ("body_composition", "weight", "blood_pressure", "glucose", "spo2"
 
 def _rank(profile: str) -> int:
     return _PREFERENCE.index(profile) if profile in _PREFERENCE else len(_PREFERENCE)
+
+
+class BluetoothUnavailable(Exception):
+    """Scanning cannot start; the message says why and what to do, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,10 @@ async def scan(timeout_s: float) -> list[ScannedDevice]:
     """Listen for ``timeout_s`` seconds; the health devices heard, strongest signal first."""
     if timeout_s <= 0:
         raise ValueError("timeout_s must be positive")
+    # Asked first so that a hub without a working radio gets one sentence, not bleak's traceback.
+    bluetooth = await check_bluetooth()
+    if not bluetooth.ok:
+        raise BluetoothUnavailable(f"Bluetooth is not working: {bluetooth.reason}")
     by_service = {profile.service: name for name, profile in PROFILES.items()}
     found = await BleakScanner.discover(
         timeout=timeout_s, return_adv=True, service_uuids=list(by_service)

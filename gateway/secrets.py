@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gateway.secret_files import read_private_text
 from gateway.settings import ConfigError
 
 
@@ -14,10 +15,11 @@ def read_secret(
     """The secret named by ``<key>_file`` or ``<key>_env``; a ConfigError names what is wrong.
 
     Trailing whitespace (a newline left by an editor) is stripped. The value is never logged.
+    A file that group or others may read is refused (``secret_files``).
     """
     if file is not None:
         try:
-            value = file.read_text(encoding="utf-8").strip()
+            value = read_private_text(file, f"{key}_file").strip()
         except FileNotFoundError:
             raise ConfigError(
                 f"{key}_file: {file} does not exist; create it with the secret"

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -77,12 +78,23 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http(s) URL; write it as https://host/path")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    # Never repeat the URL in a message: it may carry a password or a person's id in its path,
+    # and config errors go to the journal.
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        raise ValueError("not a valid URL; write it as https://host/path") from None
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise ValueError("not an http(s) URL; write it as https://host/path")
+    if parts.username is not None or parts.password is not None:
         raise ValueError(
-            f"plain http is only allowed to loopback addresses; use https:// for {parts.hostname}"
+            "the URL holds a user name or password; remove it and put the credential in"
+            " token_file (or token_env)"
+        )
+    if parts.scheme == "http" and not is_loopback_host(hostname):
+        raise ValueError(
+            f"plain http is only allowed to loopback addresses; use https:// for {hostname}"
         )
     return url
 
@@ -108,12 +120,22 @@ def split_listen(value: str) -> tuple[str, int]:
 class ApiSettings(_Section):
     """The local HTTP API and the hub page (README "Operator API and CLI", "The hub page")."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     listen: str = "127.0.0.1:8080"  # port 0: any free port (tests); 0.0.0.0:8080 for the home LAN
     token_file: Path | None = None  # default: data_dir/api-token, created (0600) at first start
     pin_file: Path | None = None  # lines "SUBJECT_ID PIN": each person's PIN for the hub page
     allowed_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_NETWORKS))
     session_idle_s: float = Field(default=12 * 3600.0, gt=0)
+    # Names a browser may use for the hub besides IP addresses, "localhost" and this machine's
+    # host name (+ ".local"): any other Host header is refused (DNS rebinding).
+    host_names: list[str] = Field(default_factory=list)
+    # Connection guards (README "Security and failure behaviour"): a connection must send its
+    # request head within header_timeout_s and a body within body_timeout_s; an idle keep-alive
+    # connection is closed after idle_timeout_s; beyond max_connections new ones are closed.
+    max_connections: int = Field(default=128, ge=1, le=4096)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    idle_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -122,6 +144,14 @@ class ApiSettings(_Section):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"{value!r} must be host:port, for example 127.0.0.1:8080")
         return value
+
+    @field_validator("host_names")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", name):
+                raise ValueError(f"{name!r} is not a host name; write it as hub.local")
+        return [name.lower() for name in value]
 
     @field_validator("allowed_networks")
     @classmethod
@@ -168,7 +198,7 @@ class GatewaySettings(_Section):
     outbox_key_file: Path | None = None
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     retention_days: int = Field(default=365, ge=1)
-    require_eea: bool = True
+    require_eea: StrictBool = True
     max_queued_items: int = Field(default=1_000_000, ge=100)
     # When a device needs attention (status, /api/status, the page): battery at or below this
     # percentage, or nothing heard from it for this many days.
@@ -187,10 +217,10 @@ class SimulationSettings(_Section):
     advertise_s: float = Field(default=10.0, gt=0)  # cycle: advertising after a measurement
     linger_s: float = Field(default=1.0, gt=0)  # cycle: stays connected after the last exchange
     battery_level: int | None = Field(default=100, ge=0, le=100)  # None: no Battery Service
-    current_time: bool = True  # has the Current Time Service (devices that keep a clock)
-    requires_pairing: bool = False  # refuses reads, writes and subscriptions until bonded
+    current_time: StrictBool = True  # has the Current Time Service (devices that keep a clock)
+    requires_pairing: StrictBool = False  # refuses reads, writes and subscriptions until bonded
     users: list[int] = Field(default_factory=lambda: [1, 2])  # scales: the User IDs it serves
-    continuous: bool = False  # pulse oximeter: also stream PLX Continuous Measurement
+    continuous: StrictBool = False  # pulse oximeter: also stream PLX Continuous Measurement
     # Fault injection.
     drop_link_after: int | None = Field(default=None, ge=1)  # drop the link after N values, once
     malformed_every: int = Field(default=0, ge=0)  # a truncated copy before every N-th value
@@ -204,7 +234,7 @@ class DeviceSettings(_Section):
     users: dict[int, str] | None = None  # multi-user devices: user index -> subject id
     name: str | None = None
     model: str | None = None  # e.g. "A&D UA-651BLE": the device_model analytics may receive
-    simulated: bool = False
+    simulated: StrictBool = False
     simulation: SimulationSettings | None = None
 
     @field_validator("address")
@@ -212,7 +242,8 @@ class DeviceSettings(_Section):
     def _mac(cls, value: str) -> str:
         normalised = value.strip().upper().replace("-", ":")
         if not MAC_ADDRESS.match(normalised):
-            raise ValueError(f"{value!r} is not a BLE address; write it as AA:BB:CC:DD:EE:FF")
+            # The address is not repeated: it identifies a person's device.
+            raise ValueError("not a BLE address; write it as AA:BB:CC:DD:EE:FF")
         return normalised
 
     @field_validator("profile")
@@ -239,7 +270,7 @@ class SubjectSettings(_Section):
     company_id: str | None = None
     birth_date: date
     sex: Literal["female", "male", "other", "unknown"] = "unknown"
-    consent: dict[str, bool] = Field(default_factory=dict)
+    consent: dict[str, StrictBool] = Field(default_factory=dict)
     # A care provider's personal limits; they replace the general rules for the same value.
     alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
 
@@ -298,7 +329,9 @@ class AnalyticsDestination(_Destination):
 
     kind: Literal["analytics"]
     fields: list[str] = Field(min_length=1)
-    pseudonym_key_file: Path
+    # The service generates this key (0600) if it is missing, so by default it lives in
+    # data_dir, the one place the service may write: data_dir/keys/analytics-<name>.key.
+    pseudonym_key_file: Path | None = None
     token_file: Path | None = None
     token_env: str | None = None
     round: dict[str, float] = Field(default_factory=dict)  # value name -> step, e.g. systolic = 5
@@ -366,7 +399,7 @@ class AlertRuleSettings(_Section):
     unit: str | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
     cooldown_s: float = Field(default=3600.0, ge=0)
-    vital_interest: bool = False
+    vital_interest: StrictBool = False
 
     @model_validator(mode="after")
     def _has_limit(self) -> AlertRuleSettings:
@@ -406,15 +439,16 @@ class Settings(_Section):
         known = set(subject_ids)
         for index, device in enumerate(self.devices):
             if device.subject is not None and device.subject not in known:
+                # The id is not repeated: it is a personal identifier (a personnummer).
                 raise ValueError(
-                    f"devices[{index}].subject: no [[subjects]] entry has id {device.subject!r}; "
+                    f"devices[{index}].subject: no [[subjects]] entry has this id; "
                     "add the subject or fix the id"
                 )
             for user, subject_id in (device.users or {}).items():
                 if subject_id not in known:
                     raise ValueError(
-                        f"devices[{index}].users.{user}: no [[subjects]] entry has id "
-                        f"{subject_id!r}; add the subject or fix the id"
+                        f"devices[{index}].users.{user}: no [[subjects]] entry has this id; "
+                        "add the subject or fix the id"
                     )
         if self.gateway.require_eea:
             for index, destination in enumerate(self.destinations):
@@ -435,6 +469,12 @@ class Settings(_Section):
     @property
     def uses_simulated_radio(self) -> bool:
         return any(device.simulated for device in self.devices)
+
+    def pseudonym_key_path(self, destination: AnalyticsDestination) -> Path:
+        """Where an analytics destination's pseudonym key is (or will be generated)."""
+        return destination.pseudonym_key_file or (
+            self.gateway.data_dir / "keys" / f"analytics-{destination.name}.key"
+        )
 
     def subject(self, subject_id: str) -> SubjectSettings:
         for subject in self.subjects:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from devices.sim.bluez import SimulatedBlueZ
 from devices.sim.dbus_daemon import PrivateDbusDaemon
 from devices.sim.radio import SYSTEM_BUS_ENV, simulated_bluez_version
 from devices.source import BleSource, Received
+
+# Files the tests write (secrets, configs, databases) get the modes the service's own files get:
+# the systemd unit runs the gateway with UMask=0077, and secret files must be 0600.
+os.umask(0o077)
 
 
 @pytest.fixture

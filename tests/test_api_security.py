@@ -109,6 +109,29 @@ def test_login_limiter_locks_after_five_and_doubles():
     assert limiter.retry_after() == 0 and limiter.failures == 0
 
 
+def test_tries_in_flight_use_up_the_free_tries_and_after_a_lock_one_is_judged_at_a_time():
+    clock = Clock()
+    limiter = LoginLimiter(clock=clock)
+    assert [limiter.admit() for _ in range(5)] == [0, 0, 0, 0, 0]
+    assert limiter.admit() == 1.0  # all five free tries are being judged: wait
+    limiter.failed()
+    limiter.release()
+    assert limiter.admit() == 1.0  # one wrong, four in flight: still nothing left
+    for _ in range(4):
+        limiter.failed()
+        limiter.release()
+    assert limiter.admit() == 30  # locked
+    clock.now += 30
+    assert limiter.admit() == 0  # the lock is open: one try...
+    assert limiter.admit() == 1.0  # ...at a time
+    limiter.release()  # abandoned (a bad request, a body that never came): not a wrong try
+    assert limiter.failures == 5 and limiter.in_flight == 0
+    assert limiter.admit() == 0
+    limiter.succeeded()
+    limiter.release()
+    assert limiter.failures == 0 and limiter.in_flight == 0
+
+
 def test_sessions_expire_when_idle_and_are_bounded():
     clock = Clock()
     sessions = Sessions(idle_s=60, clock=clock)
@@ -138,3 +161,61 @@ def test_networks():
         parse_settings(
             {**BASE, "gateway": {"data_dir": "/x", "api": {"allowed_networks": ["lan"]}}}
         )
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1:8080", True),
+        ("192.168.1.20", True),
+        ("[::1]:8080", True),
+        ("[fe80::1%eth0]:8080", True),
+        ("localhost:8080", True),
+        ("hub.local", True),
+        ("Hub.Local.:8080", True),
+        ("hub.local.attacker.example", False),
+        ("attacker.example", False),
+        ("[attacker.example]:80", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_the_host_header_must_be_an_ip_address_or_a_configured_name(host, allowed):
+    from gateway.api.hosts import host_allowed
+
+    assert host_allowed(host, frozenset({"localhost", "hub.local"})) is allowed
+
+
+def test_the_configured_host_names_include_localhost_and_the_machines_own_name():
+    import socket
+
+    from gateway.api.hosts import host_names
+
+    names = host_names(ApiSettings(host_names=["Hub.Local"], listen="gateway.lan:8080"))
+    machine = socket.gethostname().lower()
+    assert {"localhost", "hub.local", "gateway.lan", machine} <= names
+    assert machine.split(".")[0] + ".local" in names
+
+
+def test_closed_connections_are_logged_at_most_once_per_interval_with_counts():
+    from gateway.api.connections import RefusalReport
+    from tests.conftest import watch_logs
+
+    clock = Clock()
+    report = RefusalReport(interval_s=60.0, clock=clock)
+    with watch_logs() as logs:
+        for _ in range(1000):
+            report.count("outside_allowed_networks")
+        clock.now += 30
+        report.count("over_max_connections")
+        clock.now += 30
+        report.count("over_max_connections")
+        report.flush()
+    lines = [entry for entry in logs.entries if entry["event"] == "api_connections_closed"]
+    assert [
+        {k: v for k, v in line.items() if k.startswith(("outside", "over"))} for line in lines
+    ] == [
+        {"outside_allowed_networks": 1},
+        {"outside_allowed_networks": 999, "over_max_connections": 2},
+    ]
+    assert report.totals == {"outside_allowed_networks": 1000, "over_max_connections": 2}

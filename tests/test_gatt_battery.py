@@ -17,7 +17,7 @@ def test_levels(data: bytes, level: int) -> None:
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b"", "expected 1 byte, got 0"), (b"\x10\x00", "got 2"), (b"\x65", "101 is reserved")],
+    [(b"", "expected 1 byte, got 0"), (b"\x65", "101 is reserved")],
 )
 def test_invalid(data: bytes, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
@@ -28,3 +28,7 @@ def test_invalid(data: bytes, message: str) -> None:
 def test_encode_invalid(level: object) -> None:
     with pytest.raises(EncodeError, match=r"0\.\.100"):
         encode_battery_level(level)  # type: ignore[arg-type]
+
+
+def test_bytes_after_the_level_are_ignored() -> None:
+    assert decode_battery_level(b"\x10\x00") == 16

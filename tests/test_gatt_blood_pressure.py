@@ -128,8 +128,20 @@ def test_intermediate_cuff_pressure() -> None:
 
 
 def test_cuff_pressure_ignores_unused_slots() -> None:
-    m = decode(0x2A36, bytes.fromhex("01 2c01 1234 5678"))
-    assert m.values == {"cuff_pressure": Quantity(value=300, unit="kPa")}
+    m = decode(0x2A36, bytes.fromhex("01 1e00 1234 5678"))
+    assert m.values == {"cuff_pressure": Quantity(value=30, unit="kPa")}
+
+
+def test_a_pressure_or_pulse_no_cuff_can_measure_raises() -> None:
+    # A Beurer BM85's big-endian pulse rate (63/min) read little-endian is -256000/min.
+    with pytest.raises(DecodeError, match=r"pulse_rate = -256000 /min is impossible"):
+        decode("2a35", bytes.fromhex("04 6a00 4700 5500 003f"))
+    with pytest.raises(DecodeError, match=r"systolic = 300 kPa is impossible"):
+        decode("2a35", bytes.fromhex("01 2c01 1e00 1e00"))
+    # 130/min sent big-endian (0x0082) reads little-endian as 512e-8/min.
+    with pytest.raises(DecodeError, match=r"pulse_rate = 5.12e-06 /min is impossible"):
+        decode("2a35", bytes.fromhex("04 6a00 4700 5500 0082"))
+    assert decode("2a35", bytes.fromhex("04 6a00 4700 5500 0000")).values["pulse_rate"].value == 0
 
 
 @pytest.mark.parametrize(
@@ -197,11 +209,29 @@ def test_truncated_time_stamp_names_the_missing_part(length: int, part: str, off
     assert f"field 'time_stamp.{part}' at offset {offset}:" in str(info.value)
 
 
-def test_reserved_flag_bits_and_trailing_bytes() -> None:
-    with pytest.raises(DecodeError, match="reserved bits 0x20"):
-        decode("2a35", bytes.fromhex("20 7800 5000 5a00"))
-    with pytest.raises(DecodeError, match="1 unexpected byte"):
-        decode("2a35", bytes.fromhex("00 7800 5000 5a00 00"))
+def test_reserved_flag_bits_and_trailing_bytes_are_ignored_and_recorded() -> None:
+    plain = decode("2a35", bytes.fromhex("00 7800 5000 5a00"))
+    flagged = decode("2a35", bytes.fromhex("e0 7800 5000 5a00"))
+    assert flagged.values == plain.values
+    assert flagged.status == {"reserved_flags": 0xE0}
+    longer = decode("2a35", bytes.fromhex("00 7800 5000 5a00 00 01"))
+    assert longer.values == plain.values
+    assert longer.status == {"ignored_bytes": 2}
+
+
+def test_flags_0xde_as_a_cuff_sold_as_bm96_sends_them_read_every_announced_field() -> None:
+    # Issue 13: flags 0xDE = time stamp, pulse rate, user id, status + reserved bits 6 and 7.
+    body = bytes.fromhex("7800 5000 5a00 e4070c1f0a0b0c 4800 01 0400")
+    m = decode("2a35", b"\xde" + body)
+    assert m == decode("2a35", b"\x1e" + body).model_copy(
+        update={"status": {**decode("2a35", b"\x1e" + body).status, "reserved_flags": 0xC0}}
+    )
+    assert m.user_index == 1 and m.status["irregular_pulse"] is True
+
+
+def test_a_value_cut_short_still_raises_despite_tolerance() -> None:
+    with pytest.raises(DecodeError, match="field 'pulse_rate' at offset 7"):
+        decode("2a35", bytes.fromhex("04 7800 5000 5a00 48"))
 
 
 @pytest.mark.parametrize(
@@ -280,6 +310,12 @@ def test_every_flag_combination_decodes_and_reencodes(flags: int) -> None:
 _units = st.sampled_from(["mm[Hg]", "kPa"])
 # SFLOAT holds 4 significant digits with a mantissa up to 2047: 204.7 but not 204.8.
 _pressure = st.integers(0, 300).map(float) | st.decimals(0, "204.7", places=1).map(float)
+# The decoder refuses pressures no cuff can measure (above 150 kPa, 1000 mmHg).
+_kpa = st.integers(0, 150).map(float) | st.decimals(0, "150.0", places=1).map(float)
+# ... and pulse rates no heart has (other than 0, none): below 20 or above 300 per minute.
+_pulse = (
+    st.just(0.0) | st.integers(20, 300).map(float) | st.decimals(20, "204.7", places=1).map(float)
+)
 _specials = st.sampled_from(["nan", "nres", "+inf", "-inf", "reserved"])
 _stamps = st.datetimes(min_value=datetime(1582, 1, 1), max_value=datetime(9999, 12, 31)).map(
     lambda d: d.replace(microsecond=0)
@@ -306,7 +342,9 @@ def measurements(draw: st.DrawFn, names: tuple[str, ...], kind: str) -> Measurem
             specials[name] = draw(_specials)
         else:
             value_unit = "/min" if name == "pulse_rate" else unit
-            values[name] = Quantity(value=draw(_pressure), unit=value_unit)
+            strategy = {"kPa": _kpa, "/min": _pulse}.get(value_unit, _pressure)
+            number = draw(strategy)
+            values[name] = Quantity(value=number, unit=value_unit)
     status: dict[str, object] = {}
     if draw(st.booleans()):
         status.update(draw(_status))

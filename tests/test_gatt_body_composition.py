@@ -100,9 +100,11 @@ def test_truncation(length: int) -> None:
         decode("2a9c", FULL[:length])
 
 
-def test_reserved_flags() -> None:
-    with pytest.raises(DecodeError, match="reserved bits 0x8000"):
-        decode("2a9c", bytes.fromhex("0080 d200"))
+def test_reserved_flag_bits_are_ignored_and_recorded() -> None:
+    m = decode("2a9c", bytes.fromhex("0080 d200"))
+    assert m == decode("2a9c", bytes.fromhex("0000 d200")).model_copy(
+        update={"status": {"reserved_flags": 0x8000}}
+    )
 
 
 def test_mixed_unit_systems_cannot_be_encoded() -> None:

@@ -47,13 +47,17 @@ def test_unknown_date() -> None:
     [
         ("e8070315 0e1e2d 04 80", r"field 'adjust_reason' at offset 9: expected 1"),
         ("e8070315 0e1e2d 08 80 02", "'day_of_week' at offset 7: 8 is reserved"),
-        ("e8070315 0e1e2d 04 80 02 00", "1 unexpected byte"),
         ("e8070d15 0e1e2d 04 80 02", "month 13 is reserved"),
     ],
 )
 def test_invalid(hex_data: str, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         decode_current_time(bytes.fromhex(hex_data))
+
+
+def test_bytes_after_the_adjust_reason_are_ignored() -> None:
+    value = bytes.fromhex("e8070315 0e1e2d 04 80 02")
+    assert decode_current_time(value + b"\x00") == decode_current_time(value)
 
 
 def test_encode_invalid() -> None:

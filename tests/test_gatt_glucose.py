@@ -121,9 +121,11 @@ def test_truncation(length: int) -> None:
         decode("2a18", NORDIC_MEASUREMENT[:length])
 
 
-def test_reserved_flags() -> None:
-    with pytest.raises(DecodeError, match="reserved bits 0x20"):
-        decode("2a18", bytes.fromhex("20 0100 e8070315 0e1e2d"))
+def test_reserved_flag_bits_and_trailing_bytes_are_ignored_and_recorded() -> None:
+    plain = decode("2a18", bytes.fromhex("00 0100 e8070315 0e1e2d"))
+    m = decode("2a18", bytes.fromhex("e0 0100 e8070315 0e1e2d ffff"))
+    assert m.measured_at == plain.measured_at
+    assert m.status == {**plain.status, "reserved_flags": 0xE0, "ignored_bytes": 2}
 
 
 @pytest.mark.parametrize(

@@ -86,14 +86,24 @@ def test_all_fields_round_trip_bytes() -> None:
         ("01", r"field 'heart_rate' at offset 1: expected 2 byte\(s\), got 0"),
         ("0148", r"field 'heart_rate' at offset 1: expected 2 byte\(s\), got 1"),
         ("0848ff", r"field 'energy_expended' at offset 2"),
-        ("104800", r"field 'rr_intervals' at offset 2: 1 byte\(s\) left"),
-        ("2048", "reserved bits 0x20"),
-        ("004800", "1 unexpected byte"),
     ],
 )
 def test_decode_errors(frame: str, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         decode("2a37", bytes.fromhex(frame))
+
+
+def test_an_rr_interval_cut_short_is_truncation() -> None:
+    # RR intervals fill the value to its end, so an odd byte there is half an interval.
+    with pytest.raises(DecodeError, match=r"field 'rr_intervals' at offset 2: 1 byte\(s\) left"):
+        decode("2a37", bytes.fromhex("104800"))
+
+
+def test_reserved_flags_and_trailing_bytes_are_ignored() -> None:
+    flagged = decode("2a37", bytes.fromhex("2048"))
+    assert flagged.values == {"heart_rate": bpm(72)}
+    assert flagged.status["reserved_flags"] == 0x20
+    assert decode("2a37", bytes.fromhex("004800")).status["ignored_bytes"] == 1
 
 
 def test_encoder_picks_uint16_only_when_needed() -> None:

@@ -101,11 +101,13 @@ def test_truncation(uuid: str, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("uuid", ["2a5e", "2a5f"])
-def test_reserved_flags_and_trailing(uuid: str) -> None:
-    with pytest.raises(DecodeError, match="reserved bits 0x20"):
-        decode(uuid, bytes.fromhex("20 6100 4b00"))
-    with pytest.raises(DecodeError, match="1 unexpected byte"):
-        decode(uuid, bytes.fromhex("00 6100 4b00 00"))
+def test_reserved_flags_and_trailing_bytes_are_ignored(uuid: str) -> None:
+    plain = decode(uuid, bytes.fromhex("00 6100 4b00"))
+    flagged = decode(uuid, bytes.fromhex("80 6100 4b00"))
+    assert flagged.values == plain.values
+    assert flagged.status == {**plain.status, "reserved_flags": 0x80}
+    longer = decode(uuid, bytes.fromhex("00 6100 4b00 00"))
+    assert longer.status == {**plain.status, "ignored_bytes": 1}
 
 
 def _spo2(status: dict[str, object]) -> Measurement:

@@ -131,12 +131,17 @@ def test_encode_responses() -> None:
         ("0103010200", "not a response op code"),  # Nordic: wrong op code
         ("060101", "expected Null"),  # Nordic: invalid operator
         ("060001", r"field 'response_code' at offset 3: expected 1"),
-        ("0600010100", "1 unexpected byte"),
     ],
 )
 def test_invalid_responses(hex_data: str, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         decode_racp_response(bytes.fromhex(hex_data))
+
+
+def test_bytes_after_a_response_code_are_ignored() -> None:
+    assert decode_racp_response(bytes.fromhex("0600010100")) == decode_racp_response(
+        bytes.fromhex("06000101")
+    )
 
 
 def test_encode_request_errors() -> None:

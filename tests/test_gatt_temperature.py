@@ -64,9 +64,10 @@ def test_truncation(length: int) -> None:
         decode("2a1c", FULL[:length])
 
 
-def test_reserved_flags() -> None:
-    with pytest.raises(DecodeError, match="reserved bits 0x8"):
-        decode("2a1c", bytes.fromhex("08 6e0100ff"))
+def test_reserved_flag_bits_are_ignored_and_recorded() -> None:
+    m = decode("2a1c", bytes.fromhex("08 6e0100ff"))
+    assert m.values == decode("2a1c", bytes.fromhex("00 6e0100ff")).values
+    assert m.status["reserved_flags"] == 0x08
 
 
 @pytest.mark.parametrize(

@@ -90,11 +90,11 @@ def test_truncation(length: int) -> None:
         decode("2a9d", FULL_SI[:length])
 
 
-def test_reserved_flags_and_trailing_bytes() -> None:
-    with pytest.raises(DecodeError, match="reserved bits 0x10"):
-        decode("2a9d", bytes.fromhex("10b036"))
-    with pytest.raises(DecodeError, match="2 unexpected byte"):
-        decode("2a9d", bytes.fromhex("00b0360000"))
+def test_reserved_flags_and_trailing_bytes_are_ignored_and_recorded() -> None:
+    assert decode("2a9d", bytes.fromhex("10b036")).status == {"reserved_flags": 0x10}
+    m = decode("2a9d", bytes.fromhex("00b0360000"))
+    assert m.values == {"body_weight": Quantity(value=70.0, unit="kg")}
+    assert m.status == {"ignored_bytes": 2}
 
 
 def _weight(**values: Quantity) -> Measurement:

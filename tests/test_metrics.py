@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.hub_harness import cuff, running_hub
+from tests.hub_harness import Hub, cuff, running_hub
 from tests.receivers import Answer
 
 READINGS = [
@@ -14,8 +14,11 @@ READINGS = [
 ]
 
 
-async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
+async def scrape(hub: Hub) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(hub.url + "/metrics", headers=hub.auth()) as response,
+    ):
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()
@@ -30,7 +33,7 @@ async def test_readings_deliveries_alert_latency_and_devices(tmp_path):
     async with running_hub(tmp_path, devices=[cuff(READINGS)]) as hub:
         await hub.waiter.until("delivered", 2, destination="care-platform")
         await hub.waiter.until("delivered", 2, destination="nurse-alerts")  # raised + resolved
-        metrics = await scrape(hub.url)
+        metrics = await scrape(hub)
     bp = (("kind", "blood_pressure"),)
     assert metrics[("health_gateway_readings_received_total", bp)] == 2
     care = (
@@ -70,7 +73,7 @@ async def test_a_destination_that_is_down_shows_as_queue_depth_and_retries(tmp_p
         # A retry after both readings were stored: by then both are queued for the care platform.
         seen = hub.waiter.count("retry", destination="care-platform")
         await hub.waiter.until("retry", max(2, seen + 1), destination="care-platform")
-        metrics = await scrape(hub.url)
+        metrics = await scrape(hub)
     care = (("destination", "care-platform"),)
     assert metrics[("health_gateway_queue_depth", care)] == 2
     assert metrics[("health_gateway_queue_oldest_age_seconds", care)] > 0

@@ -55,11 +55,11 @@ DELETE = object()
         (_set(("devices", 0, "adress"), "x"), "devices[0].adress: unknown key"),
         (
             _set(("devices", 0, "address"), "C4:7C:8D"),
-            "devices[0].address: 'C4:7C:8D' is not a BLE address",
+            "devices[0].address: not a BLE address",
         ),
         (
             _set(("devices", 0, "subject"), "000"),
-            "devices[0].subject: no [[subjects]] entry has id '000'",
+            "devices[0].subject: no [[subjects]] entry has this id",
         ),
         (
             _set(("subjects", 0, "birth_date"), DELETE),

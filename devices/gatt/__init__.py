@@ -3,8 +3,14 @@
 ``decode(characteristic, data)`` and ``encode(characteristic, measurement)`` dispatch on
 the characteristic's UUID, given as a 16-bit number (``0x2A35``), a string (``"2a35"``,
 ``"0x2A35"``, the full ``"00002a35-0000-1000-8000-00805f9b34fb"``) or a ``uuid.UUID``. Each profile
-module documents its layout, value names, units and status keys. Anything wrong with the input
-raises DecodeError (a ValueError) and nothing else; a Measurement the wire format cannot express
+module documents its layout, value names, units and status keys.
+
+Decoding is tolerant the way the specifications require of a receiver: reserved (RFU) flag bits
+are ignored (``status["reserved_flags"]`` keeps them) and so are bytes after the last field the
+flags announce (``status["ignored_bytes"]`` counts them). A truncated value, an impossible one
+(a month 13, a day that does not exist) or an unknown characteristic raises DecodeError (a
+ValueError) and nothing else. ``model=`` applies a documented per-model quirk table
+(``devices.gatt.quirks``). Encoding stays strict: a Measurement the wire format cannot express
 raises EncodeError.
 """
 
@@ -21,6 +27,7 @@ from devices.gatt import (
     glucose_context,
     heart_rate,
     plx,
+    quirks,
     temperature,
     weight,
 )
@@ -31,9 +38,11 @@ from devices.gatt.body_composition import BodyCompositionAssembler, split_body_c
 from devices.gatt.current_time import decode_current_time, encode_current_time
 from devices.gatt.errors import DecodeError, EncodeError
 from devices.gatt.glucose_join import GlucoseContextJoiner, attach_context
-from gateway.models import Measurement
+from devices.models import Measurement
 
 __all__ = [
+    "IGNORED_BYTES",
+    "RESERVED_FLAGS",
     "BodyCompositionAssembler",
     "DecodeError",
     "EncodeError",
@@ -51,6 +60,11 @@ __all__ = [
 ]
 
 Characteristic = str | uuid.UUID | int
+
+# Status keys for what a tolerant receiver ignored: the reserved flag bits a device set, and the
+# number of bytes after the last field its flags announce.
+RESERVED_FLAGS = "reserved_flags"
+IGNORED_BYTES = "ignored_bytes"
 
 _BASE_UUID = uuid.UUID("00000000-0000-1000-8000-00805f9b34fb").int
 _SHORT_MASK = 0xFFFFFFFF << 96
@@ -120,24 +134,41 @@ def _codec(characteristic: Characteristic, error: type[ValueError]) -> Codec:
     return codec
 
 
-def decode(characteristic: Characteristic, data: bytes) -> Measurement:
-    """Decode one characteristic value (a notification or indication payload)."""
+def decode(characteristic: Characteristic, data: bytes, *, model: str | None = None) -> Measurement:
+    """Decode one characteristic value (a notification or indication payload).
+
+    ``model`` (a lower-case model name such as ``"beurer-bm85"``) applies that model's documented
+    deviations from the specification (``devices.gatt.quirks``); None, or a model without known
+    quirks, is plain specification behaviour.
+    """
     codec = _codec(characteristic, DecodeError)
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"{codec.label}: expected bytes, got {type(data).__name__}")
     reader = Reader(bytes(data), codec.label)
-    measurement = codec.decode(reader)
-    reader.end()
+    decoder = codec.decode if model is None else quirks.decoder_for(model, codec.uuid16)
+    measurement = (decoder or codec.decode)(reader)
+    # Tolerated, as the specifications require of a receiver, and recorded for diagnosis.
+    if reader.reserved_flags:
+        measurement.status[RESERVED_FLAGS] = reader.reserved_flags
+    if reader.remaining():
+        measurement.status[IGNORED_BYTES] = reader.remaining()
     return measurement
 
 
-def encode(characteristic: Characteristic, measurement: Measurement) -> bytes:
-    """The bytes a device sends for ``measurement``; flags follow from what it holds."""
+def encode(
+    characteristic: Characteristic, measurement: Measurement, *, model: str | None = None
+) -> bytes:
+    """The bytes a device sends for ``measurement``; flags follow from what it holds.
+
+    Strict: what the specification cannot express raises EncodeError. ``model`` selects the
+    bytes that model really sends (``devices.gatt.quirks``), for simulated devices.
+    """
     codec = _codec(characteristic, EncodeError)
     if measurement.kind != codec.kind:
         raise EncodeError(f"{codec.label} carries kind {codec.kind!r}, not {measurement.kind!r}")
     writer = Writer(codec.label)
-    codec.encode(writer, measurement)
+    encoder = None if model is None else quirks.encoder_for(model, codec.uuid16)
+    (encoder or codec.encode)(writer, measurement)
     return writer.getvalue()
 
 

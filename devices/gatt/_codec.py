@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from devices.gatt._fields import Reader, Writer
-from gateway.models import Measurement
+from devices.models import Measurement
 
 
 @dataclass(frozen=True, slots=True)

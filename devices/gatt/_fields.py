@@ -27,7 +27,7 @@ from devices.ieee11073 import (
     encode_float,
     encode_sfloat,
 )
-from gateway.models import Measurement, Quantity
+from devices.models import Measurement, Quantity, trusted_measurement, trusted_quantity
 
 Number = float | SpecialValue
 
@@ -40,6 +40,7 @@ UNKNOWN_USER_ID = 0xFF
 
 _SPECIAL_BY_NAME = {special.value: special for special in SpecialValue}
 _U16 = struct.Struct("<H")
+_SFLOAT_CACHE: dict[int, Number] = {}
 _DATE_TIME = struct.Struct("<HBBBBB")  # year, month, day, hours, minutes, seconds
 _DATE_TIME_PARTS = ("month", "day", "hours", "minutes", "seconds")
 
@@ -51,6 +52,9 @@ class Reader:
         self._data = data
         self._label = label
         self.offset = 0
+        # Reserved (RFU) flag bits the device set: ignored, as the specifications require of a
+        # receiver, and reported in the Measurement's status by ``devices.gatt.decode``.
+        self.reserved_flags = 0
 
     def fail(self, message: str) -> NoReturn:
         raise DecodeError(f"{self._label}: {message}")
@@ -91,21 +95,33 @@ class Reader:
         return int.from_bytes(self._take(2, field), "little", signed=True)
 
     def sfloat(self, field: str, shift: int = 0) -> Number:
-        return decode_sfloat(self.u16(field), shift)
+        offset = self.offset
+        if len(self._data) - offset < 2:
+            self._short(2, field)
+        self.offset = offset + 2
+        raw = _U16.unpack_from(self._data, offset)[0]
+        if shift:
+            return decode_sfloat(raw, shift)
+        # Devices repeat a small set of values (pressures, pulse rates, weights): remember each
+        # decoded raw value; at most 65,536 entries.
+        number = _SFLOAT_CACHE.get(raw)
+        if number is None:
+            number = _SFLOAT_CACHE[raw] = decode_sfloat(raw)
+        return number
 
     def float32(self, field: str, shift: int = 0) -> Number:
         return decode_float(self.uint(4, field), shift)
 
     def flags(self, size: int, defined_mask: int, field: str = "flags") -> int:
-        at = self.offset
+        """The flags field with its reserved bits cleared (they are kept in ``reserved_flags``).
+
+        A receiver ignores Reserved-for-Future-Use bits (Core Specification, Vol 3, Part G;
+        every GATT service specification repeats it): the fields the defined bits announce are
+        still where they were, and real cuffs set such bits (Beurer BM85 sends flags 0x56).
+        """
         flags = self.uint(size, field)
-        reserved = flags & ~defined_mask
-        if reserved:
-            self.fail(
-                f"field {field!r} at offset {at}: value {flags:#0{2 + 2 * size}x} sets reserved "
-                f"bits {reserved:#x} (defined bits are {defined_mask:#x})"
-            )
-        return flags
+        self.reserved_flags |= flags & ~defined_mask
+        return flags & defined_mask
 
     def date_time(self, field: str) -> datetime | None:
         at = self.offset
@@ -142,6 +158,7 @@ class Reader:
         return self._take(self.remaining(), "rest")
 
     def end(self) -> None:
+        """Strict end, for requests our simulated devices parse (a device's own rules)."""
         extra = self.remaining()
         if extra:
             self.fail(
@@ -276,10 +293,10 @@ class ValueSink:
         self.specials: dict[str, str] = {}
 
     def put(self, name: str, number: Number, unit: str) -> None:
-        if isinstance(number, SpecialValue):
-            self.specials[name] = number.value
+        if number.__class__ is SpecialValue:
+            self.specials[name] = number.value  # type: ignore[union-attr]
         else:
-            self.values[name] = Quantity(value=number, unit=unit)
+            self.values[name] = trusted_quantity(float(number), unit)
 
     def put_status(self, status: dict[str, Any], name: str, number: Number) -> None:
         """A numeric status entry (e.g. a pulse amplitude index); specials are recorded likewise."""
@@ -297,13 +314,7 @@ class ValueSink:
     ) -> Measurement:
         if self.specials:
             status[SPECIAL_VALUES] = self.specials
-        return Measurement(
-            kind=kind,
-            values=self.values,
-            measured_at=measured_at,
-            user_index=user_index,
-            status=status,
-        )
+        return trusted_measurement(kind, self.values, status, measured_at, user_index)
 
 
 class ValueSource:

@@ -9,11 +9,12 @@ _LABEL = "Battery Level (0x2A19)"
 
 
 def decode_battery_level(data: bytes) -> int:
-    """The level in percent (0..100); DecodeError for any other length or a value above 100."""
+    """The level in percent (0..100); DecodeError when empty or above 100 (bytes after the first
+    are ignored, as a receiver must)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"{_LABEL}: expected bytes, got {type(data).__name__}")
-    if len(data) != 1:
-        raise DecodeError(f"{_LABEL}: expected 1 byte, got {len(data)}")
+    if not data:
+        raise DecodeError(f"{_LABEL}: expected 1 byte, got 0")
     level = data[0]
     if level > 100:
         raise DecodeError(f"{_LABEL}: field 'level' at offset 0: {level} is reserved (0..100)")

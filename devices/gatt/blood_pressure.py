@@ -22,8 +22,10 @@ Status keys:
   ``measured_at`` is then None.
 * ``special_values``: ``{value name: "nan" | "nres" | "+inf" | "-inf" | "reserved"}``.
 
-Reserved flag bits (5..7) change the layout in ways this codec cannot know, so they raise
-DecodeError, as do bytes after the last field the flags announce.
+Reserved flag bits (5..7) are ignored, as the specification requires of a receiver (the fields
+the defined bits announce are still where they are), and so are bytes after the last announced
+field; ``devices.gatt.decode`` reports both in ``status`` (``reserved_flags``, ``ignored_bytes``).
+Models that deviate further (Beurer BM85 family) are handled by ``devices.gatt.quirks``.
 """
 
 from __future__ import annotations
@@ -45,19 +47,19 @@ from devices.gatt._fields import (
     write_user,
 )
 from devices.ieee11073 import SpecialValue
-from gateway.models import Measurement
+from devices.models import Measurement
 
 BLOOD_PRESSURE_MEASUREMENT = 0x2A35
 INTERMEDIATE_CUFF_PRESSURE = 0x2A36
 
-_KPA = 0x01
-_TIME_STAMP = 0x02
-_PULSE_RATE = 0x04
-_USER_ID = 0x08
-_STATUS = 0x10
-_DEFINED_FLAGS = 0x1F
+KPA = 0x01
+TIME_STAMP = 0x02
+PULSE_RATE = 0x04
+USER_ID = 0x08
+STATUS = 0x10
+DEFINED_FLAGS = 0x1F
 
-PRESSURE_UNITS = {"mm[Hg]": 0, "kPa": _KPA}
+PRESSURE_UNITS = {"mm[Hg]": 0, "kPa": KPA}
 PULSE_UNIT = "/min"
 
 STATUS_BITS = {
@@ -78,60 +80,93 @@ def _slots(pressure_names: tuple[str, ...]) -> tuple[str, ...]:
     return (*pressure_names, *unused)
 
 
-def _decode_status(raw: int) -> dict[str, Any]:
+def decode_status(raw: int) -> dict[str, Any]:
     status: dict[str, Any] = {name: bool(raw >> bit & 1) for bit, name in STATUS_BITS.items()}
     status["pulse_rate_range"] = PULSE_RATE_RANGE[raw >> 3 & 0b11]
     return status
 
 
-def _encode_status(writer: Writer, status: dict[str, Any]) -> int:
+def encode_status(writer: Writer, status: dict[str, Any]) -> int:
     raw = sum(1 << bit for bit, name in STATUS_BITS.items() if status.get(name))
     pulse_range = status.get("pulse_rate_range", "within")
     raw |= enum_code(writer, PULSE_RATE_RANGE, pulse_range, "pulse_rate_range") << 3
     return raw
 
 
+# What no cuff can have measured, so a number outside it is not a reading but a misread field (the
+# big-endian pulse rate of a Beurer BM85 read little-endian: 63/min arrives as -256000/min, 130/min
+# as 0.00000512/min). Pressures: 0 up to far beyond what a cuff inflates to (about 300 mmHg, 40
+# kPa). Pulse rate: 0 (none) or 20..300/min; cuffs measure about 40..200/min.
+PRESSURE_LIMIT = {"mm[Hg]": 1000.0, "kPa": 150.0}
+PULSE_RANGE = (20.0, 300.0)
+
+
+def check_plausible(reader: Reader, sink: ValueSink) -> None:
+    """DecodeError for a pressure or pulse rate no device can have measured."""
+    for name, quantity in sink.values.items():
+        value, unit = quantity.value, quantity.unit
+        if unit == PULSE_UNIT:
+            low, high = PULSE_RANGE
+            if value == 0.0 or low <= value <= high:
+                continue
+            allowed = f"0 or {low:g}..{high:g}"
+        else:
+            if 0.0 <= value <= PRESSURE_LIMIT[unit]:
+                continue
+            allowed = f"0..{PRESSURE_LIMIT[unit]:g}"
+        reader.fail(
+            f"{name} = {value:g} {unit} is impossible ({allowed}); if this cuff deviates from "
+            "the specification, configure its model (devices.gatt.quirks)"
+        )
+
+
+def pressure_unit(writer: Writer, source: ValueSource, names: tuple[str, ...]) -> str:
+    """The one pressure unit (flag bit 0) all present pressures share."""
+    return pick_unit(writer, source, names, PRESSURE_UNITS, "mm[Hg]")
+
+
 def _decode(reader: Reader, kind: str, pressure_names: tuple[str, ...]) -> Measurement:
-    flags = reader.flags(1, _DEFINED_FLAGS)
-    unit = "kPa" if flags & _KPA else "mm[Hg]"
+    flags = reader.flags(1, DEFINED_FLAGS)
+    unit = "kPa" if flags & KPA else "mm[Hg]"
     sink = ValueSink()
     for index, slot in enumerate(_slots(pressure_names)):
         number = reader.sfloat(slot)
         if index < len(pressure_names):
             sink.put(slot, number, unit)
     status: dict[str, Any] = {}
-    measured_at = read_time_stamp(reader, status) if flags & _TIME_STAMP else None
-    if flags & _PULSE_RATE:
+    measured_at = read_time_stamp(reader, status) if flags & TIME_STAMP else None
+    if flags & PULSE_RATE:
         sink.put("pulse_rate", reader.sfloat("pulse_rate"), PULSE_UNIT)
-    user_index = user_index_of(reader, status) if flags & _USER_ID else None
-    if flags & _STATUS:
-        status.update(_decode_status(reader.u16("measurement_status")))
+    user_index = user_index_of(reader, status) if flags & USER_ID else None
+    if flags & STATUS:
+        status.update(decode_status(reader.u16("measurement_status")))
+    check_plausible(reader, sink)
     return sink.measurement(kind, status, measured_at, user_index)
 
 
 def _encode(writer: Writer, measurement: Measurement, pressure_names: tuple[str, ...]) -> None:
     source = ValueSource(measurement, writer)
-    unit = pick_unit(writer, source, pressure_names, PRESSURE_UNITS, "mm[Hg]")
+    unit = pressure_unit(writer, source, pressure_names)
     status = measurement.status
     flags = PRESSURE_UNITS[unit]
-    flags |= _TIME_STAMP if has_time_stamp(measurement) else 0
-    flags |= _PULSE_RATE if source.has("pulse_rate") else 0
-    flags |= _USER_ID if has_user(measurement) else 0
-    flags |= _STATUS if any(key in status for key in STATUS_KEYS) else 0
+    flags |= TIME_STAMP if has_time_stamp(measurement) else 0
+    flags |= PULSE_RATE if source.has("pulse_rate") else 0
+    flags |= USER_ID if has_user(measurement) else 0
+    flags |= STATUS if any(key in status for key in STATUS_KEYS) else 0
     writer.u8(flags, "flags")
     for index, slot in enumerate(_slots(pressure_names)):
         if index < len(pressure_names):
             writer.sfloat(source.number(slot, unit), slot)
         else:
             writer.sfloat(SpecialValue.NAN, slot)
-    if flags & _TIME_STAMP:
+    if flags & TIME_STAMP:
         writer.date_time(measurement.measured_at, "time_stamp")
-    if flags & _PULSE_RATE:
+    if flags & PULSE_RATE:
         writer.sfloat(source.number("pulse_rate", PULSE_UNIT), "pulse_rate")
-    if flags & _USER_ID:
+    if flags & USER_ID:
         write_user(writer, measurement)
-    if flags & _STATUS:
-        writer.u16(_encode_status(writer, status), "measurement_status")
+    if flags & STATUS:
+        writer.u16(encode_status(writer, status), "measurement_status")
 
 
 def decode_blood_pressure(reader: Reader) -> Measurement:

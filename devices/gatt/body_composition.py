@@ -23,7 +23,9 @@ Status keys:
 * ``unknown_user`` (True), ``time_stamp_unknown`` (True) as in the other profiles.
 * ``special_values``: ``{"body_fat_percentage": "unsuccessful"}`` for 0xFFFF.
 
-Reserved flag bits (13..15) and bytes after the last announced field raise DecodeError.
+Reserved flag bits (13..15) and bytes after the last announced field are ignored, as the
+specifications require of a receiver (``devices.gatt.decode`` records them in
+``status["reserved_flags"]`` and ``status["ignored_bytes"]``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from devices.gatt._fields import (
 )
 from devices.gatt.errors import EncodeError
 from devices.gatt.weight import LENGTH_FOR_MASS, LENGTH_UNITS, MASS_UNITS
-from gateway.models import Measurement
+from devices.models import Measurement
 
 BODY_COMPOSITION_MEASUREMENT = 0x2A9C
 LABEL = "Body Composition Measurement (0x2A9C)"

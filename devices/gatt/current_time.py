@@ -56,7 +56,7 @@ def encode_current_time(
 
 
 def parse_current_time(data: bytes) -> CurrentTime:
-    """Decode all of a Current Time value; DecodeError for a wrong length or reserved values.
+    """Decode a Current Time value; DecodeError for a short value or impossible date/weekday.
 
     A day of week that contradicts the date is accepted (the date wins); reserved adjust reason
     bits are ignored.
@@ -70,7 +70,7 @@ def parse_current_time(data: bytes) -> CurrentTime:
         reader.fail(f"field 'day_of_week' at offset 7: {day_of_week} is reserved (0..7)")
     fractions = reader.u8("fractions256")
     reason = AdjustReason(reader.u8("adjust_reason") & 0x0F)
-    reader.end()
+    # Bytes after the last field are ignored, as of every characteristic a receiver reads.
     if stamp is not None:
         # Round up so that encoding the result (which rounds down) gives the same fraction.
         stamp = stamp.replace(microsecond=-(-fractions * 1_000_000 // 256))

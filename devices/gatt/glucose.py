@@ -35,8 +35,10 @@ Status keys:
   number follows; see ``devices.gatt.glucose_join``.
 * ``time_stamp_unknown`` (True); ``special_values`` (``{"glucose": "nan" | ...}``).
 
-Reserved flag bits (5..7) and bytes after the last announced field raise DecodeError. A "reserved"
-sample type or location cannot be encoded (its number is not kept).
+Reserved flag bits (5..7) and bytes after the last announced field are ignored, as the
+specifications require of a receiver (``devices.gatt.decode`` records them in
+``status["reserved_flags"]`` and ``status["ignored_bytes"]``). A "reserved" sample type or location
+cannot be encoded (its number is not kept).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from devices.gatt._fields import (
     enum_name,
     pick_unit,
 )
-from gateway.models import Measurement
+from devices.models import Measurement
 
 GLUCOSE_MEASUREMENT = 0x2A18
 

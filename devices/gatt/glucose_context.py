@@ -25,7 +25,9 @@ Status keys: ``sequence_number`` (int, always); ``carbohydrate_id`` ("breakfast"
 its field. ``extended_flags`` (int): the raw extended flags octet when present (all its bits are
 reserved). ``special_values``: SFLOAT specials, and ``{"exercise_duration": "overrun"}``.
 
-Bytes after the last announced field raise DecodeError.
+Bytes after the last announced field are ignored, as the specifications require of a receiver
+(``devices.gatt.decode`` records them in ``status["reserved_flags"]`` and
+``status["ignored_bytes"]``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from devices.gatt._fields import (
     pick_unit,
 )
 from devices.ieee11073 import SpecialValue
-from gateway.models import Measurement, Quantity
+from devices.models import Measurement
 
 GLUCOSE_MEASUREMENT_CONTEXT = 0x2A34
 
@@ -113,10 +115,8 @@ def decode_glucose_context(reader: Reader) -> Measurement:
         if duration == EXERCISE_OVERRUN:
             sink.specials["exercise_duration"] = OVERRUN
         else:
-            sink.values["exercise_duration"] = Quantity(value=duration, unit="s")
-        sink.values["exercise_intensity"] = Quantity(
-            value=reader.u8("exercise_intensity"), unit="%"
-        )
+            sink.put("exercise_duration", duration, "s")
+        sink.put("exercise_intensity", reader.u8("exercise_intensity"), "%")
     if flags & _MEDICATION:
         status["medication_id"] = enum_name(MEDICATION_IDS, reader.u8("medication_id"))
         unit = "mL" if flags & _MEDICATION_LITERS else "mg"

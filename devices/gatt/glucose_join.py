@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.models import Measurement
+from devices.models import Measurement
 
 CONTEXT = "context"
 CONTEXT_MISSING = "context_missing"

@@ -17,8 +17,11 @@ Status keys:
   flag is set (possibly empty).
 
 The encoder writes the heart rate as uint8 when it fits and as uint16 otherwise, and rounds RR
-intervals to 1/1024 s. Reserved flag bits (5..7) and an odd number of bytes where RR intervals
-are raise DecodeError.
+intervals to 1/1024 s. Reserved flag bits (5..7) and bytes after the last announced field (when
+there are no RR intervals, which run to the end) are ignored, as the specifications require of a
+receiver (``devices.gatt.decode`` records them in ``status["reserved_flags"]`` and
+``status["ignored_bytes"]``). An odd number of bytes where RR intervals are is an interval cut
+short: DecodeError.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from devices.gatt._fields import (
     to_fixed_point,
 )
 from devices.ieee11073 import SpecialValue
-from gateway.models import Measurement, Quantity
+from devices.models import Measurement
 
 HEART_RATE_MEASUREMENT = 0x2A37
 
@@ -57,13 +60,13 @@ def decode_heart_rate(reader: Reader) -> Measurement:
     flags = reader.flags(1, _DEFINED_FLAGS)
     rate = reader.u16("heart_rate") if flags & _UINT16 else reader.u8("heart_rate")
     sink = ValueSink()
-    sink.values["heart_rate"] = Quantity(value=rate, unit=RATE_UNIT)
+    sink.put("heart_rate", rate, RATE_UNIT)
     status: dict[str, Any] = {"sensor_contact": SENSOR_CONTACT[(flags & _CONTACT_MASK) >> 1]}
     if flags & _ENERGY:
-        sink.values["energy_expended"] = Quantity(
-            value=reader.u16("energy_expended"), unit=ENERGY_UNIT
-        )
+        sink.put("energy_expended", reader.u16("energy_expended"), ENERGY_UNIT)
     if flags & _RR:
+        # The intervals run to the end of the value: an odd byte is an interval cut short
+        # (truncation), not a trailing byte after the last field.
         if reader.remaining() % 2:
             reader.fail(
                 f"field 'rr_intervals' at offset {reader.offset}: {reader.remaining()} byte(s) "

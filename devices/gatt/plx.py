@@ -36,7 +36,9 @@ Status keys:
 * ``time_stamp_unknown`` (True, spot-check); ``special_values`` for any SFLOAT above, keyed by the
   value or status name (e.g. ``{"spo2_fast": "nan"}``).
 
-Reserved flag bits (5..7) and bytes after the last announced field raise DecodeError.
+Reserved flag bits (5..7) and bytes after the last announced field are ignored, as the
+specifications require of a receiver (``devices.gatt.decode`` records them in
+``status["reserved_flags"]`` and ``status["ignored_bytes"]``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from devices.gatt._fields import (
     has_time_stamp,
     read_time_stamp,
 )
-from gateway.models import Measurement
+from devices.models import Measurement
 
 PLX_SPOT_CHECK_MEASUREMENT = 0x2A5E
 PLX_CONTINUOUS_MEASUREMENT = 0x2A5F

@@ -305,8 +305,7 @@ def decode_racp_response(data: bytes) -> RacpResponse:
             )
         return RacpResponse(number_of_records=reader.uint(size, "number_of_records"))
     request_op_code = reader.u8("request_op_code")
-    raw_code = reader.u8("response_code")
-    reader.end()
+    raw_code = reader.u8("response_code")  # anything after it is ignored, as a receiver must
     code: RacpResponseCode | int
     try:
         code = RacpResponseCode(raw_code)

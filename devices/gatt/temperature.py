@@ -14,8 +14,10 @@ Status keys:
   may instead expose the fixed Temperature Type characteristic 0x2A1D).
 * ``time_stamp_unknown`` (True); ``special_values`` (``{"body_temperature": "nan" | ...}``).
 
-Reserved flag bits (3..7) and bytes after the last announced field raise DecodeError. A "reserved"
-temperature type cannot be encoded.
+Reserved flag bits (3..7) and bytes after the last announced field are ignored, as the
+specifications require of a receiver (``devices.gatt.decode`` records them in
+``status["reserved_flags"]`` and ``status["ignored_bytes"]``). A "reserved" temperature type cannot
+be encoded.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from devices.gatt._fields import (
     pick_unit,
     read_time_stamp,
 )
-from gateway.models import Measurement
+from devices.models import Measurement
 
 TEMPERATURE_MEASUREMENT = 0x2A1C
 

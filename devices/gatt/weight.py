@@ -16,7 +16,9 @@ Status keys:
 * ``time_stamp_unknown`` (True): a Time Stamp with year, month or day 0; ``measured_at`` is None.
 * ``special_values``: ``{"body_weight": "unsuccessful"}`` for a weight of 0xFFFF.
 
-Reserved flag bits (4..7) and bytes after the last announced field raise DecodeError.
+Reserved flag bits (4..7) and bytes after the last announced field are ignored, as the
+specifications require of a receiver (``devices.gatt.decode`` records them in
+``status["reserved_flags"]`` and ``status["ignored_bytes"]``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from devices.gatt._fields import (
     write_fixed,
     write_user,
 )
-from gateway.models import Measurement
+from devices.models import Measurement
 
 WEIGHT_MEASUREMENT = 0x2A9D
 

@@ -18,6 +18,9 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
+# Outside /api/ but still the operator's: the metrics name the household's devices and count
+# its alerts. The API token only (Prometheus: authorization.credentials_file); no page session.
+TOKEN_ONLY_PATHS = frozenset({"/metrics"})
 
 
 @web.middleware
@@ -68,7 +71,8 @@ def cross_site(request: web.Request) -> bool:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/"):
+    token_only = request.path in TOKEN_ONLY_PATHS
+    if not request.path.startswith("/api/") and not token_only:
         return await handler(request)
     context = context_of(request)
     header = request.headers.get("Authorization")
@@ -78,7 +82,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise ApiError(401, "wrong API token", {"WWW-Authenticate": 'Bearer realm="hub"'})
         request[PRINCIPAL] = Principal("token")
         return await handler(request)
-    session = context.sessions.get(request.cookies.get(SESSION_COOKIE))
+    session = None if token_only else context.sessions.get(request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise ApiError(
             401,

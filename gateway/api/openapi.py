@@ -119,15 +119,15 @@ def _paths() -> dict[str, Any]:
         },
         "/metrics": {
             "get": _op(
-                "Prometheus metrics (text exposition format).",
+                "Prometheus metrics (text exposition format); the API token, never a session.",
                 {
                     "200": {
                         "description": "Metrics.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    **AUTH_ERRORS,
                 },
                 tag="probes",
-                public=True,
             )
         },
         "/api/openapi.json": {
@@ -357,7 +357,8 @@ def _paths() -> dict[str, Any]:
                 tag="operator",
                 body={
                     "type": "object",
-                    "description": "Either ids, or all: true (optionally with one destination).",
+                    "description": 'Either `ids`, or `{"all": true}` for every dead letter'
+                    " (of one `destination` if given).",
                     "properties": {
                         "ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
                         "all": {"type": "boolean"},
@@ -470,6 +471,9 @@ def _schemas() -> dict[str, Any]:
                 "decode_errors": {"type": "integer"},
                 "last_error": nullable_string,
                 "battery_level": {"type": ["integer", "null"]},
+                "battery_low": {"type": "boolean"},
+                "last_contact": nullable_string,
+                "unseen_days": {"type": ["number", "null"]},
                 "clock_offset_s": {"type": ["number", "null"]},
             },
         },
@@ -498,6 +502,31 @@ def _schemas() -> dict[str, Any]:
                 "devices": {"type": "array", "items": _ref("Device")},
                 "destinations": {"type": "array", "items": _ref("Destination")},
                 "pipeline": {"type": "object"},
+                "bluetooth": {
+                    "type": "object",
+                    "description": "Whether the radio works, and if not why (with the fix).",
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "reason": nullable_string,
+                        "adapter": nullable_string,
+                    },
+                },
+                "warnings": {
+                    "type": "array",
+                    "description": "What needs someone's attention: Bluetooth, a low battery,"
+                    " a device not seen for days.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "kind": {
+                                "type": "string",
+                                "enum": ["bluetooth", "battery_low", "device_unseen"],
+                            },
+                            "device": nullable_string,
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
             },
         },
         "Summary": {

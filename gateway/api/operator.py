@@ -89,6 +89,9 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
                 **newest.get(device.address, {"clock_offset_s": None, "last_reading_at": None}),
             }
         )
+    now = datetime.now(UTC)
+    for entry in devices:
+        entry.update(hub.trouble.device_fields(entry, now))
     return devices
 
 
@@ -97,6 +100,9 @@ async def status(request: web.Request) -> web.Response:
     snapshot = await context.hub.status()
     snapshot["devices"] = await devices_of(context)
     snapshot["hub_time"] = datetime.now(UTC).isoformat()
+    bluetooth = await context.hub.trouble.bluetooth()
+    snapshot["bluetooth"] = bluetooth.as_dict()
+    snapshot["warnings"] = context.hub.trouble.warnings(bluetooth, snapshot["devices"])
     return json_response(snapshot)
 
 
@@ -211,13 +217,9 @@ async def subject_restriction(request: web.Request) -> web.Response:
 
 
 async def bluetooth_problem(context: ApiContext) -> str | None:
-    """Why the hub's Bluetooth is not working, or None. The check is the gateway's trouble
-    watch (``gateway/trouble.py``, the installer's status work); a gateway without one has
-    nothing to say here."""
-    watch = getattr(context.hub, "trouble", None)
-    if watch is None:
-        return None
-    state = await watch.bluetooth()
+    """Why the hub's Bluetooth is not working, or None (the hub's trouble watch,
+    ``gateway/trouble.py``)."""
+    state = await context.hub.trouble.bluetooth()
     return None if state.ok else str(state.reason)
 
 
@@ -334,32 +336,36 @@ async def dead_letters(request: web.Request) -> web.Response:
     return json_response({"dead_letters": rows})
 
 
-async def requeue(request: web.Request) -> web.Response:
-    context = context_of(request)
-    body = await json_object(request)
+def requested_ids(body: dict[str, Any]) -> list[int]:
     ids = body.get("ids")
-    everything = body.get("all") is True  # bulk: every dead letter, or one destination's
-    destination = body.get("destination")
-    if destination is not None and (not everything or not isinstance(destination, str)):
-        raise ApiError(400, "destination: a destination name, only with all: true")
-    if everything:
-        ids = []
-    elif (
+    if (
         not isinstance(ids, list)
         or not ids
         or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
     ):
         raise ApiError(
-            400, "ids: must be a non-empty list of dead-letter ids (numbers), or send all: true"
+            400,
+            'ids: must be a non-empty list of dead-letter ids (numbers), or send {"all": true}',
         )
-    wanted = sorted(set(ids))
+    return sorted(set(ids))
+
+
+async def requeue(request: web.Request) -> web.Response:
+    context = context_of(request)
+    body = await json_object(request)
+    if body.get("all") is True:
+        destination = body.get("destination")
+        if destination is not None and not isinstance(destination, str):
+            raise ApiError(400, "destination: must be a destination's name")
+        wanted = await context.hub.on_database(lambda c: Outbox.every_dead_letter(c, destination))
+    else:
+        wanted = requested_ids(body)
+    if not wanted:
+        return json_response({"requeued": [], "not_found": []})
     now = time.time()
 
     def move(connection: sqlite3.Connection) -> tuple[list[int], list[int]]:
-        nonlocal wanted
         with Transaction(connection):
-            if everything:
-                wanted = Outbox.all_dead_letter_ids(connection, destination)
             present = Outbox.dead_letter_ids(connection, wanted)
             Outbox.requeue(connection, sorted(present), now)
             left = Outbox.dead_letter_ids(connection, wanted)

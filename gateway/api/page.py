@@ -127,7 +127,7 @@ def _too_many(seconds: float) -> ApiError:
     wait = max(1, round(seconds))
     return ApiError(
         429,
-        f"too many wrong tries; try again in {wait} seconds",
+        f"too many wrong tries; try again in {wait} second{'' if wait == 1 else 's'}",
         {"Retry-After": str(wait)},
     )
 
@@ -137,9 +137,19 @@ async def session_create(request: web.Request) -> web.Response:
     context = context_of(request)
     if cross_site(request):
         raise ApiError(403, "cross-site request refused")
-    waiting = context.limiter.retry_after()
+    # The try is counted from here, before the body is read, so that tries in flight are
+    # counted too; it is given back (released) once judged or abandoned.
+    waiting = context.limiter.admit()
     if waiting > 0:
         raise _too_many(waiting)
+    try:
+        return await _judge_sign_in(request)
+    finally:
+        context.limiter.release()
+
+
+async def _judge_sign_in(request: web.Request) -> web.Response:
+    context = context_of(request)
     body = await json_object(request)
     pin, token = body.get("pin"), body.get("token")
     subject_id: str | None = None

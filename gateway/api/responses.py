@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 JSON = "application/json"
+# Seconds a client has to send a request body (gateway.api.body_timeout_s).
+BODY_TIMEOUT = web.AppKey("body_timeout_s", float)
 
 
 class ApiError(Exception):
@@ -33,8 +36,17 @@ def error_response(
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong."""
-    raw = await request.read()
+    """The request body as a JSON object, or a 400 that says what is wrong.
+
+    A body that does not arrive within the body time-out is a 408: a slow sender must not
+    hold a connection (or a sign-in try) for longer.
+    """
+    timeout_s = request.app.get(BODY_TIMEOUT, 10.0)
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {timeout_s:g} s") from None
     if not raw:
         raise ApiError(400, "the request needs a JSON object as its body")
     try:

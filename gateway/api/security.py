@@ -11,8 +11,12 @@
   ``X-CSRF-Token`` header and must not come from another origin (``Origin`` and
   ``Sec-Fetch-Site`` are checked).
 - Wrong PINs are rate-limited for the whole hub: after 5 wrong tries in a row every sign-in is
-  refused for 30 s, doubling with each further wrong try up to 15 minutes.
-- Every request must come from an address in ``gateway.api.allowed_networks``.
+  refused for 30 s, doubling with each further wrong try up to 15 minutes. A try counts from
+  the moment it is admitted, before its body is read: tries in flight use up the free tries,
+  so parallel requests cannot all be compared before the lock closes.
+- Every connection must come from an address in ``gateway.api.allowed_networks`` (others are
+  closed before anything is read: ``connections.py``) and every request must name the hub in
+  its ``Host`` header (``hosts.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.secret_files import read_private_text
 from gateway.settings import ApiSettings, ConfigError, Settings
 
 TOKEN_FILE_NAME = "api-token"  # noqa: S105 (a file name, not a secret)
@@ -55,7 +60,7 @@ def create_token_file(path: Path) -> str:
 
 def read_token(path: Path, *, key: str = "gateway.api.token_file") -> str:
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        token = read_private_text(path, key).strip()
     except FileNotFoundError:
         raise ConfigError(
             f"{key}: {path} does not exist; create it with "
@@ -86,7 +91,7 @@ def load_pins(settings: Settings) -> dict[str, str]:
         return {}
     key = "gateway.api.pin_file"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_private_text(path, key)
     except FileNotFoundError:
         raise ConfigError(
             f"{key}: {path} does not exist; create it (mode 0600) with one line"
@@ -211,9 +216,19 @@ class Sessions:
             del self._sessions[session.id]
 
 
+BUSY_RETRY_S = 1.0
+
+
 @dataclass(slots=True)
 class LoginLimiter:
-    """Hub-wide limit on wrong sign-ins: ``free`` tries, then a lock that doubles each time."""
+    """Hub-wide limit on wrong sign-ins: ``free`` tries, then a lock that doubles each time.
+
+    ``admit`` reserves a try before the request's body is read and ``release`` returns it
+    once judged; in between it is "in flight". Tries in flight count against what is left:
+    with ``failures`` wrong tries so far, at most ``free - failures`` (and at least one) may be
+    in flight. Admission and its count happen without an ``await`` between them, so two
+    requests on the one event loop cannot both take the last try.
+    """
 
     free: int = 5
     first_lock_s: float = 30.0
@@ -221,10 +236,25 @@ class LoginLimiter:
     clock: Callable[[], float] = time.monotonic
     failures: int = 0
     locked_until: float = 0.0
+    in_flight: int = 0
 
     def retry_after(self) -> float:
         """Seconds until a sign-in may be tried again (0: now)."""
         return max(0.0, self.locked_until - self.clock())
+
+    def admit(self) -> float:
+        """Reserve a try: 0 when admitted (call ``release`` later), else seconds to wait."""
+        locked = self.retry_after()
+        if locked > 0:
+            return locked
+        if self.in_flight >= max(1, self.free - self.failures):
+            return BUSY_RETRY_S  # the tries left are being checked right now
+        self.in_flight += 1
+        return 0.0
+
+    def release(self) -> None:
+        """The admitted try is judged (``failed``/``succeeded`` first) or abandoned."""
+        self.in_flight = max(0, self.in_flight - 1)
 
     def failed(self) -> float:
         """Record a wrong try; returns the lock now in force (0: none)."""

@@ -9,8 +9,17 @@ import structlog
 from aiohttp import web
 
 from gateway.api import operator, page
+from gateway.api.connections import (
+    REFUSALS,
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedSite,
+    RefusalReport,
+)
 from gateway.api.context import CONTEXT, ApiContext
+from gateway.api.hosts import HOST_NAMES, host_names, known_host
 from gateway.api.middleware import Handler, authenticate, errors, lan_only, security_headers
+from gateway.api.responses import BODY_TIMEOUT
 from gateway.api.security import (
     Sessions,
     check_api_settings,
@@ -57,9 +66,15 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-def build_app(context: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[errors, lan_only, authenticate], client_max_size=64 * 1024)
+def build_app(context: ApiContext, refusals: RefusalReport) -> web.Application:
+    app = web.Application(
+        middlewares=[errors, known_host, lan_only, authenticate], client_max_size=64 * 1024
+    )
+    api = context.hub.settings.gateway.api
     app[CONTEXT] = context
+    app[HOST_NAMES] = host_names(api)
+    app[BODY_TIMEOUT] = api.body_timeout_s
+    app[REFUSALS] = refusals
     app[page.STATIC] = page.load_static()
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
@@ -80,6 +95,7 @@ class ApiServer:
         self._references = references
         self._sealer = sealer
         self._runner: web.AppRunner | None = None
+        self._refusals: RefusalReport | None = None
         self.context: ApiContext | None = None
         self.url: str | None = None
         # Subscribe now, before any device is read, so no reading is missed by the metrics.
@@ -105,10 +121,28 @@ class ApiServer:
         self._hub.activity.subscribe(context.events.observe)
         self._hub.activity.subscribe(context.alerts.observe)
         self.context = context
-        runner = web.AppRunner(build_app(context), access_log=None, shutdown_timeout=1.0)
+        refusals = RefusalReport()
+        self.metrics.api_refusals = refusals.totals  # the same dict: counted once, shown live
+        # keepalive_timeout: aiohttp closes a connection idle this long between requests.
+        # lingering_time: how long it reads a body nobody asked for (or one that timed out)
+        # before closing; bounded by the same time a body is given to arrive.
+        runner = web.AppRunner(
+            build_app(context, refusals),
+            access_log=None,
+            shutdown_timeout=1.0,
+            keepalive_timeout=api.idle_timeout_s,
+            lingering_time=api.body_timeout_s,
+        )
         await runner.setup()
+        assert runner.server is not None
+        guard = ConnectionGuard(
+            runner.server,
+            context.networks,
+            ConnectionLimits(api.max_connections, api.header_timeout_s),
+            refusals,
+        )
         host, port = split_listen(api.listen)
-        site = web.TCPSite(runner, host, port)
+        site = GuardedSite(runner, host, port, guard)
         try:
             await site.start()
         except OSError as exc:
@@ -122,6 +156,7 @@ class ApiServer:
                 f"gateway.api.listen: cannot listen on {api.listen} ({exc.strerror}); {hint}"
             ) from None
         self._runner = runner
+        self._refusals = refusals
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
@@ -131,4 +166,6 @@ class ApiServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            if self._refusals is not None:
+                self._refusals.flush()
             log.info("api_stopped")

@@ -25,8 +25,14 @@ async def post(
 ) -> tuple[Outcome, int | None, str]:
     """POST ``body``; returns the outcome for ``ids`` plus the status and response text."""
     try:
+        # Redirects are never followed: a 307/308 would re-send the body (a person's identifier
+        # and values) to an address that never passed the https, loopback and EEA checks.
         async with session.post(
-            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,
         ) as response:
             text = await response.text(errors="replace")
             status = response.status
@@ -39,6 +45,12 @@ async def post(
         raise
     if 200 <= status < 300:
         return Outcome(delivered=list(ids)), status, text
+    if 300 <= status < 400:
+        # Neither the answer's text nor its Location is kept: only what the operator must do.
+        reason = (
+            f"HTTP {status} redirect not followed; set the destination's url to its final address"
+        )
+        return Outcome(failed=[(i, status, reason) for i in ids], reason=reason), status, ""
     if status in CREDENTIALS_REFUSED_STATUS:
         reason = f"HTTP {status}: credentials refused; replace the token and restart"
         outcome = Outcome(retry=list(ids), retry_after_s=retry_after, reason=reason, paused=True)

@@ -20,7 +20,9 @@ from gateway.settings import Settings
 
 # Kinds that take readings or alerts from intake. ``aggregate`` takes neither: its reports are
 # built per window from the stored readings (``gateway.exporters.aggregate``).
-KINDS: dict[str, Callable[[Any, aiohttp.ClientSession], Built]] = {
+# A factory gets its destination's config, the shared HTTP session, and the whole config (for
+# paths it derives from it, such as a pseudonym key file under ``data_dir``).
+KINDS: dict[str, Callable[[Any, aiohttp.ClientSession, Settings], Built]] = {
     "fhir": fhir.build,
     "webhook": webhook.build,
     "analytics": analytics.build,
@@ -30,7 +32,7 @@ KINDS: dict[str, Callable[[Any, aiohttp.ClientSession], Built]] = {
 def build_destinations(settings: Settings, session: aiohttp.ClientSession) -> list[Built]:
     """Routes and sinks for the destinations that take readings or alerts, in config order."""
     return [
-        KINDS[destination.kind](destination, session)
+        KINDS[destination.kind](destination, session, settings)
         for destination in settings.destinations
         if destination.kind in KINDS
     ]

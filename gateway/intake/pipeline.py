@@ -28,6 +28,7 @@ from gateway.activity import Activity
 from gateway.exporters.base import Route
 from gateway.intake.acknowledgements import Acknowledgements
 from gateway.intake.alerts import AlertEngine, AlertEvent
+from gateway.intake.device_time import stamped_at_receipt, unusable_device_time
 from gateway.intake.events import BoundReading, age_on, reading_event
 from gateway.privacy import audit
 from gateway.privacy.consent import ConsentRegistry
@@ -72,6 +73,7 @@ class PipelineStats:
     identifier_blocked: int = 0
     refused_full: dict[str, int] = field(default_factory=dict)
     fanout_failures: int = 0
+    device_time_replaced: int = 0  # device stamps out of range or in the future: receipt time
     alerts: int = 0
     urgent: int = 0  # readings taken ahead of the queue because they may cross an alert limit
     refused_disk_full: int = 0  # not taken in: the disk was full and held readings at the cap
@@ -310,6 +312,16 @@ class Pipeline:
             )
             return None
         subject = self._subjects[subject_id]
+        # The id comes from the reading as the device sent it, so a resend stays a duplicate.
+        reading_id = self._references.reading_id(
+            target.address, measurement.kind, measurement, received.received_at
+        )
+        clock_offset_s = received.clock_offset_s
+        unusable = unusable_device_time(measurement, clock_offset_s, received.received_at)
+        if unusable is not None:
+            self.stats.device_time_replaced += 1
+            log.warning("reading_device_time_replaced", device=target.ref, reason=unusable)
+            measurement, clock_offset_s = stamped_at_receipt(measurement, unusable), None
         when = (measurement.measured_at or received.received_at.replace(tzinfo=None)).date()
         if _is_minor(subject, when):
             self.stats.dropped_minor += 1
@@ -318,9 +330,7 @@ class Pipeline:
             return None
         self.stats.readings += 1
         return BoundReading(
-            reading_id=self._references.reading_id(
-                target.address, measurement.kind, measurement, received.received_at
-            ),
+            reading_id=reading_id,
             subject_id=subject.id,
             subject_ref=self._references.subject_ref(subject.id),
             company_id=subject.company_id,
@@ -330,7 +340,7 @@ class Pipeline:
             profile=target.profile,
             measurement=measurement,
             received_at=received.received_at.astimezone(UTC),
-            clock_offset_s=received.clock_offset_s,
+            clock_offset_s=clock_offset_s,
             sex=subject.sex,
             device_model=self._devices[target.address].model,
         )

@@ -144,7 +144,10 @@ class Database:
             connection.executescript(SCHEMA)
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the database ({exc})") from None
+            hint = ""
+            if type(exc) is sqlite3.DatabaseError:  # damaged pages, not a lock or a path
+                hint = "; the file is damaged: keep a copy of it and restore it from a backup"
+            raise StoreError(f"{self.path}: cannot open the database ({exc}){hint}") from None
         self.path.chmod(0o600)
         self._connection = connection
         self._checkpointer = Checkpointer(self.path)

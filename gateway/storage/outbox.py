@@ -426,17 +426,6 @@ class Outbox:
         return len(changed)
 
     @staticmethod
-    def all_dead_letter_ids(connection: sqlite3.Connection, destination: str | None) -> list[int]:
-        """Every dead letter's id (of one destination when it is named), oldest first."""
-        if destination is None:
-            rows = connection.execute("SELECT id FROM dead_letters ORDER BY id")
-        else:
-            rows = connection.execute(
-                "SELECT id FROM dead_letters WHERE destination = ? ORDER BY id", (destination,)
-            )
-        return [row[0] for row in rows]
-
-    @staticmethod
     def dead_letter_ids(connection: sqlite3.Connection, ids: list[int]) -> set[int]:
         """Which of these ids are dead letters now."""
         found: set[int] = set()
@@ -486,3 +475,14 @@ class Outbox:
         return connection.execute(
             "DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,)
         ).rowcount
+
+    @staticmethod
+    def every_dead_letter(connection: sqlite3.Connection, destination: str | None) -> list[int]:
+        """The ids of every dead letter (of one destination, or of all), oldest first."""
+        if destination is None:
+            rows = connection.execute("SELECT id FROM dead_letters ORDER BY id")
+        else:
+            rows = connection.execute(
+                "SELECT id FROM dead_letters WHERE destination = ? ORDER BY id", (destination,)
+            )
+        return [row[0] for row in rows]

@@ -13,16 +13,18 @@ from gateway.exporters.analytics.sender import JsonBatchSink
 from gateway.exporters.base import Built, Route
 from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
-from gateway.settings import PSEUDONYMISED_FIELDS, AnalyticsDestination
+from gateway.settings import PSEUDONYMISED_FIELDS, AnalyticsDestination, Settings
 from gateway.storage.outbox import PRIORITY_OTHER
 
 
-def build(destination: AnalyticsDestination, session: aiohttp.ClientSession) -> Built:
+def build(
+    destination: AnalyticsDestination, session: aiohttp.ClientSession, settings: Settings
+) -> Built:
     prefix = f"destinations.{destination.name}"
     token = read_secret(
         f"{prefix}.token", destination.token_file, destination.token_env, required=False
     )
-    keys = load_key_ring(destination.pseudonym_key_file, f"{prefix}.pseudonym_key_file")
+    keys = load_key_ring(settings.pseudonym_key_path(destination), f"{prefix}.pseudonym_key_file")
     people = PseudonymCache(keys)  # people's identifiers: one HMAC each, not one per reading
     fields = tuple(destination.fields)
     identifiers = [field for field in PSEUDONYMISED_FIELDS if field in fields]

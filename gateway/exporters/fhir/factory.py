@@ -11,7 +11,7 @@ from gateway.exporters.base import Built, Route
 from gateway.exporters.fhir.payload import reading_entries
 from gateway.exporters.fhir.sender import FhirSink
 from gateway.secrets import read_secret
-from gateway.settings import FhirDestination
+from gateway.settings import FhirDestination, Settings
 from gateway.storage.outbox import PRIORITY_CARE, PRIORITY_OTHER
 
 # What the care platform needs to file an Observation, and nothing else from the event.
@@ -29,7 +29,9 @@ FHIR_FIELDS = frozenset(
 )
 
 
-def build(destination: FhirDestination, session: aiohttp.ClientSession) -> Built:
+def build(
+    destination: FhirDestination, session: aiohttp.ClientSession, _settings: Settings
+) -> Built:
     token = read_secret(
         f"destinations.{destination.name}.token",
         destination.token_file,

@@ -48,7 +48,7 @@ class FhirSink:
         body = bundle_from_stored([item.body for item in items])
         if body is None:  # not in the stored layout: build it the long way
             body = orjson.dumps(transaction_bundle([item.payload["entries"] for item in items]))
-        outcome, _status, text = await post(
+        outcome, status, text = await post(
             self._session,
             self._settings.url,
             body,
@@ -56,7 +56,7 @@ class FhirSink:
             self._settings.timeout_s,
             [item.id for item in items],
         )
-        if outcome.failed and len(items) > 1:
+        if outcome.failed and len(items) > 1 and status is not None and status >= 400:
             middle = len(items) // 2
             first = await self.deliver(items[:middle])
             return _merge(first, await self.deliver(items[middle:]))

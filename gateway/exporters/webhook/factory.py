@@ -11,7 +11,7 @@ from gateway.exporters.webhook.sender import WebhookSink
 from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
 from gateway.intake.alerts import AlertEvent
 from gateway.secrets import read_secret
-from gateway.settings import ConfigError, WebhookDestination
+from gateway.settings import ConfigError, Settings, WebhookDestination
 from gateway.storage.outbox import PRIORITY_ALERT
 
 ALERT_FIELDS = frozenset(
@@ -31,7 +31,9 @@ ALERT_FIELDS = frozenset(
 )
 
 
-def build(destination: WebhookDestination, session: aiohttp.ClientSession) -> Built:
+def build(
+    destination: WebhookDestination, session: aiohttp.ClientSession, _settings: Settings
+) -> Built:
     key_name = f"destinations.{destination.name}.secret"
     secret = read_secret(key_name, destination.secret_file, destination.secret_env)
     assert secret is not None
