@@ -18,7 +18,7 @@ import aiohttp
 from tests.configs import ADULT, write_config
 from tests.hub_harness import Hub, cuff, hub_config, running_hub
 from tests.receivers import Answer
-from tests.test_cli_ops import cli
+from tests.test_cli_ops import cli, operator_config
 
 STORED = [
     {
@@ -160,3 +160,25 @@ async def test_a_missing_storage_key_with_data_present_is_one_line_and_no_new_ke
     assert "storage key is missing" in result.err and "restore the key file" in result.err
     assert "Traceback" not in result.err
     assert not key.exists()
+
+
+async def test_quarantined_items_are_delivered_once_the_right_key_is_restored(tmp_path):
+    await store_while_the_platform_refuses(tmp_path)
+    key = tmp_path / "data" / "keys" / "storage.key"
+    original = key.read_bytes()
+    key.write_bytes(os.urandom(32))  # a careless restore
+    async with running_hub(tmp_path) as hub:
+        await hub.waiter.until_items("quarantined", 5, destination="care-platform")
+    key.write_bytes(original)  # the right key found again
+
+    async with running_hub(tmp_path) as hub:
+        requeued = await cli(
+            "quarantine", "requeue", "--json", "--config", operator_config(tmp_path, hub)
+        )
+        assert requeued.code == 0, requeued.err
+        assert requeued.json() == {"requeued": 5}
+        await hub.care.wait_for(lambda _r: len(panels(hub)) >= 5)
+        status = await get_json(hub, "/api/status")
+        [care] = [d for d in status["destinations"] if d["name"] == "care-platform"]
+        assert care["quarantined"] == 0 and care["queued"] == 0
+    assert len({p["identifier"][0]["value"] for p in panels(hub)}) == 5

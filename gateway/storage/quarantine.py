@@ -20,15 +20,34 @@ def from_outbox(connection: sqlite3.Connection, rows: list[tuple[int, str]], now
     moved = 0
     for id_, reason in rows:
         cursor = connection.execute(
-            "INSERT INTO quarantine (outbox_id, destination, purpose, category, subject_ref,"
-            " reading_id, idempotency_key, payload, created_at, quarantined_at, reason)"
-            " SELECT id, destination, purpose, category, subject_ref, reading_id,"
-            " idempotency_key, payload, created_at, ?, ? FROM outbox WHERE id = ?",
+            "INSERT INTO quarantine (outbox_id, destination, purpose, category, priority,"
+            " subject_ref, reading_id, idempotency_key, legal_basis, fields, payload, size,"
+            " created_at, quarantined_at, reason)"
+            " SELECT id, destination, purpose, category, priority, subject_ref, reading_id,"
+            " idempotency_key, legal_basis, fields, payload, size, created_at, ?, ?"
+            " FROM outbox WHERE id = ?",
             (now, reason, id_),
         )
         if cursor.rowcount:
             connection.execute("DELETE FROM outbox WHERE id = ?", (id_,))
             moved += 1
+    return moved
+
+
+def requeue_all(connection: sqlite3.Connection, now: float) -> int:
+    """Move every quarantined item back into the outbox (the right key is back); returns how
+    many. One that still cannot be opened comes back here when it is next due."""
+    cursor = connection.execute(
+        "INSERT OR IGNORE INTO outbox (destination, purpose, category, priority, subject_ref,"
+        " reading_id, idempotency_key, legal_basis, fields, payload, size, created_at,"
+        " attempts, next_attempt_at)"
+        " SELECT destination, purpose, category, priority, subject_ref, reading_id,"
+        " idempotency_key, legal_basis, fields, payload, size, created_at, 0, ?"
+        " FROM quarantine ORDER BY id",
+        (now,),
+    )
+    moved = cursor.rowcount
+    connection.execute("DELETE FROM quarantine")
     return moved
 
 
