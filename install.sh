@@ -3,8 +3,9 @@
 # system packages (dbus, python3-venv), then the gateway in ./.venv.
 #   ./install.sh           the gateway
 #   ./install.sh --test    the gateway and its test tools (and Debian's chromium, which the
-#                          browser tests drive through Playwright, and axe-core from npm for
-#                          their accessibility checks)
+#                          browser tests drive through Playwright, axe-core from npm for
+#                          their accessibility checks, and Node.js with npm for the
+#                          real FHIR server the tests run: tests/fhir_server, `npm ci` there)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,7 +17,8 @@ command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if [[ -n "$extra" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
-  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 if ((${#missing[@]})); then
   echo "install.sh: installing system packages: ${missing[*]}"
@@ -38,5 +40,12 @@ if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
 if [[ -n "$extra" ]]; then
   # axe-core, pinned by tests/a11y/package-lock.json (the browser tests load it into the page).
   (cd tests/a11y && npm ci --no-audit --no-fund --silent)
+  # The pinned Medplum packages from package-lock.json (they ask for Node 22; Node 20, Debian
+  # 12's, runs them with --experimental-websocket, which the tests pass).
+  (cd tests/fhir_server && npm ci --no-audit --no-fund --loglevel=error --engine-strict=false)
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  if ((node_major < 20)); then
+    echo "install.sh: the tests' FHIR server needs Node.js 20 or newer, found $(node --version): see README, Tests"
+  fi
 fi
 echo "install.sh: done. Try: .venv/bin/health-gateway demo"

@@ -75,6 +75,18 @@ BATTERY_SERVICE = uuid16(0x180F)
 BATTERY_LEVEL = uuid16(0x2A19)
 CURRENT_TIME_SERVICE = uuid16(0x1805)
 CURRENT_TIME = uuid16(0x2A2B)
+# Date Time: the clock of devices without a Current Time Service (A&D, Roche).
+DATE_TIME = uuid16(0x2A08)
+
+# User Data Service: scales that keep several people apart (Beurer BF, Sanitas SBF) send a
+# person's data only after that person's consent code was written to the User Control Point.
+USER_DATA_SERVICE = uuid16(0x181C)
+USER_CONTROL_POINT = uuid16(0x2A9F)
+DATABASE_CHANGE_INCREMENT = uuid16(0x2A99)
+USER_INDEX = uuid16(0x2A9A)
+DATE_OF_BIRTH = uuid16(0x2A85)
+GENDER = uuid16(0x2A8C)
+HEIGHT = uuid16(0x2A8E)
 
 _MASS_SI = "kg"
 _LENGTH_SI = "m"
@@ -162,10 +174,50 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class BroadcastProfile:
+    """A device that sends its readings in advertisements (service data), never connected.
+
+    ``service`` is the UUID its service data is keyed by (``devices.broadcast.decode`` reads
+    it); ``names`` the advertised local names seen on real units (for ``scan``).
+    """
+
+    name: str
+    service: str
+    names: tuple[str, ...] = ()
+
+
+# Xiaomi's scales put each weighing in service data: the Mi Scale (v1, and "Mi Smart Scale 2",
+# name MI_SCALE / MI SCALE2) under the Weight Scale Service UUID, the Mi Body Composition Scale
+# (and its v2, name MIBCS / MIBFS) under the Body Composition Service UUID. Both also list that
+# UUID in the advertisement (captures in custom-components/ble_monitor issues 366 and 1094).
+BROADCAST_PROFILES: dict[str, BroadcastProfile] = {
+    "xiaomi_scale": BroadcastProfile(
+        name="xiaomi_scale", service=WEIGHT_SCALE_SERVICE, names=("MI_SCALE", "MI SCALE2")
+    ),
+    "xiaomi_body_composition": BroadcastProfile(
+        name="xiaomi_body_composition",
+        service=BODY_COMPOSITION_SERVICE,
+        names=("MIBCS", "MIBFS"),
+    ),
+}
+
+
+def is_broadcast(name: str) -> bool:
+    return name in BROADCAST_PROFILES
+
+
+def profile_names() -> list[str]:
+    """Every profile a [[devices]] entry may name, connected and broadcast."""
+    return sorted([*PROFILES, *BROADCAST_PROFILES])
+
+
 def profile(name: str) -> Profile:
     """Look up a profile by its config name; KeyError names the supported ones."""
     try:
         return PROFILES[name]
     except KeyError:
         supported = ", ".join(sorted(PROFILES))
+        if name in BROADCAST_PROFILES:
+            raise KeyError(f"{name!r} is a broadcast profile; it has no connection") from None
         raise KeyError(f"unknown profile {name!r}; supported: {supported}") from None

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 
-from devices.source import BleSource, DeviceStatus, DeviceTarget
+from devices.source import BleSource, DeviceStatus
 from gateway import __version__
 from gateway.activity import Activity
 from gateway.api.server import ApiServer
@@ -33,12 +33,15 @@ from gateway.exporters.aggregate.windows import AggregateWindows
 from gateway.exporters.registry import build_destinations
 from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
+from gateway.intake.device_targets import device_targets
 from gateway.intake.pipeline import Pipeline, PipelineStats
 from gateway.logging import personal_strings
 from gateway.privacy import audit, consent_guard
 from gateway.privacy.audit_anchor import AuditAnchor, audit_is_keyed, last_anchor
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
+from gateway.privacy.consent_sync import ConsentSync, build_consent_sync
 from gateway.privacy.keys import load_or_create_key
+from gateway.privacy.monitoring_notice import MonitoringNotices
 from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
@@ -126,13 +129,6 @@ class Paths:
         return self.data_dir / "simulation"
 
 
-def device_targets(settings: Settings) -> list[DeviceTarget]:
-    return [
-        DeviceTarget(ref=f"device-{index}", address=device.address, profile=device.profile)
-        for index, device in enumerate(settings.devices, start=1)
-    ]
-
-
 class Gateway:
     def __init__(self, settings: Settings, *, activity: Activity | None = None) -> None:
         self.settings = settings
@@ -148,6 +144,7 @@ class Gateway:
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
         self.pipeline: Pipeline | None = None
+        self.consent_sync: ConsentSync | None = None
         self.source: BleSource | None = None
         self.ready = asyncio.Event()
         self.api: ApiServer | None = None
@@ -290,6 +287,18 @@ class Gateway:
             destination.route.wake = worker.wake
             self.workers.append(worker)
         aggregators = self._aggregators(session, outbox, sealer)
+        assert self.rights is not None  # made in run(), before _serve
+        notices = MonitoringNotices(
+            self.settings,
+            self.database,
+            outbox,
+            [destination.route for destination in built],
+            self.consents.purposes,
+        )
+        self.rights.listeners.append(notices.on_change)
+        self.consent_sync = build_consent_sync(
+            self.settings, self.rights, self.database, session, self.activity
+        )
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -335,6 +344,11 @@ class Gateway:
                     for a in aggregators
                 ),
                 asyncio.create_task(self.trouble.run(), name="bluetooth-watch"),
+                *(
+                    [asyncio.create_task(self.consent_sync.run(stop), name="consent-sync")]
+                    if self.consent_sync is not None
+                    else []
+                ),
             ]
             log.info(
                 "gateway_started",
@@ -430,6 +444,7 @@ class Gateway:
             "destinations": destinations,
             "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
             "consent": self._consent_status(),
+            "consent_sync": self.consent_sync.status() if self.consent_sync else None,
             "intake": {
                 "disk_full": bool(self.pipeline and self.pipeline.disk_full),
                 "readings_held": self.pipeline.pending if self.pipeline else 0,

@@ -179,7 +179,17 @@ def devices_table(devices: list[dict[str, Any]]) -> str:
     if not devices:
         return "No devices configured."
     return table(
-        ["DEVICE", "NAME", "PROFILE", "CONNECTED", "LAST SEEN", "BATTERY", "CLOCK", "ERRORS"],
+        [
+            "DEVICE",
+            "NAME",
+            "PROFILE",
+            "CONNECTED",
+            "LAST SEEN",
+            "BATTERY",
+            "CLOCK",
+            "ERRORS",
+            "HELD",
+        ],
         [
             [
                 d["ref"],
@@ -190,10 +200,11 @@ def devices_table(devices: list[dict[str, Any]]) -> str:
                 None if d.get("battery_level") is None else f"{d['battery_level']}%",
                 offset(d.get("clock_offset_s")),
                 d.get("decode_errors", 0),
+                d.get("held_ambiguous", 0),
             ]
             for d in devices
         ],
-        numeric={7},
+        numeric={7, 8},
     )
 
 

@@ -263,8 +263,14 @@ class GatewayMetrics(Collector):
             "Battery level the device last reported.",
             labels=labels,
         )
+        held = CounterMetricFamily(
+            "health_gateway_weighings_held",
+            "Weighings of a shared scale held back: they fit nobody or more than one person.",
+            labels=labels,
+        )
         for status in statuses:
             key = [status.ref, status.profile]
+            held.add_metric(key, status.held_ambiguous)
             connected.add_metric(key, 1 if status.connected else 0)
             readings.add_metric(key, status.readings)
             errors.add_metric(key, status.decode_errors)
@@ -272,4 +278,4 @@ class GatewayMetrics(Collector):
             level = getattr(status, "battery_level", None)
             if level is not None:
                 battery.add_metric(key, level)
-        yield from (connected, readings, errors, connects, battery)
+        yield from (connected, readings, errors, connects, battery, held)

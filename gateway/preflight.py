@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from devices.profiles import PROFILES
 from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
+from gateway.intake.device_targets import device_targets
 from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
 from gateway.settings import (
@@ -59,6 +60,7 @@ def preflight(settings: Settings) -> None:
             )
         if rule.unit is not None and not convertible(device_unit, rule.unit):
             raise ConfigError(f"{key}.unit: cannot compare {rule.unit} with {device_unit}")
+    device_targets(settings)  # reads each consent code file: missing, public or malformed fails
     if settings.uses_simulated_radio:
         from gateway.simulation import check_simulation  # only simulated hubs load the simulator
 

@@ -5,6 +5,11 @@ put one of them in their advertisement are listed, each with the profile to conf
 the signal strength of its last advertisement. A device that advertises several health services
 (a body-composition scale usually advertises the Weight Scale Service too) gets the most specific
 profile first; ``profiles`` lists them all.
+
+Broadcast-only scales (Xiaomi Mi Scale 2, Mi Body Composition Scale 2) also list the Weight
+Scale or Body Composition Service, but carry their weighings in that service's data: a device
+whose service data decodes as a broadcast profile (``devices.broadcast``) is listed with that
+profile, which is the one to configure (it is never connected).
 """
 
 from __future__ import annotations
@@ -14,10 +19,20 @@ from dataclasses import asdict, dataclass
 from bleak import BleakScanner
 
 from devices.adapter import check_bluetooth
-from devices.profiles import PROFILES
+from devices.broadcast import DecodeError
+from devices.broadcast import decode as decode_broadcast
+from devices.profiles import BROADCAST_PROFILES, PROFILES
 
 # When a device advertises several health services: the profile that reads the most first.
-_PREFERENCE = ("body_composition", "weight", "blood_pressure", "glucose", "spo2", "temperature")
+_PREFERENCE = (
+    *BROADCAST_PROFILES,
+    "body_composition",
+    "weight",
+    "blood_pressure",
+    "glucose",
+    "spo2",
+    "temperature",
+)
 
 
 def _rank(profile: str) -> int:
@@ -54,8 +69,11 @@ async def scan(timeout_s: float) -> list[ScannedDevice]:
     )
     devices = []
     for device, advertisement in found.values():
+        advertised = {
+            by_service[u.lower()] for u in advertisement.service_uuids if u.lower() in by_service
+        }
         profiles = sorted(
-            {by_service[u.lower()] for u in advertisement.service_uuids if u.lower() in by_service},
+            advertised | _broadcast_profiles(advertisement.service_data),
             key=lambda name: (_rank(name), name),
         )
         if profiles:
@@ -69,3 +87,18 @@ async def scan(timeout_s: float) -> list[ScannedDevice]:
                 )
             )
     return sorted(devices, key=lambda d: (d.rssi is None, -(d.rssi or 0), d.address))
+
+
+def _broadcast_profiles(service_data: dict[str, bytes]) -> set[str]:
+    """The broadcast profiles whose service data this advertisement carries."""
+    found = set()
+    for name, broadcast in BROADCAST_PROFILES.items():
+        data = service_data.get(broadcast.service)
+        if data is None:
+            continue
+        try:
+            decode_broadcast(name, broadcast.service, bytes(data))
+        except DecodeError:
+            continue  # service data of another format under the same UUID
+        found.add(name)
+    return found

@@ -26,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from devices.profiles import PROFILES
+from devices.profiles import BROADCAST_PROFILES, PROFILES, profile_names
+from devices.users import RULES, PeopleByWeight, PersonByWeight
 
 PURPOSES = ("care", "alerting", "analytics", "research", "employer_statistics")
 MAC_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
@@ -227,15 +228,66 @@ class SimulationSettings(_Section):
     discovery_delay_s: float = Field(default=0.0, ge=0)  # slow service discovery
 
 
+class DeviceUserSettings(_Section):
+    """One person of a shared device, when more than the subject id is needed (README
+    "Supported devices"): how a scale without user index recognises them, or the consent code
+    a User Data Service scale wants before it sends their data."""
+
+    subject: str
+    weight_range_kg: tuple[float, float] | None = None  # users_by = "weight_range"
+    usual_weight_kg: float | None = Field(default=None, gt=0)  # users_by = "nearest_weight"
+    consent_code_file: Path | None = None  # UDS scales: a file (0600) holding the 4-digit code
+    height_cm: int | None = Field(default=None, ge=50, le=250)  # UDS scales: told at registration
+
+
 class DeviceSettings(_Section):
     address: str
     profile: str
     subject: str | None = None
-    users: dict[int, str] | None = None  # multi-user devices: user index -> subject id
+    # Multi-user devices: user index -> subject id, or a [devices.users.N] table.
+    users: dict[int, str | DeviceUserSettings] | None = None
+    # How a reading finds its person: the user index the device sends, or (scales that send
+    # none, such as broadcast scales) its weight.
+    users_by: Literal["index", "weight_range", "nearest_weight"] = "index"
+    weight_margin_kg: float = Field(default=1.0, ge=0)  # nearest_weight: clearly nearer by
+    weight_max_change_kg: float = Field(default=5.0, gt=0)  # nearest_weight: at most this far
     name: str | None = None
-    model: str | None = None  # e.g. "A&D UA-651BLE": the device_model analytics may receive
+    # e.g. "A&D UA-651BLE" or "beurer-bm85": the device_model analytics may receive, and (lower
+    # case) the key of the decoder's per-model quirk table (devices.gatt).
+    model: str | None = None
     simulated: StrictBool = False
     simulation: SimulationSettings | None = None
+
+    @property
+    def user_subjects(self) -> dict[int, str]:
+        """User index -> subject id, whichever way ``users`` was written."""
+        return {
+            index: user if isinstance(user, str) else user.subject
+            for index, user in (self.users or {}).items()
+        }
+
+    @property
+    def decoder_model(self) -> str | None:
+        return None if self.model is None else self.model.strip().lower()
+
+    def people_by_weight(self) -> PeopleByWeight | None:
+        """How a shared scale without user index tells its people apart (validated)."""
+        if self.users_by == "index" or not self.users:
+            return None
+        people = tuple(
+            PersonByWeight(
+                user_index=index,
+                weight_range_kg=None if isinstance(user, str) else user.weight_range_kg,
+                usual_weight_kg=None if isinstance(user, str) else user.usual_weight_kg,
+            )
+            for index, user in sorted(self.users.items())
+        )
+        return PeopleByWeight(
+            rule=self.users_by,
+            people=people,
+            margin_kg=self.weight_margin_kg,
+            max_change_kg=self.weight_max_change_kg,
+        )
 
     @field_validator("address")
     @classmethod
@@ -249,8 +301,8 @@ class DeviceSettings(_Section):
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, value: str) -> str:
-        if value not in PROFILES:
-            raise ValueError(f"unknown profile {value!r}; use one of {', '.join(sorted(PROFILES))}")
+        if value not in PROFILES and value not in BROADCAST_PROFILES:
+            raise ValueError(f"unknown profile {value!r}; use one of {', '.join(profile_names())}")
         return value
 
     @model_validator(mode="after")
@@ -262,7 +314,35 @@ class DeviceSettings(_Section):
             )
         if self.simulation is not None and not self.simulated:
             raise ValueError("[devices.simulation] is only allowed with simulated = true")
+        self._check_users()
         return self
+
+    def _check_users(self) -> None:
+        broadcast = self.profile in BROADCAST_PROFILES
+        if broadcast and self.users and self.users_by == "index":
+            raise ValueError(
+                "users_by: a broadcast scale sends no user index; tell its people apart with "
+                f"users_by = {RULES[0]!r} or {RULES[1]!r}"
+            )
+        codes = [u for u in (self.users or {}).values() if not isinstance(u, str)]
+        if any(u.consent_code_file is not None for u in codes):
+            if self.profile not in ("weight", "body_composition"):
+                raise ValueError(
+                    "users: consent_code_file is for User Data Service scales "
+                    "(profile weight or body_composition)"
+                )
+        if self.users_by != "index":
+            if not broadcast and self.profile not in ("weight", "body_composition"):
+                raise ValueError(
+                    f"users_by = {self.users_by!r} is for scales; a {self.profile} device's "
+                    "people are told apart by the user index it sends (users_by = 'index')"
+                )
+            if not self.users:
+                raise ValueError(f"users_by = {self.users_by!r} needs a [devices.users] table")
+            try:
+                self.people_by_weight()
+            except ValueError as exc:
+                raise ValueError(f"users: {exc}") from None
 
 
 class SubjectSettings(_Section):
@@ -305,6 +385,13 @@ class FhirDestination(_Destination):
     token_env: str | None = None
     identifier_system: str = "http://electronichealth.se/identifier/personnummer"
     batch_max_items: int = Field(default=100, ge=1, le=1000)
+    # The platform's cap on entries per transaction, when it has one (Medplum runs a transaction
+    # with conditional creates serialisably and refuses one of more than 8 entries): readings
+    # are then sent in as many Bundles as it takes, instead of learning it from a 400.
+    bundle_max_entries: int | None = Field(default=None, ge=2)
+    # How an Observation names the person: by identifier (the platform resolves it), or by the
+    # platform's own "Patient/{id}", looked up by identifier before sending.
+    patient_reference: Literal["identifier", "resolved"] = "identifier"
     linger_s: float = Field(default=0.05, ge=0)
 
 
@@ -413,6 +500,41 @@ class AlertRuleSettings(_Section):
 SubjectSettings.model_rebuild()
 
 
+V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+# Hub purpose -> the purpose of use a FHIR Consent names (README "Consent from the care
+# platform" gives the reasoning for each).
+DEFAULT_CONSENT_PURPOSES = {
+    "care": f"{V3_ACT_REASON}|TREAT",
+    "alerting": f"{V3_ACT_REASON}|ETREAT",
+    "analytics": f"{V3_ACT_REASON}|SYSDEV",
+    "research": f"{V3_ACT_REASON}|HRESCH",
+    "employer_statistics": f"{V3_ACT_REASON}|POPHLTH",
+}
+
+
+class ConsentSyncSettings(_Section):
+    """Consent read from (and written back to) the care platform's FHIR ``Consent`` resources."""
+
+    destination: str = Field(min_length=1)  # a kind = "fhir" destination: URL, token, system
+    interval_s: float = Field(default=60.0, gt=0)
+    # Merged over the defaults: a config names only the purposes it maps differently.
+    purposes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONSENT_PURPOSES))
+    write_back: bool = True
+
+    @field_validator("purposes")
+    @classmethod
+    def _purpose_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        merged = {**DEFAULT_CONSENT_PURPOSES, **value}
+        for purpose, coding in merged.items():
+            system, _, code = coding.partition("|")
+            if not system or not code:
+                raise ValueError(f'{purpose}: write the purpose of use as "system|code"')
+        codes = list(merged.values())
+        if len(set(codes)) != len(codes):
+            raise ValueError("two hub purposes map to the same code; each needs its own")
+        return merged
+
+
 class Settings(_Section):
     gateway: GatewaySettings
     subjects: list[SubjectSettings] = Field(default_factory=list)
@@ -424,6 +546,7 @@ class Settings(_Section):
     alert_instructions: dict[
         Literal["info", "warning", "critical"], str | dict[Literal["sv", "en"], str]
     ] = Field(default_factory=dict)
+    consent_sync: ConsentSyncSettings | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
@@ -444,7 +567,7 @@ class Settings(_Section):
                     f"devices[{index}].subject: no [[subjects]] entry has this id; "
                     "add the subject or fix the id"
                 )
-            for user, subject_id in (device.users or {}).items():
+            for user, subject_id in device.user_subjects.items():
                 if subject_id not in known:
                     raise ValueError(
                         f"devices[{index}].users.{user}: no [[subjects]] entry has this id; "
@@ -458,6 +581,13 @@ class Settings(_Section):
                         f"{destination.region}, outside the EU/EEA; data stays in the EU/EEA "
                         "unless gateway.require_eea = false (only with a legal transfer basis)"
                     )
+        if self.consent_sync is not None:
+            fhir = [d.name for d in self.destinations if isinstance(d, FhirDestination)]
+            if self.consent_sync.destination not in fhir:
+                raise ValueError(
+                    f"consent_sync.destination: {self.consent_sync.destination!r} is not a "
+                    'kind = "fhir" destination; name one of ' + (", ".join(fhir) or "(none)")
+                )
         simulated = {device.simulated for device in self.devices}
         if len(simulated) > 1:
             raise ValueError(

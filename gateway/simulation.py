@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from devices.profiles import BROADCAST_PROFILES
 from devices.sim.blood_pressure_cuff import SimulatedBloodPressureCuff
 from devices.sim.body_composition_scale import SimulatedBodyCompositionScale
+from devices.sim.broadcast_scale import SimulatedBroadcastScale, Weighing
 from devices.sim.glucose_meter import SimulatedGlucoseMeter
 from devices.sim.health_device import Faults, SimulatedHealthDevice
 from devices.sim.heart_rate_strap import SimulatedHeartRateStrap
@@ -85,8 +87,50 @@ def _options(
     return options
 
 
+def _weighings(device: DeviceSettings, key: str) -> list[Weighing] | None:
+    """A broadcast scale's script: rows of body_weight (unit kg or [lb_av]) and impedance."""
+    simulation = device.simulation or SimulationSettings()
+    if simulation.readings is None:
+        return None
+    weighings = []
+    for number, row in enumerate(simulation.readings):
+        unknown = set(row) - {"body_weight", "unit", "impedance"}
+        weight = row.get("body_weight")
+        impedance = row.get("impedance")
+        if unknown or not isinstance(weight, int | float) or isinstance(weight, bool):
+            raise ConfigError(
+                f"{key}.simulation.readings[{number}]: a weighing is body_weight (a number), "
+                "optionally unit (kg or [lb_av]) and impedance (Ohm)"
+            )
+        weighings.append(
+            Weighing(
+                weight=float(weight),
+                unit=str(row.get("unit", "kg")),
+                impedance=None if impedance is None else float(impedance),
+            )
+        )
+    return weighings
+
+
+def _broadcast_scale(device: DeviceSettings, key: str) -> SimulatedBroadcastScale:
+    simulation = device.simulation or SimulationSettings()
+    try:
+        return SimulatedBroadcastScale(
+            device.address,
+            device.profile,
+            device.name,
+            clock_offset_s=simulation.clock_offset_s,
+            script=_weighings(device, key),
+            interval_s=simulation.interval_s,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{key}.simulation: {exc}") from None
+
+
 def peripheral_for(device: DeviceSettings, index: int, state_dir: Path) -> Peripheral:
     key = f"devices[{index}]"
+    if device.profile in BROADCAST_PROFILES:
+        return _broadcast_scale(device, key)
     simulation = device.simulation or SimulationSettings()
     simulator = _simulator(device, key)
     try:
@@ -106,7 +150,9 @@ def peripheral_for(device: DeviceSettings, index: int, state_dir: Path) -> Perip
 def check_simulation(settings: Settings) -> None:
     """Fail at start, with the key named, for a simulated device the simulator cannot play."""
     for index, device in enumerate(settings.devices):
-        if device.simulated:
+        if device.simulated and device.profile in BROADCAST_PROFILES:
+            _broadcast_scale(device, f"devices[{index}]")
+        elif device.simulated:
             key = f"devices[{index}]"
             simulator = _simulator(device, key)
             _script(device, key)

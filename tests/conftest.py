@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from devices.sim.bluez import SimulatedBlueZ
 from devices.sim.dbus_daemon import PrivateDbusDaemon
 from devices.sim.radio import SYSTEM_BUS_ENV, simulated_bluez_version
 from devices.source import BleSource, Received
+from tests.medplum import Medplum, MedplumServer, MedplumUnavailable
+from tests.receivers import Receiver
 
 # Files the tests write (secrets, configs, databases) get the modes the service's own files get:
 # the systemd unit runs the gateway with UMask=0077, and secret files must be 0600.
@@ -155,3 +158,48 @@ def watch_logs() -> Iterator[LogWatcher]:
         processors.clear()
         processors.extend(saved)
         structlog.configure(processors=processors)
+
+
+@pytest.fixture(scope="session")
+def medplum_server() -> Iterator[MedplumServer]:
+    """One real FHIR server (Medplum under Node) for the session; fails, never skips, without it."""
+    try:
+        server = MedplumServer().start()
+    except MedplumUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def medplum(medplum_server: MedplumServer) -> Medplum:
+    """The real FHIR server, emptied for this test."""
+    client = Medplum(medplum_server)
+    await client.reset()
+    return client
+
+
+@dataclass
+class CarePlatform:
+    """Where a test's FHIR goes: our stand-in receiver alone, or the real FHIR server behind a
+    fault-injecting proxy (a ``Receiver`` with an upstream; the same scripts work on both)."""
+
+    name: str
+    medplum: Medplum | None
+
+    def receiver(self, **kwargs: Any) -> Receiver:
+        if self.medplum is None:
+            return Receiver(**kwargs)
+        return Receiver(upstream=self.medplum.server.base, **kwargs)
+
+
+@pytest.fixture(params=["stand-in", "medplum"])
+async def care_platform(request: pytest.FixtureRequest) -> CarePlatform:
+    """Run the test against the stand-in and against the real FHIR server."""
+    if request.param == "stand-in":
+        return CarePlatform("stand-in", None)
+    client = Medplum(request.getfixturevalue("medplum_server"))
+    await client.reset()
+    return CarePlatform("medplum", client)

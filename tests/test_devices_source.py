@@ -32,6 +32,7 @@ from devices.sim.script import script_to_measurements
 from devices.sim.thermometer import SimulatedThermometer
 from devices.sim.weight_scale import SimulatedWeightScale
 from devices.source import BleSource, DeviceStatus, DeviceTarget
+from devices.users import PeopleByWeight, PersonByWeight
 from gateway.models import Measurement
 from tests.conftest import STEP, Collector, SourceRunner, watch_logs
 
@@ -765,3 +766,40 @@ async def test_no_log_line_of_any_step_carries_an_address(
     for entry in logs.entries:
         text = " ".join(f"{key}={value!r}" for key, value in entry.items())
         assert not any(form in text for form in forbidden), entry
+
+
+async def test_a_connected_scale_without_user_index_gives_each_weighing_to_its_person_by_weight(
+    bluez: SimulatedBlueZ, sources: SourceRunner
+) -> None:
+    # A shared scale that sends no User ID (the flag is optional in the Weight Measurement):
+    # the same weight rule as for broadcast scales, and the same holding back.
+    people = PeopleByWeight(
+        rule="weight_range",
+        people=(
+            PersonByWeight(user_index=1, weight_range_kg=(75.0, 95.0)),
+            PersonByWeight(user_index=2, weight_range_kg=(50.0, 76.0)),
+        ),
+    )
+    scale = SimulatedWeightScale(
+        ADDRESSES["weight"],
+        "Scale",
+        rows("weight", {"body_weight": 82.4}, {"body_weight": 75.5}, {"body_weight": 61.0}),
+        interval_s=0.01,
+    )
+    bluez.add_peripheral(scale)
+    collected = Collector()
+    target_by_weight = DeviceTarget(
+        ref="weight", address=ADDRESSES["weight"], profile="weight", people=people
+    )
+    source = BleSource([target_by_weight], collected, **FAST)
+    sources.start(source)
+
+    items = await collected.wait_for(2)
+    await status_when(source, lambda s: s[0].held_ambiguous == 1)
+
+    assert [
+        (r.measurement.user_index, r.measurement.values["body_weight"].value) for r in items
+    ] == [
+        (1, 82.4),
+        (2, 61.0),
+    ]

@@ -1,5 +1,6 @@
 """End to end: `health-gateway run` as a subprocess, simulated cuffs on the real BLE stack,
-real loopback receivers for the care platform and the nurse-alert webhook."""
+real loopback receivers for the care platform and the nurse-alert webhook; the care platform is
+our stand-in and, in a second run, the real FHIR server (Medplum) behind a forwarding proxy."""
 
 from __future__ import annotations
 
@@ -111,17 +112,16 @@ def simulated_cuff(subject: str, readings: list[dict]) -> dict:
 
 
 @pytest.fixture
-async def receivers():
-    care = await Receiver().start()
+async def receivers(care_platform):
+    care = await care_platform.receiver().start()
     alerts = await Receiver(Answer(204, body=b"")).start()
     yield care, alerts
     await care.stop()
     await alerts.stop()
 
 
-async def test_readings_flow_filtered_delivered_and_alerted(tmp_path, receivers):
+async def test_readings_flow_filtered_delivered_and_alerted(tmp_path, receivers, care_platform):
     care, alerts = receivers
-    care.default = Answer(200)
     secret = webhook_secret()
     (tmp_path / "alerts.secret").write_text(secret)
     config = base_config(
@@ -235,6 +235,11 @@ async def test_readings_flow_filtered_delivered_and_alerted(tmp_path, receivers)
         if c["code"]["coding"][0]["code"] == "150021"
     )
     assert systolic == [121, 190]
+    if care_platform.medplum is not None:  # the real server stored each of them once, valid
+        stored = await care_platform.medplum.search("Observation")
+        assert sorted(o["identifier"][0]["value"] for o in stored) == sorted(identifiers)
+        assert {o["subject"]["identifier"]["value"] for o in stored} == {ADULT}
+        assert len(await care_platform.medplum.search("Device")) == 1
 
     # Alerts: signed, exactly one per person over the limit, none for the child.
     verifier = Webhook(secret)

@@ -149,3 +149,29 @@ def test_stored_bytes_in_another_layout_are_not_spliced():
     assert bundle_from_stored([good, observation_first]) is None
     assert bundle_from_stored([orjson.dumps({"entries": entries[:1]})]) is None  # no observation
     assert bundle_from_stored([orjson.dumps({"other": entries})]) is None
+
+
+def identifier_values(resource) -> set[str]:
+    return {identifier["value"] for identifier in resource.get("identifier", [])}
+
+
+def test_no_entry_full_url_is_an_identifier_of_any_resource_in_the_bundle():
+    """A transaction rewrites every string equal to an entry's fullUrl into a reference: if an
+    identifier carried one, the resend's ifNoneExist would no longer match it."""
+    weight = Measurement(
+        kind="weight",
+        values={
+            "body_weight": Quantity(value=80.5, unit="kg"),
+            "bmi": Quantity(value=24.1, unit="kg/m2"),
+        },
+    )
+    groups = [
+        reading_entries(reading_event(bound(bp_measurement(), reading_id="r-1")), SYSTEM),
+        reading_entries(reading_event(bound(weight, reading_id="r-2")), SYSTEM),
+    ]
+    bundle = transaction_bundle(groups)
+    identifiers = set().union(*(identifier_values(e["resource"]) for e in bundle["entry"]))
+    full_urls = {e["fullUrl"] for e in bundle["entry"]}
+    assert len(full_urls) == len(bundle["entry"])
+    assert full_urls.isdisjoint(identifiers)
+    assert all(url.startswith("urn:uuid:") for url in full_urls)

@@ -197,3 +197,22 @@ def test_annotated_example_config_stays_valid():
     kinds = sorted(d.kind for d in settings.destinations)
     assert kinds == ["aggregate", "analytics", "fhir", "webhook"]
     assert settings.gateway.require_eea and settings.gateway.retention_days == 365
+
+
+def test_consent_sync_needs_a_fhir_destination_and_distinct_purpose_codes():
+    config = copy.deepcopy(BASE)
+    config["consent_sync"] = {"destination": "care", "purposes": {"research": "urn:x|R"}}
+    sync = parse_settings(config).consent_sync
+    assert sync is not None
+    assert sync.purposes["research"] == "urn:x|R"
+    assert sync.purposes["care"].endswith("v3-ActReason|TREAT")  # the defaults stay
+    config["consent_sync"] = {"destination": "nowhere"}
+    with pytest.raises(ConfigError, match=r"consent_sync.destination: 'nowhere' is not"):
+        parse_settings(config)
+    config["consent_sync"] = {"destination": "care", "purposes": {"research": "TREAT"}}
+    with pytest.raises(ConfigError, match=r"system\|code"):
+        parse_settings(config)
+    taken = "http://terminology.hl7.org/CodeSystem/v3-ActReason|TREAT"
+    config["consent_sync"] = {"destination": "care", "purposes": {"research": taken}}
+    with pytest.raises(ConfigError, match="same code"):
+        parse_settings(config)

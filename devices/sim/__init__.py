@@ -8,6 +8,11 @@
   models: ``blood_pressure_cuff``, ``weight_scale`` (two users), ``body_composition_scale``,
   ``glucose_meter`` (records behind RACP), ``thermometer``, ``pulse_oximeter``,
   ``heart_rate_strap``.
+* Device families with their own ways (each following captures or public parsers, cited in
+  its module): ``broadcast_scale`` (Xiaomi scales that advertise each weighing),
+  ``uds_scale`` (User Data Service scale that wants a consent code), ``date_time_cuff`` (an
+  A&D-style cuff whose clock is Date Time 0x2A08), ``beurer_cuff`` (a BM85's quirky bytes),
+  ``omron_cuff`` (an Omron cuff that hands out its history from EEPROM).
 * ``script.script_to_measurements``: config rows -> the readings a model plays back.
 * ``radio.SimulatedRadio``: all of the above for the running gateway (sets the system bus).
 """

@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 
 from devices.gatt import encode
+from devices.models import Measurement, Quantity
 from devices.profiles import (
     BLOOD_PRESSURE_FEATURE,
     BLOOD_PRESSURE_MEASUREMENT,
@@ -22,7 +23,6 @@ from devices.profiles import (
 )
 from devices.sim.health_device import SimulatedHealthDevice
 from devices.sim.peripheral import Characteristic, Service
-from gateway.models import Measurement, Quantity
 
 _MMHG = "mm[Hg]"
 # Blood Pressure Feature: no optional status detection is claimed.

@@ -507,6 +507,9 @@ class _SimDevice:
         self.gatt: _GattTree | None = None
         self._rssi_steps = itertools.cycle((0, -1, -2, -1))
         self._discovery: asyncio.TimerHandle | None = None
+        # The advertising data last announced, to announce only what changed.
+        self._service_data: dict[str, bytes] = {}
+        self._manufacturer_data: dict[int, bytes] = {}
 
     # PeripheralLink ----------
 
@@ -621,16 +624,34 @@ class _SimDevice:
     # advertising ----------
 
     def advertise(self) -> None:
-        """One advertisement received while discovering."""
+        """One advertisement received while discovering.
+
+        bluetoothd announces each advertisement as an RSSI change, and the advertising data
+        it carries (``ServiceData``, ``ManufacturerData``) in the same signal when it differs
+        from the last one it reported; broadcast-only devices (scales that put each weighing
+        in their service data) are read from exactly those signals.
+        """
+        p = self.peripheral
         if not self.exported:
-            self.iface.rssi = self.peripheral.rssi
+            self.iface.rssi = p.rssi
+            self._service_data = dict(p.service_data)
+            self._manufacturer_data = dict(p.manufacturer_data)
             self.sim.bus.export(self.path, self.iface)
             self.exported = True
+            p.on_advertised()
             return
-        self.iface.rssi = self.peripheral.rssi + next(self._rssi_steps)
-        self.iface.emit_properties_changed(
-            {"RSSI": self.iface.rssi, "TxPower": self.peripheral.tx_power}
-        )
+        self.iface.rssi = p.rssi + next(self._rssi_steps)
+        changed: dict[str, Any] = {"RSSI": self.iface.rssi, "TxPower": p.tx_power}
+        if p.service_data != self._service_data:
+            self._service_data = dict(p.service_data)
+            changed["ServiceData"] = {k: Variant("ay", v) for k, v in p.service_data.items()}
+        if p.manufacturer_data != self._manufacturer_data:
+            self._manufacturer_data = dict(p.manufacturer_data)
+            changed["ManufacturerData"] = {
+                k: Variant("ay", v) for k, v in p.manufacturer_data.items()
+            }
+        self.iface.emit_properties_changed(changed)
+        p.on_advertised()
 
     def discovery_stopped(self) -> None:
         if self.exported and not self.iface.connected:

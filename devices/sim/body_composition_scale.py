@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 
 from devices.gatt import split_body_composition
+from devices.models import Measurement, Quantity
 from devices.profiles import (
     BODY_COMPOSITION_FEATURE,
     BODY_COMPOSITION_MEASUREMENT,
@@ -19,7 +20,6 @@ from devices.profiles import (
 )
 from devices.sim.peripheral import Characteristic, Service
 from devices.sim.shared_scale import SharedScale
-from gateway.models import Measurement, Quantity
 
 # Body Composition Feature (uint32): every optional field supported (bits 0-10), mass resolution
 # 0.005 kg (value 7 in bits 11-14), height resolution 0.001 m (value 3 in bits 15-17).

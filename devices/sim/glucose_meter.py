@@ -46,6 +46,7 @@ from devices.gatt.racp import (
     decode_racp_request,
     encode_racp_response,
 )
+from devices.models import Measurement, Quantity
 from devices.profiles import (
     GLUCOSE_FEATURE,
     GLUCOSE_MEASUREMENT,
@@ -56,7 +57,6 @@ from devices.profiles import (
 from devices.sim.health_device import SimulatedHealthDevice
 from devices.sim.peripheral import AttError, Characteristic, Service
 from devices.state import write_json_atomically
-from gateway.models import Measurement, Quantity
 
 # Glucose Feature (uint16): low battery, sensor malfunction, sample size, strip insertion and
 # strip type detection (bits 0-4), result high/low detection (5), multiple bond (10).

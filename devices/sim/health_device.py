@@ -47,6 +47,7 @@ from typing import ClassVar, Literal
 
 from devices.gatt import decode_current_time, encode, encode_battery_level, encode_current_time
 from devices.gatt.errors import DecodeError
+from devices.models import Measurement
 from devices.profiles import (
     BATTERY_LEVEL,
     BATTERY_SERVICE,
@@ -57,7 +58,6 @@ from devices.profiles import (
 )
 from devices.sim.peripheral import AttError, Characteristic, Peripheral, Service
 from devices.state import write_json_atomically
-from gateway.models import Measurement
 
 Mode = Literal["connected", "cycle"]
 MODES: tuple[Mode, ...] = ("connected", "cycle")

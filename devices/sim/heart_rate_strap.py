@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from devices.gatt import encode
+from devices.models import Measurement, Quantity
 from devices.profiles import (
     BODY_SENSOR_LOCATION,
     HEART_RATE_CONTROL_POINT,
@@ -23,7 +24,6 @@ from devices.profiles import (
 )
 from devices.sim.health_device import SimulatedHealthDevice
 from devices.sim.peripheral import AttError, Characteristic, Service
-from gateway.models import Measurement, Quantity
 
 _CHEST = b"\x01"
 _RESET_ENERGY_EXPENDED = b"\x01"

@@ -260,6 +260,9 @@ class Peripheral:
     def on_paired(self) -> None:
         """A central bonded with the device."""
 
+    def on_advertised(self) -> None:
+        """One advertisement of the device was heard by the discovering adapter."""
+
     # -- actions the model (or a test) takes ------------------------------------------------------
 
     async def notify(self, char_uuid: str | int, data: bytes) -> bool:

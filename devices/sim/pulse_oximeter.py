@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from devices.gatt import encode
+from devices.models import Measurement, Quantity
 from devices.profiles import (
     PLX_CONTINUOUS_MEASUREMENT,
     PLX_FEATURES,
@@ -22,7 +23,6 @@ from devices.profiles import (
 )
 from devices.sim.health_device import SimulatedHealthDevice
 from devices.sim.peripheral import Characteristic, Service
-from gateway.models import Measurement, Quantity
 
 # PLX Features (uint16): time stamp for spot-check measurements supported (bit 3).
 PLX_FEATURE_BITS = (1 << 3).to_bytes(2, "little")

@@ -22,8 +22,8 @@ from typing import Any
 from devices.gatt.glucose import SAMPLE_LOCATIONS, SAMPLE_TYPES
 from devices.gatt.glucose_context import HEALTH, MEALS, TESTERS
 from devices.gatt.temperature import TEMPERATURE_TYPES
+from devices.models import Measurement, Quantity
 from devices.profiles import Profile, profile
-from gateway.models import Measurement, Quantity
 
 _RESERVED = ("measured_at", "user_index")
 # Per profile: detail name -> the names it may take.

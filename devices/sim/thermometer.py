@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from devices.gatt.temperature import TEMPERATURE_TYPES
+from devices.models import Measurement, Quantity
 from devices.profiles import (
     HEALTH_THERMOMETER_SERVICE,
     TEMPERATURE_MEASUREMENT,
@@ -20,7 +21,6 @@ from devices.profiles import (
 )
 from devices.sim.health_device import SimulatedHealthDevice
 from devices.sim.peripheral import Characteristic, Service
-from gateway.models import Measurement, Quantity
 
 _TYPE_CODES = {name: code for code, name in TEMPERATURE_TYPES.items()}
 

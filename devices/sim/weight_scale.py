@@ -13,10 +13,10 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from devices.models import Measurement, Quantity
 from devices.profiles import WEIGHT_MEASUREMENT, WEIGHT_SCALE_FEATURE, WEIGHT_SCALE_SERVICE
 from devices.sim.peripheral import Characteristic, Service
 from devices.sim.shared_scale import SharedScale
-from gateway.models import Measurement, Quantity
 
 # Weight Scale Feature (uint32): time stamp, multiple users and BMI supported (bits 0-2), weight
 # resolution 0.005 kg (value 7 in bits 3-6), height resolution 0.001 m (value 3 in bits 7-9).

@@ -492,6 +492,9 @@ def _schemas() -> dict[str, Any]:
                 "last_contact": nullable_string,
                 "unseen_days": {"type": ["number", "null"]},
                 "clock_offset_s": {"type": ["number", "null"]},
+                "held_ambiguous": {"type": "integer"},
+                "held_at": nullable_string,
+                "consent_refused": {"type": "boolean"},
             },
         },
         "Destination": {
@@ -563,6 +566,7 @@ def _schemas() -> dict[str, Any]:
                 "trends": {"type": "array", "items": {"type": "object"}},
                 "devices": {"type": "array", "items": {"type": "object"}},
                 "consents": {"type": "array", "items": {"type": "object"}},
+                "care_team_told": {"type": "boolean"},
                 "history": {"type": "array", "items": {"type": "object"}},
                 "alerts": {"type": "array", "items": {"type": "object"}},
             },

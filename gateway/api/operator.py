@@ -12,6 +12,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from devices.profiles import BROADCAST_PROFILES
 from gateway.api.context import ApiContext, context_of, page_language, principal_of
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
@@ -69,7 +70,7 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
     for index, device in enumerate(hub.settings.devices, start=1):
         status = statuses.get(device.address)
         subjects = (
-            [device.subject] if device.subject else sorted(set((device.users or {}).values()))
+            [device.subject] if device.subject else sorted(set(device.user_subjects.values()))
         )
         devices.append(
             {
@@ -87,6 +88,10 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
                 "connects": status.connects if status else 0,
                 "last_error": status.last_error if status else None,
                 "battery_level": getattr(status, "battery_level", None),
+                # A shared scale's weighings that fit nobody or several people: held, not guessed.
+                "held_ambiguous": status.held_ambiguous if status else 0,
+                "held_at": status.held_at.isoformat() if status and status.held_at else None,
+                "consent_refused": bool(status and status.consent_refused),
                 **newest.get(device.address, {"clock_offset_s": None, "last_reading_at": None}),
             }
         )
@@ -240,6 +245,9 @@ async def subject_summary(request: web.Request) -> web.Response:
             "last_seen": d["last_seen"],
             "last_reading_at": d["last_reading_at"],
             "battery_level": d["battery_level"],
+            "held_ambiguous": d["held_ambiguous"],
+            "consent_refused": d["consent_refused"],
+            "broadcast": d["profile"] in BROADCAST_PROFILES,  # listened to, never connected
         }
         for d in await devices_of(context)
         if ref in d["subjects"]

@@ -334,6 +334,10 @@ class SummaryBuilder:
             days = (now - seen).total_seconds() / 86400
             if days >= gateway.device_unseen_days:
                 trouble.append({"code": "unseen", "text": tr.plural("device.unseen", round(days))})
+        if device.get("consent_refused"):
+            trouble.append({"code": "consent_refused", "text": tr.t("device.consent_refused")})
+        if device.get("held_ambiguous"):
+            trouble.append({"code": "held", "text": tr.t("device.held")})
         connected = bool(device.get("connected"))
         state = tr.t("device.last_seen", ago=tr.ago(last_seen, now))
         if battery is not None:
@@ -343,7 +347,11 @@ class SummaryBuilder:
             "name": device.get("name") or kind_text(tr, str(device.get("profile", ""))),
             "badge": tr.t("device.connected" if connected else "device.not_connected"),
             "state": state,
-            "hint": "" if connected or trouble else tr.t("device.normal_when_idle"),
+            "hint": ""
+            if connected or trouble
+            else tr.t(
+                "device.listened_to" if device.get("broadcast") else "device.normal_when_idle"
+            ),
             "trouble": trouble,
         }
 

@@ -353,7 +353,7 @@ class Pipeline:
         if device.users is None:
             return device.subject
         index = received.measurement.user_index
-        return None if index is None else device.users.get(index)
+        return None if index is None else device.user_subjects.get(index)
 
     def _prepare(self, reading: BoundReading) -> _Prepared:
         event = reading_event(reading)

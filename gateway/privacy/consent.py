@@ -14,7 +14,7 @@ from filters.consent import disclosure_basis
 from gateway.privacy import audit
 from gateway.privacy.restriction import Restrictions
 from gateway.storage import consents
-from gateway.storage.outbox import QueuedItem
+from gateway.storage.outbox import CATEGORY_NOTICE, QueuedItem
 
 
 class ConsentRegistry:
@@ -121,6 +121,8 @@ class ConsentRule:
         made while an item waited stops it."""
         if item.category == "aggregate":
             return True  # anonymous: built only from consenting, unrestricted people's readings
+        if item.category == CATEGORY_NOTICE:
+            return True  # the care team is told monitoring stopped (its own legal basis)
         return (
             self.basis(
                 item.subject_ref,

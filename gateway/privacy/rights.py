@@ -8,7 +8,7 @@ transaction has committed, so they never claim something the database does not h
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,19 @@ UNREADABLE = (
 
 class SubjectNotFound(KeyError):
     """No configured subject has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class RightsChange:
+    """A committed change, told to listeners (consent write-back, the care team's notice)."""
+
+    kind: str  # "consent", "restriction" or "erasure"
+    subject_id: str
+    subject_ref: str
+    source: str
+    withdrawn: tuple[str, ...] = ()  # purposes no longer granted
+    granted: tuple[str, ...] = ()  # purposes newly granted
+    restricted: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +81,13 @@ class Rights:
         self._sealer = sealer
         self._consents = consents
         self._restrictions = restrictions
+        # Awaited after each change has committed (the consent write-back, the care team's
+        # notice); a listener handles its own failures.
+        self.listeners: list[Callable[[RightsChange], Awaitable[None]]] = []
+
+    async def _tell(self, change: RightsChange) -> None:
+        for listener in self.listeners:
+            await listener(change)
 
     def on_erasure(self, forget: Callable[[Collection[str]], None]) -> None:
         """``forget(identifiers)`` is called with a person's identifiers once their data is
@@ -240,6 +260,7 @@ class Rights:
             self._anchored(connection)
             return counts, withdrawn
 
+        was_granted = tuple(p for p in sorted(purposes) if self._consents.is_granted(ref, p))
         counts, withdrawn = await self._database.call(erase, priority=Priority.INTAKE)
         self._consents.apply(ref, withdrawn)
         self._restrictions.apply(ref, False)
@@ -248,6 +269,7 @@ class Rights:
         self._references.forget(subject.id)
         for forget in self._forgetters:
             forget(identifiers)
+        await self._tell(RightsChange("erasure", subject_id, ref, source, withdrawn=was_granted))
         return counts
 
     def _erase_ref(self, connection: sqlite3.Connection, ref: str) -> dict[str, int]:
@@ -294,8 +316,13 @@ class Rights:
                 )
             self._anchored(connection)
 
+        was = self._restrictions.is_restricted(ref)
         await self._database.call(write, priority=Priority.INTAKE)
         self._restrictions.apply(ref, restricted)
+        if was != restricted:
+            await self._tell(
+                RightsChange("restriction", subject_id, ref, source, restricted=restricted)
+            )
         return restricted
 
     async def change_consent(
@@ -332,4 +359,15 @@ class Rights:
 
         purged = await self._database.call(write, priority=Priority.INTAKE)
         self._consents.apply(ref, effective)
+        if effective:
+            await self._tell(
+                RightsChange(
+                    "consent",
+                    subject_id,
+                    ref,
+                    source,
+                    withdrawn=tuple(sorted(p for p, g in effective.items() if not g)),
+                    granted=tuple(sorted(p for p, g in effective.items() if g)),
+                )
+            )
         return ConsentChange(effective, purged)

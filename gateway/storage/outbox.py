@@ -30,6 +30,10 @@ PRIORITY_ALERT = 0
 PRIORITY_CARE = 1
 PRIORITY_OTHER = 2
 
+# The category of a queued "monitoring stopped" notice to the care team: it has its own legal
+# basis, so consent and restriction do not hold it back (``ConsentRule.may_send``).
+CATEGORY_NOTICE = "notice"
+
 
 @dataclass(frozen=True, slots=True)
 class NewItem:

@@ -110,6 +110,10 @@ SIMPLE: dict[tuple[str, str], Code] = {
     ("body_composition", "body_fat_percentage"): Code(
         "188748", "MDC_BODY_FAT", "41982-0", "Percentage of body fat Measured"
     ),
+    # A body-composition scale's weighing (Body Composition Measurement, Xiaomi's broadcast).
+    ("body_composition", "body_weight"): Code(
+        "188736", "MDC_MASS_BODY_ACTUAL", "29463-7", "Body weight"
+    ),
 }
 GLUCOSE_BY_UNIT = {
     "mg/dL": Code(
@@ -141,6 +145,14 @@ def _uuid5(name: str) -> str:
 
 def observation_uuid(reading_id: str, part: str) -> str:
     return _uuid5(f"{reading_id}/{part}")
+
+
+def entry_uuid(reading_id: str, part: str) -> str:
+    """The Bundle entry's ``fullUrl`` id: never the identifier's value. A transaction rewrites
+    every string equal to an entry's ``fullUrl`` into the created resource's reference,
+    identifiers included (Medplum does), and a rewritten identifier no longer matches the
+    ``ifNoneExist`` search, so a resend would create the Observation again."""
+    return _uuid5(f"{reading_id}/{part}/entry")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -207,7 +219,7 @@ def _observation(
         "device": {"reference": device_url},
     }
     return {
-        "fullUrl": identifier_value,
+        "fullUrl": f"urn:uuid:{entry_uuid(event['reading_id'], part)}",
         "resource": resource,
         "request": {
             "method": "POST",

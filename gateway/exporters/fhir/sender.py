@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 
 from gateway.exporters.base import Outcome, excerpt, is_retryable
+from gateway.exporters.fhir.patients import PatientDirectory, PatientLookupFailed
 from gateway.exporters.fhir.payload import bundle_from_stored, transaction_bundle
 from gateway.exporters.http import post
 from gateway.settings import FhirDestination
@@ -43,11 +44,39 @@ class FhirSink:
         }
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        self._patients = (
+            PatientDirectory(
+                session,
+                settings.url,
+                self._headers,
+                settings.identifier_system,
+                settings.timeout_s,
+            )
+            if settings.patient_reference == "resolved"
+            else None
+        )
 
     async def deliver(self, items: list[QueuedItem]) -> Outcome:
-        body = bundle_from_stored([item.body for item in items])
+        limit = self._settings.bundle_max_entries
+        if limit is not None and len(items) > 1:
+            chunks = _within_entries(items, limit)
+            if len(chunks) > 1:
+                outcome = Outcome()
+                for chunk in chunks:
+                    outcome = _merge(outcome, await self._deliver(chunk))
+                return outcome
+        return await self._deliver(items)
+
+    async def _deliver(self, items: list[QueuedItem]) -> Outcome:
+        bodies = [item.body for item in items]
+        if self._patients is not None:
+            try:
+                bodies = [await self._patients.resolve_body(stored) for stored in bodies]
+            except PatientLookupFailed as exc:
+                return Outcome(retry=[item.id for item in items], reason=str(exc))
+        body = bundle_from_stored(bodies)
         if body is None:  # not in the stored layout: build it the long way
-            body = orjson.dumps(transaction_bundle([item.payload["entries"] for item in items]))
+            body = orjson.dumps(transaction_bundle([orjson.loads(b)["entries"] for b in bodies]))
         outcome, status, text = await post(
             self._session,
             self._settings.url,
@@ -58,14 +87,33 @@ class FhirSink:
         )
         if outcome.failed and len(items) > 1 and status is not None and status >= 400:
             middle = len(items) // 2
-            first = await self.deliver(items[:middle])
-            return _merge(first, await self.deliver(items[middle:]))
+            first = await self._deliver(items[:middle])
+            return _merge(first, await self._deliver(items[middle:]))
         if outcome.delivered:
             return _per_entry(items, text)
         return outcome
 
     async def close(self) -> None:
         return None
+
+
+def _within_entries(items: list[QueuedItem], limit: int) -> list[list[QueuedItem]]:
+    """Consecutive runs of items whose Bundles hold at most ``limit`` entries. Counted from the
+    stored bytes (every entry has one ``fullUrl``), before a shared Device is merged: an upper
+    bound, so a run never goes over."""
+    runs: list[list[QueuedItem]] = []
+    run: list[QueuedItem] = []
+    count = 0
+    for item in items:
+        entries = item.body.count(b'"fullUrl":')
+        if run and count + entries > limit:
+            runs.append(run)
+            run, count = [], 0
+        run.append(item)
+        count += entries
+    if run:
+        runs.append(run)
+    return runs
 
 
 def _per_entry(items: list[QueuedItem], text: str) -> Outcome:
