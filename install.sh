@@ -4,8 +4,9 @@
 #   ./install.sh           the gateway
 #   ./install.sh --test    the gateway and its test tools (and Debian's chromium, which the
 #                          browser tests drive through Playwright, axe-core from npm for
-#                          their accessibility checks, and Node.js with npm for the
-#                          real FHIR server the tests run: tests/fhir_server, `npm ci` there)
+#                          their accessibility checks, Node.js with npm for the real
+#                          FHIR server the tests run (tests/fhir_server, `npm ci` there),
+#                          and Debian's mosquitto, the real MQTT broker the fleet tests start)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,6 +18,7 @@ command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if [[ -n "$extra" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi

@@ -30,7 +30,9 @@ from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import GatewayError
 from gateway.exporters.aggregate import factory as aggregate
 from gateway.exporters.aggregate.windows import AggregateWindows
+from gateway.exporters.base import ExportContext
 from gateway.exporters.registry import build_destinations
+from gateway.fleet.identity import HubIdError, load_or_create_hub_id
 from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
 from gateway.intake.device_targets import device_targets
@@ -150,6 +152,7 @@ class Gateway:
         self.api: ApiServer | None = None
         self.trouble = TroubleWatch(settings)
         self._background: list[asyncio.Task[None]] = []
+        self.hub_id = settings.gateway.hub_id or ""  # set at start when kept in data_dir
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down without losing anything."""
@@ -184,6 +187,10 @@ class Gateway:
         references = References(reference_key)
         sealer = Sealer(storage_key)
         outbox = Outbox(sealer)
+        try:
+            self.hub_id = self.settings.gateway.hub_id or load_or_create_hub_id(self.paths.data_dir)
+        except HubIdError as exc:
+            raise GatewayError(str(exc)) from None
         await self.database.open()
         try:
             try:
@@ -265,7 +272,9 @@ class Gateway:
         sealer: Sealer,
         outbox: Outbox,
     ) -> None:
-        built = build_destinations(self.settings, session)
+        built = build_destinations(
+            self.settings, ExportContext(session, self.hub_id, self.settings)
+        )
         assert self.rights is not None
         for destination in built:
             if destination.forget is not None:

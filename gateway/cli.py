@@ -59,13 +59,13 @@ def _load(path: Path) -> Settings:
 
 
 async def _serve(settings: Settings) -> None:
-    from gateway.app import Gateway
+    from gateway.service import Service
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await Gateway(settings).run(stop)
+    await Service(settings).run(stop)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -424,6 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--timeout", type=float, default=10.0)
     scan.add_argument("--json", action="store_true", help="machine-readable output")
     scan.set_defaults(handler=cmd_scan)
+
+    from gateway.fleet.sign_cli import add_commands as add_fleet_commands
+
+    add_fleet_commands(commands)
 
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 import tomllib
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
@@ -169,6 +170,9 @@ class ApiSettings(_Section):
 
 class GatewaySettings(_Section):
     data_dir: Path
+    # Names the hub to the care provider's fleet (MQTT topics, FHIR meta.source, webhook and
+    # analytics metadata). Default: generated once and kept in data_dir/hub-id.
+    hub_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     api: ApiSettings = ApiSettings()
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -411,20 +415,14 @@ class WebhookDestination(_Destination):
         return self
 
 
-class AnalyticsDestination(_Destination):
-    """Product analytics: minimised, generalised events with keyed pseudonyms, in JSON batches."""
+class _EventStream(_Destination):
+    """Minimised, generalised events with keyed pseudonyms: what analytics and MQTT share."""
 
-    kind: Literal["analytics"]
     fields: list[str] = Field(min_length=1)
     # The service generates this key (0600) if it is missing, so by default it lives in
-    # data_dir, the one place the service may write: data_dir/keys/analytics-<name>.key.
+    # data_dir, the one place the service may write: data_dir/keys/<kind>-<name>.key.
     pseudonym_key_file: Path | None = None
-    token_file: Path | None = None
-    token_env: str | None = None
     round: dict[str, float] = Field(default_factory=dict)  # value name -> step, e.g. systolic = 5
-    batch_max_items: int = Field(default=500, ge=1, le=10_000)
-    batch_max_bytes: int = Field(default=512 * 1024, ge=1024)
-    linger_s: float = Field(default=1.0, ge=0)
 
     @field_validator("fields")
     @classmethod
@@ -450,6 +448,74 @@ class AnalyticsDestination(_Destination):
         return value
 
 
+class AnalyticsDestination(_EventStream):
+    """Product analytics: minimised, generalised events with keyed pseudonyms, in JSON batches."""
+
+    kind: Literal["analytics"]
+    token_file: Path | None = None
+    token_env: str | None = None
+    batch_max_items: int = Field(default=500, ge=1, le=10_000)
+    batch_max_bytes: int = Field(default=512 * 1024, ge=1024)
+    linger_s: float = Field(default=1.0, ge=0)
+
+
+MQTT_TOPIC_PLACEHOLDERS = frozenset({"hub_id", "kind"})
+
+
+class MqttDestination(_EventStream):
+    """The fleet uplink: one MQTT 5 message per event, QoS 1, delivered when the broker's PUBACK
+    says so (docs/fleet.md). Same purpose, allow-list and pseudonym rules as analytics."""
+
+    kind: Literal["mqtt"]
+    topic: str = "hubs/{hub_id}/readings/{kind}"
+    ca_file: Path | None = None  # default: the system's trust store
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    client_id: str | None = None  # default: the hub id
+    message_expiry_s: int = Field(default=7 * 86_400, ge=1)
+    session_expiry_s: int = Field(default=7 * 86_400, ge=0)
+    batch_max_items: int = Field(default=100, ge=1, le=1000)
+    linger_s: float = Field(default=0.2, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_safe(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtts", "mqtt") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an MQTT URL; write it as mqtts://host:8883")
+        if parts.scheme == "mqtt" and not is_loopback_host(parts.hostname):
+            raise ValueError(
+                "plain mqtt is only allowed to loopback addresses; "
+                f"use mqtts:// for {parts.hostname}"
+            )
+        if parts.username or parts.password or parts.path not in ("", "/"):
+            raise ValueError(
+                "an MQTT URL is mqtts://host:port; the hub authenticates by certificate"
+            )
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_template(cls, value: str) -> str:
+        names = {name for _text, name, _spec, _conv in string.Formatter().parse(value) if name}
+        unknown = sorted(names - MQTT_TOPIC_PLACEHOLDERS)
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{unknown[0]}}}; a topic may use {{hub_id}} and {{kind}}"
+            )
+        if "+" in value or "#" in value or not value or value.startswith("/"):
+            raise ValueError("a topic to publish to has no wildcards (+, #) and no leading /")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> MqttDestination:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together")
+        if "{kind}" in self.topic and "kind" not in self.fields:
+            raise ValueError("the topic names {kind}, so fields must include 'kind'")
+        return self
+
+
 class AggregateDestination(_Destination):
     """Anonymous aggregates for employers and researchers: per window, per group, k-suppressed."""
 
@@ -473,7 +539,11 @@ class AggregateDestination(_Destination):
 
 
 Destination = Annotated[
-    FhirDestination | WebhookDestination | AnalyticsDestination | AggregateDestination,
+    FhirDestination
+    | WebhookDestination
+    | AnalyticsDestination
+    | AggregateDestination
+    | MqttDestination,
     Field(discriminator="kind"),
 ]
 
@@ -498,6 +568,29 @@ class AlertRuleSettings(_Section):
 
 
 SubjectSettings.model_rebuild()
+
+
+class FleetSettings(_Section):
+    """The care provider's fleet broker (docs/fleet.md): the hub's status and signed config."""
+
+    url: str
+    ca_file: Path | None = None  # default: the system's trust store
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    status_interval_s: float = Field(default=300.0, ge=1)
+    # The care provider's Ed25519 public key (PEM). Without it no remote config is accepted.
+    config_public_key_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_safe(cls, value: str) -> str:
+        return MqttDestination._url_is_safe(value)
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> FleetSettings:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together")
+        return self
 
 
 V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
@@ -547,6 +640,7 @@ class Settings(_Section):
         Literal["info", "warning", "critical"], str | dict[Literal["sv", "en"], str]
     ] = Field(default_factory=dict)
     consent_sync: ConsentSyncSettings | None = None
+    fleet: FleetSettings | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
@@ -600,10 +694,10 @@ class Settings(_Section):
     def uses_simulated_radio(self) -> bool:
         return any(device.simulated for device in self.devices)
 
-    def pseudonym_key_path(self, destination: AnalyticsDestination) -> Path:
-        """Where an analytics destination's pseudonym key is (or will be generated)."""
+    def pseudonym_key_path(self, destination: AnalyticsDestination | MqttDestination) -> Path:
+        """Where an event stream's pseudonym key is (or will be generated)."""
         return destination.pseudonym_key_file or (
-            self.gateway.data_dir / "keys" / f"analytics-{destination.name}.key"
+            self.gateway.data_dir / "keys" / f"{destination.kind}-{destination.name}.key"
         )
 
     def subject(self, subject_id: str) -> SubjectSettings:

@@ -15,6 +15,7 @@ import pytest
 from gateway.exporters.fhir.payload import (
     GLUCOSE_BY_UNIT,
     SIMPLE,
+    hub_source,
     reading_entries,
     transaction_bundle,
 )
@@ -276,3 +277,12 @@ def json_subject(observation: dict[str, Any]) -> str:
     if "reference" in subject:
         return subject["reference"]
     return f"{subject['identifier']['system']}|{subject['identifier']['value']}"
+
+
+async def test_the_hub_named_in_meta_source_is_kept_by_a_real_fhir_server(medplum: Medplum):
+    source = hub_source("hub-4f2a9c0d")
+    bundle = transaction_bundle([reading_entries(bp_reading("r-src", 1), SYSTEM, source)])
+    status, response = await medplum.transaction(bundle)
+    assert status == 200, response
+    stored = await medplum.search("Observation") + await medplum.search("Device")
+    assert {resource["meta"]["source"] for resource in stored} == {source}

@@ -228,8 +228,8 @@ def test_check_config_refuses_a_generated_key_the_service_would_have_to_create_i
     assert init.returncode == 0, init.stderr
     add_provider_tokens(config_dir)
     config_path = config_dir / "config.toml"
-    text = config_path.read_text().replace(
-        "# pseudonym_key_file = ", f'pseudonym_key_file = "{config_dir}/analytics.key" # '
+    text = config_path.read_text().replace(  # the analytics destination's, the first one
+        "# pseudonym_key_file = ", f'pseudonym_key_file = "{config_dir}/analytics.key" # ', 1
     )
     config_path.write_text(text)
     code, output = as_user(SERVICE, lambda: main(["check-config", str(config_path)]))

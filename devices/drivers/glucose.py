@@ -17,7 +17,6 @@ pipeline recognises the ones it has by their time stamps.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import datetime
 from functools import partial
@@ -193,8 +192,9 @@ class GlucoseDriver(StandardDriver):
             return answer.done()
         finally:
             lost.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lost
+            # Not `suppress(CancelledError): await lost`: a cancel of this task arriving while it
+            # awaits `lost` would be swallowed there, and the source would never stop.
+            await asyncio.wait({lost})
 
     def _on_racp(self, char: BleakGATTCharacteristic, data: bytearray) -> None:
         self._racp_activity = time.monotonic()

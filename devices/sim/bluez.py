@@ -896,8 +896,7 @@ class SimulatedBlueZ:
         task, self._advertiser = self._advertiser, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task})  # an outer cancel still reaches the caller
 
     async def _advertise(self) -> None:
         """While discovering: every interval, each visible advertising device is 'heard'."""

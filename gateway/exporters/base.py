@@ -13,7 +13,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+import aiohttp
+
 from filters.chain import Filter, Item
+from gateway.settings import Settings
 from gateway.storage.outbox import QueuedItem
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -66,6 +69,17 @@ class Sink(Protocol):
     async def deliver(self, items: list[QueuedItem]) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExportContext:
+    """What every kind's factory may use besides its own config: the shared HTTP session, the
+    hub's id (docs/fleet.md), which each format carries where it has a place for it, and the
+    whole config (for paths it derives from it, such as a pseudonym key under ``data_dir``)."""
+
+    session: aiohttp.ClientSession
+    hub_id: str
+    settings: Settings
 
 
 @dataclass(slots=True)

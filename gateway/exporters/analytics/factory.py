@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from filters.chain import Item
 from filters.consent import consent_gate
 from filters.generalise import round_values
 from filters.minimise import allow_fields
 from filters.pseudonymise import PseudonymCache, pseudonymise
 from gateway.exporters.analytics.sender import JsonBatchSink
-from gateway.exporters.base import Built, Route
+from gateway.exporters.base import Built, ExportContext, Route
 from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
-from gateway.settings import PSEUDONYMISED_FIELDS, AnalyticsDestination, Settings
+from gateway.settings import (
+    PSEUDONYMISED_FIELDS,
+    AnalyticsDestination,
+    MqttDestination,
+    Settings,
+)
 from gateway.storage.outbox import PRIORITY_OTHER
 
 
-def build(
-    destination: AnalyticsDestination, session: aiohttp.ClientSession, settings: Settings
-) -> Built:
+def event_route(
+    destination: AnalyticsDestination | MqttDestination, settings: Settings
+) -> tuple[Route, PseudonymCache]:
+    """The route of a pseudonymous event stream (analytics, and the MQTT fleet uplink): consent,
+    rounding, the allow-list, keyed pseudonyms, and a per-destination event id."""
     prefix = f"destinations.{destination.name}"
-    token = read_secret(
-        f"{prefix}.token", destination.token_file, destination.token_env, required=False
-    )
     keys = load_key_ring(settings.pseudonym_key_path(destination), f"{prefix}.pseudonym_key_file")
     people = PseudonymCache(keys)  # people's identifiers: one HMAC each, not one per reading
     fields = tuple(destination.fields)
@@ -50,6 +52,18 @@ def build(
         forbid_identifiers=True,
         payload_is_event=True,
     )
+    return route, people
+
+
+def build(destination: AnalyticsDestination, context: ExportContext) -> Built:
+    session = context.session
+    token = read_secret(
+        f"destinations.{destination.name}.token",
+        destination.token_file,
+        destination.token_env,
+        required=False,
+    )
+    route, people = event_route(destination, context.settings)
     sink = JsonBatchSink(
         destination,
         session,
@@ -58,6 +72,7 @@ def build(
         max_batch=destination.batch_max_items,
         max_bytes=destination.batch_max_bytes,
         linger_s=destination.linger_s,
+        hub_id=context.hub_id,
     )
     return Built(
         route, sink, destination.retry_initial_s, destination.retry_max_s, forget=people.forget

@@ -15,7 +15,11 @@ from gateway.storage.outbox import QueuedItem
 
 
 class JsonBatchSink:
-    """POSTs ``{"sent_at": ..., "<key>": [payload, ...]}``; one idempotency key per batch."""
+    """POSTs ``{"sent_at": ..., "<key>": [payload, ...]}``; one idempotency key per batch.
+
+    With ``hub_id`` the batch also names the hub that sent it (analytics, docs/fleet.md). The
+    anonymous aggregate reports go without it: a hub is one household, and a report that named it
+    would no longer be anonymous."""
 
     def __init__(
         self,
@@ -27,8 +31,10 @@ class JsonBatchSink:
         max_batch: int,
         max_bytes: int | None,
         linger_s: float,
+        hub_id: str | None = None,
     ) -> None:
         self.name = settings.name
+        self._hub = {"hub_id": hub_id} if hub_id else {}
         self.max_batch = max_batch
         self.max_bytes = max_bytes
         self.linger_s = linger_s
@@ -45,6 +51,7 @@ class JsonBatchSink:
         body = orjson.dumps(
             {
                 "sent_at": datetime.now(UTC).isoformat(),
+                **self._hub,
                 self._key: [orjson.Fragment(item.body) for item in items],  # as queued
             }
         )

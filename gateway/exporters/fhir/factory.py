@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from filters.chain import Item
 from filters.consent import consent_gate
 from filters.minimise import allow_fields
-from gateway.exporters.base import Built, Route
-from gateway.exporters.fhir.payload import reading_entries
+from gateway.exporters.base import Built, ExportContext, Route
+from gateway.exporters.fhir.payload import hub_source, reading_entries
 from gateway.exporters.fhir.sender import FhirSink
 from gateway.secrets import read_secret
-from gateway.settings import FhirDestination, Settings
+from gateway.settings import FhirDestination
 from gateway.storage.outbox import PRIORITY_CARE, PRIORITY_OTHER
 
 # What the care platform needs to file an Observation, and nothing else from the event.
@@ -29,9 +27,8 @@ FHIR_FIELDS = frozenset(
 )
 
 
-def build(
-    destination: FhirDestination, session: aiohttp.ClientSession, _settings: Settings
-) -> Built:
+def build(destination: FhirDestination, context: ExportContext) -> Built:
+    session = context.session
     token = read_secret(
         f"destinations.{destination.name}.token",
         destination.token_file,
@@ -39,9 +36,10 @@ def build(
         required=False,
     )
     system = destination.identifier_system
+    source = hub_source(context.hub_id) if context.hub_id else None
 
     def to_fhir(item: Item) -> dict[str, object]:
-        return {"entries": reading_entries(item.payload, system)}
+        return {"entries": reading_entries(item.payload, system, source)}
 
     route = Route(
         name=destination.name,

@@ -176,14 +176,20 @@ def effective_time(event: dict[str, Any]) -> str:
     return local.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def device_entry(address: str) -> dict[str, Any]:
+def hub_source(hub_id: str) -> str:
+    """``meta.source``: the system that made a resource, here the home hub (docs/fleet.md)."""
+    return f"urn:health-gateway:hub:{hub_id}"
+
+
+def device_entry(address: str, source: str | None = None) -> dict[str, Any]:
     identifier = bluetooth_identifier(address)
+    resource: dict[str, Any] = {"resourceType": "Device"}
+    if source is not None:
+        resource["meta"] = {"source": source}
+    resource["identifier"] = [{"system": BLUETOOTH_ADDRESS_SYSTEM, "value": identifier}]
     return {
         "fullUrl": f"urn:uuid:{device_uuid(address)}",
-        "resource": {
-            "resourceType": "Device",
-            "identifier": [{"system": BLUETOOTH_ADDRESS_SYSTEM, "value": identifier}],
-        },
+        "resource": resource,
         "request": {
             "method": "POST",
             "url": "Device",
@@ -205,11 +211,14 @@ def _observation(
     subject: dict[str, str],
     device_url: str,
     effective: str,
+    meta: dict[str, str] | None,
 ) -> dict[str, Any]:
     obs_uuid = observation_uuid(event["reading_id"], part)
     identifier_value = f"urn:uuid:{obs_uuid}"
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
+    resource: dict[str, Any] = {"resourceType": "Observation"}
+    if meta is not None:
+        resource["meta"] = meta
+    resource |= {
         "identifier": [{"system": URI_SYSTEM, "value": identifier_value}],
         "status": "final",
         "category": _VITAL_SIGNS,
@@ -229,10 +238,14 @@ def _observation(
     }
 
 
-def reading_entries(event: dict[str, Any], identifier_system: str) -> list[dict[str, Any]]:
-    """The transaction entries for one reading event: its Device and its Observations."""
+def reading_entries(
+    event: dict[str, Any], identifier_system: str, source: str | None = None
+) -> list[dict[str, Any]]:
+    """The transaction entries for one reading event: its Device and its Observations
+    (``source``: their ``meta.source``, the hub that made them)."""
     subject = {"system": identifier_system, "value": str(event["subject"])}
-    device = device_entry(str(event["device_address"]))
+    meta = None if source is None else {"source": source}
+    device = device_entry(str(event["device_address"]), source)
     device_url = device["fullUrl"]
     effective = effective_time(event)
     values: dict[str, dict[str, Any]] = event["values"]
@@ -248,14 +261,14 @@ def reading_entries(event: dict[str, Any], identifier_system: str) -> list[dict[
             if name in BP_COMPONENTS
         ]
         if components:
-            panel = _observation(event, "panel", BP_PANEL, subject, device_url, effective)
+            panel = _observation(event, "panel", BP_PANEL, subject, device_url, effective, meta)
             panel["resource"]["component"] = components
             observations.append(panel)
     for name, value in values.items():
         code = GLUCOSE_BY_UNIT.get(value["unit"]) if kind == "glucose" else SIMPLE.get((kind, name))
         if code is None:
             continue
-        entry = _observation(event, name, code, subject, device_url, effective)
+        entry = _observation(event, name, code, subject, device_url, effective, meta)
         entry["resource"]["valueQuantity"] = quantity(value["value"], value["unit"])
         observations.append(entry)
     if not observations:

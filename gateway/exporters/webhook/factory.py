@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from filters.chain import Item
 from filters.consent import consent_gate
-from gateway.exporters.base import Built, Route
+from gateway.exporters.base import Built, ExportContext, Route
 from gateway.exporters.webhook.sender import WebhookSink
 from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
 from gateway.intake.alerts import AlertEvent
 from gateway.secrets import read_secret
-from gateway.settings import ConfigError, Settings, WebhookDestination
+from gateway.settings import ConfigError, WebhookDestination
 from gateway.storage.outbox import PRIORITY_ALERT
 
 ALERT_FIELDS = frozenset(
@@ -31,9 +29,8 @@ ALERT_FIELDS = frozenset(
 )
 
 
-def build(
-    destination: WebhookDestination, session: aiohttp.ClientSession, _settings: Settings
-) -> Built:
+def build(destination: WebhookDestination, context: ExportContext) -> Built:
+    session = context.session
     key_name = f"destinations.{destination.name}.secret"
     secret = read_secret(key_name, destination.secret_file, destination.secret_env)
     assert secret is not None
@@ -58,5 +55,5 @@ def build(
         allowed=ALERT_FIELDS,
         format=to_alert_body,
     )
-    sink = WebhookSink(destination, session, key)
+    sink = WebhookSink(destination, session, key, context.hub_id)
     return Built(route, sink, destination.retry_initial_s, destination.retry_max_s)

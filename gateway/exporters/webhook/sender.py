@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import aiohttp
+import orjson
 
 from gateway.exporters.base import Outcome
 from gateway.exporters.http import post
@@ -19,17 +20,26 @@ class WebhookSink:
     linger_s = 0.0
 
     def __init__(
-        self, settings: WebhookDestination, session: aiohttp.ClientSession, key: bytes
+        self,
+        settings: WebhookDestination,
+        session: aiohttp.ClientSession,
+        key: bytes,
+        hub_id: str | None = None,
     ) -> None:
         self.name = settings.name
         self._settings = settings
         self._session = session
         self._key = key
+        # The hub's id as the body's first member (docs/fleet.md): spliced into the queued
+        # event's bytes, so every event kind (alerts, monitoring notices) carries it alike.
+        self._hub_member = b"" if not hub_id else b'{"hub_id":' + orjson.dumps(hub_id) + b","
 
     async def deliver(self, items: list[QueuedItem]) -> Outcome:
         outcome = Outcome()
         for item in items:
-            body = item.body  # the event as queued, byte for byte: what the signature covers
+            body = item.body  # the event as queued: what the signature covers
+            if self._hub_member and body.startswith(b"{") and len(body) > 2:
+                body = self._hub_member + body[1:]
             timestamp = int(time.time())
             headers = {
                 "Content-Type": "application/json",

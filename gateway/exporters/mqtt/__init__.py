@@ -1,0 +1,1 @@
+"""The ``mqtt`` destination kind: the fleet uplink over MQTT 5 (docs/fleet.md)."""
