@@ -36,7 +36,8 @@ from gateway.fleet.identity import HubIdError, load_or_create_hub_id
 from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
 from gateway.intake.device_targets import device_targets
-from gateway.intake.pipeline import Pipeline, PipelineStats
+from gateway.intake.events import age_on
+from gateway.intake.pipeline import ADULT_AGE, Pipeline, PipelineStats
 from gateway.logging import personal_strings
 from gateway.privacy import audit, consent_guard
 from gateway.privacy.audit_anchor import AuditAnchor, audit_is_keyed, last_anchor
@@ -51,6 +52,7 @@ from gateway.privacy.rights import Rights
 from gateway.privacy.scrub import ErrorScrubber
 from gateway.settings import AggregateDestination, Settings
 from gateway.storage import meta, quarantine
+from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import (
     Database,
@@ -65,6 +67,9 @@ from gateway.trouble import TroubleWatch
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+# How often missing-readings rules look at the clock; their windows are days long.
+MISSING_CHECK_S = 300.0
 
 
 # In ``meta``: dead letters' error texts have been scrubbed (``gateway.privacy.scrub``).
@@ -308,6 +313,9 @@ class Gateway:
         self.consent_sync = build_consent_sync(
             self.settings, self.rights, self.database, session, self.activity
         )
+        alerts = self._alert_engine(references)
+        alerts.restore(await self.database.call(AlertStateStore(sealer).load))
+        self.rights.on_erased.append(alerts.forget)
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -315,10 +323,7 @@ class Gateway:
             self.consents,
             references,
             sealer,
-            AlertEngine(
-                self.settings.alert_rules,
-                {references.subject_ref(s.id): s.alert_rules for s in self.settings.subjects},
-            ),
+            alerts,
             [destination.route for destination in built],
             self.activity,
             is_restricted=self.restrictions.is_restricted,
@@ -359,6 +364,10 @@ class Gateway:
                     else []
                 ),
             ]
+            if alerts.windows.watched_kinds:
+                self._background.append(
+                    asyncio.create_task(self._watch_missing(), name="missing-readings")
+                )
             log.info(
                 "gateway_started",
                 devices=len(self.settings.devices),
@@ -406,6 +415,37 @@ class Gateway:
     def wake_delivery(self) -> None:
         for worker in self.workers:
             worker.wake()
+
+    def _alert_engine(self, references: References) -> AlertEngine:
+        # Missing readings are watched only for adults: a minor's data is never processed, and
+        # "no reading from this child" would be.
+        today = datetime.now(UTC).date()
+        adults = {s.id for s in self.settings.subjects if age_on(s.birth_date, today) >= ADULT_AGE}
+        watched: dict[str, set[str]] = {}
+        for device in self.settings.devices:
+            users = [device.subject] if device.subject else list(device.user_subjects.values())
+            for subject_id in users:
+                if subject_id in adults:
+                    watched.setdefault(references.subject_ref(subject_id), set()).add(
+                        device.profile  # a profile's readings are of the kind of its name
+                    )
+        return AlertEngine(
+            self.settings.alert_rules,
+            {references.subject_ref(s.id): s.alert_rules for s in self.settings.subjects},
+            subjects={references.subject_ref(s.id): s.id for s in self.settings.subjects},
+            watched_kinds=watched,
+            history_limit_s=self.settings.gateway.retention_days * 86_400.0,
+        )
+
+    async def _watch_missing(self) -> None:
+        """Missing-readings rules judged against the clock (nothing else would wake them)."""
+        assert self.pipeline is not None
+        while True:
+            await asyncio.sleep(MISSING_CHECK_S)
+            try:
+                await self.pipeline.check_missing(datetime.now(UTC))
+            except Exception as exc:  # a failed check is retried at the next one
+                log.error("missing_readings_check_failed", error=type(exc).__name__)
 
     async def status(self) -> dict[str, Any]:
         """A snapshot for operators: devices, per-destination queue and health, pipeline counts."""

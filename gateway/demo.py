@@ -81,6 +81,11 @@ class LiveView:
             self.line(
                 f"  filter   {f['category']} -> {f['destination']} ({f['purpose']}): {verdict}"
             )
+        elif kind == "alert.raised" and not f["phrase"]["id"].startswith("limit"):
+            from gateway.api.noticed import text  # window rules: their own plain words
+
+            words = text(f["phrase"]["id"], f["phrase"]["params"])
+            self.line(self.paint("ALERT   ", "1;31") + f" {words} ({f['severity']})")
         elif kind == "alert.raised":
             self.line(
                 self.paint("ALERT   ", "1;31")

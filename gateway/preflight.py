@@ -50,7 +50,7 @@ def preflight(settings: Settings) -> None:
     ]
     for key, rule in rules:
         profile = PROFILES.get(rule.kind)
-        if profile is None:
+        if profile is None or rule.value is None:  # missing_for rules watch a kind, not a value
             continue  # a rule for a kind no configured profile produces is harmless
         device_unit = profile.default_units.get(rule.value)
         if device_unit is None:

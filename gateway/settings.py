@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -29,6 +30,8 @@ from pydantic import (
 
 from devices.profiles import BROADCAST_PROFILES, PROFILES, profile_names
 from devices.users import RULES, PeopleByWeight, PersonByWeight
+from gateway.intake.alert_rule_kinds import check_rule, default_cooldown, rule_type
+from gateway.intake.alert_windows import parse_duration, parse_time_ranges
 
 PURPOSES = ("care", "alerting", "analytics", "research", "employer_statistics")
 MAC_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
@@ -60,6 +63,10 @@ ANALYTICS_FIELDS = frozenset(
 )
 PSEUDONYMISED_FIELDS = ("subject", "company")
 AGGREGATE_GROUPS = frozenset({"company", "kind", "age_band", "sex", "profile", "device_model"})
+
+
+# A duration in the config: a string with its unit ("3d", "12h"), held as seconds.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class ConfigError(Exception):
@@ -549,22 +556,56 @@ Destination = Annotated[
 
 
 class AlertRuleSettings(_Section):
+    """One alert rule: a limit (``above``/``below``), or a window rule (README "Alert rules").
+
+    Which kind of rule it is follows from its keys (``gateway.intake.alert_rule_kinds``): ``rise`` /
+    ``fall`` with ``within``, ``mean_above`` / ``mean_below`` with ``over``, ``count`` with
+    ``above`` / ``below`` and ``within``, or ``missing_for`` alone.
+    """
+
     kind: str
-    value: str
+    value: str | None = None  # every rule but missing_for names the value it judges
     above: float | None = None
     below: float | None = None
     unit: str | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
-    cooldown_s: float = Field(default=3600.0, ge=0)
+    # Default: an hour for a limit, the window's length for a window rule, never for missing_for.
+    cooldown_s: float | None = Field(default=None, ge=0)
     vital_interest: StrictBool = False
+    rise: float | None = Field(default=None, gt=0)
+    fall: float | None = Field(default=None, gt=0)
+    within: Duration | None = None
+    mean_above: float | None = None
+    mean_below: float | None = None
+    over: Duration | None = None
+    times: list[str] | None = None  # mean rules: only readings taken at these times of day
+    min_readings: int = Field(default=1, ge=1)
+    count: int | None = Field(default=None, ge=1)
+    missing_for: Duration | None = None
+    instructions: str | None = Field(default=None, max_length=500)  # shown to the person
+
+    @field_validator("times")
+    @classmethod
+    def _time_ranges(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            parse_time_ranges(value)
+        return value
 
     @model_validator(mode="after")
     def _has_limit(self) -> AlertRuleSettings:
-        if self.above is None and self.below is None:
-            raise ValueError("an alert rule needs `above`, `below` or both")
+        check_rule(self)
         if self.vital_interest and self.severity != "critical":
             raise ValueError("vital_interest is only allowed on severity = 'critical' rules")
         return self
+
+    @property
+    def rule_type(self) -> str:
+        """ "limit", "change", "mean", "count" or "missing"."""
+        return rule_type(self)
+
+    @property
+    def cooldown(self) -> float:
+        return default_cooldown(self) if self.cooldown_s is None else self.cooldown_s
 
 
 SubjectSettings.model_rebuild()

@@ -323,3 +323,36 @@ async def test_on_a_shared_tablet_the_next_person_sees_nothing_of_the_one_before
         await page.reload()
         await expect(page.locator("#login")).to_be_visible()  # the session is gone
         await context.close()
+
+
+async def test_the_page_says_in_plain_words_what_the_alert_rules_noticed(tmp_path, browser):
+    from tests.test_alert_rules_gateway import SCALE, day, device, send, weight
+
+    advice = "Your heart failure nurse will call you today."
+
+    def rise_with_instructions(config):
+        config["alert_rules"] = [
+            {
+                "kind": "weight",
+                "value": "body_weight",
+                "rise": 2.0,
+                "within": "3d",
+                "unit": "kg",
+                "instructions": advice,
+            }
+        ]
+
+    devices = [device(SCALE, "weight")]
+    async with running_hub(tmp_path, devices=devices, tweak=rise_with_instructions) as hub:
+        context = await browser.new_context(viewport=PHONE)
+        page = await context.new_page()
+        await page.goto(hub.url + "/")
+        await enter_pin_on_pad(page, "en", PINS[ADULT])
+        await expect(page.locator("#noticed")).to_contain_text("Nothing noticed")
+        await send(hub.gateway, SCALE, weight(80.0, day(0)), weight(80.9, day(1)))
+        await send(hub.gateway, SCALE, weight(82.5, day(2)))  # the page hears of it by itself
+        noticed = page.locator("#noticed")
+        await expect(noticed).to_contain_text("Your weight has gone up 2.5 kg in 3 days")
+        await expect(noticed).to_contain_text(advice)
+        await page.screenshot(path=ARTIFACTS / "hub-page-noticed.png", full_page=True)
+        await context.close()

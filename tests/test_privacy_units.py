@@ -216,7 +216,11 @@ async def test_retention_deletes_old_readings_and_audits_the_count(tmp_path):
 
     try:
         await database.call(store)
-        assert await Retention(30, database).sweep(now) == {"readings": 2, "dead_letters": 0}
+        assert await Retention(30, database).sweep(now) == {
+            "readings": 2,
+            "dead_letters": 0,
+            "alert_state": 0,
+        }
         left = await database.call(
             lambda c: c.execute("SELECT reading_id FROM readings").fetchall()
         )

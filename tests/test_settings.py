@@ -1,6 +1,7 @@
 import copy
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,93 @@ def test_consent_sync_needs_a_fhir_destination_and_distinct_purpose_codes():
     config["consent_sync"] = {"destination": "care", "purposes": {"research": taken}}
     with pytest.raises(ConfigError, match="same code"):
         parse_settings(config)
+
+
+def test_the_clinical_example_rules_in_the_example_config_are_valid_when_enabled():
+    example = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
+    start = example.index("EXAMPLES (begin)")
+    first = example.index("# [[alert_rules]]", start)  # after the prose that introduces them
+    block = example[first : example.index("# ---- Window rules", start + 1)]
+    enabled = "\n".join(
+        line.removeprefix("# ") for line in block.splitlines() if line.startswith("# ")
+    )
+    rules = tomllib.loads(enabled)["alert_rules"]
+    settings = parse_settings({"gateway": {"data_dir": "/tmp/x"}, "alert_rules": rules})
+    assert [rule.rule_type for rule in settings.alert_rules] == [
+        "change",
+        "mean",
+        "mean",
+        "count",
+        "missing",
+    ]
+    rise, systolic, _diastolic, glucose, missing = settings.alert_rules
+    assert (rise.rise, rise.within) == (2.0, 3 * 86400)
+    assert (systolic.mean_above, systolic.over, systolic.min_readings) == (135, 7 * 86400, 12)
+    assert (glucose.below, glucose.unit, glucose.count, glucose.within) == (
+        3.0,
+        "mmol/L",
+        3,
+        7 * 86400,
+    )
+    assert missing.missing_for == 2 * 86400
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            {"kind": "weight", "value": "body_weight", "rise": 2, "within": "3 days"},
+            "alert_rules[0].within: '3 days' is not a duration",
+        ),
+        (
+            {"kind": "weight", "value": "body_weight", "rise": 2, "within": 3},
+            "alert_rules[0].within: 3 is not a duration; write a number with its unit",
+        ),
+        (
+            {"kind": "weight", "value": "body_weight", "rise": 2},
+            "alert_rules[0]: `within` is missing",
+        ),
+        (
+            {"kind": "weight", "value": "body_weight", "rise": 2, "fall": 1, "within": "3d"},
+            "alert_rules[0]: `rise` and `fall`: use one per rule",
+        ),
+        (
+            {"kind": "weight", "value": "body_weight", "rise": 2, "within": "3d", "over": "7d"},
+            "alert_rules[0]: `over` does not belong in a change rule",
+        ),
+        (
+            {"kind": "blood_pressure", "value": "systolic", "mean_above": 135},
+            "alert_rules[0]: `over` is missing",
+        ),
+        (
+            {
+                "kind": "blood_pressure",
+                "value": "systolic",
+                "mean_above": 135,
+                "over": "7d",
+                "times": ["7-10"],
+            },
+            "alert_rules[0].times: '7-10' is not a time range",
+        ),
+        (
+            {"kind": "glucose", "value": "glucose", "count": 3, "within": "7d"},
+            "alert_rules[0]: `above` or `below` is missing",
+        ),
+        (
+            {"kind": "weight", "value": "body_weight", "missing_for": "2d"},
+            "alert_rules[0]: `value` does not belong in a missing_for rule",
+        ),
+        (
+            {"kind": "weigh", "missing_for": "2d"},
+            "alert_rules[0]: `kind` 'weigh' is not a kind of reading",
+        ),
+        (
+            {"kind": "blood_pressure", "value": "systolic", "above": 180, "within": "1d"},
+            "alert_rules[0]: `within` does not belong in a limit rule",
+        ),
+    ],
+)
+def test_a_window_rule_with_a_wrong_key_fails_naming_the_key(rule, message):
+    with pytest.raises(ConfigError) as failure:
+        parse_settings({"gateway": {"data_dir": "/tmp/x"}, "alert_rules": [rule]})
+    assert str(failure.value).startswith(message), str(failure.value)

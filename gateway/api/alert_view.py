@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.activity import ActivityEntry
+from gateway.api.noticed import text as noticed_text
 from gateway.i18n import Translator
 from gateway.privacy import audit
 from gateway.settings import Settings
@@ -76,6 +77,10 @@ class _Event:
     limit: float | None
     measured: float | None
     vital_interest: bool = False
+    # Window and missing-readings rules (gateway/intake/window_alerts.py): the rule's type, and
+    # its own words while the activity note is held (only the type once it is not).
+    rule_type: str = "limit"
+    phrase: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -115,6 +120,8 @@ def _events(notes: list[AlertNote], entries: list[audit.AuditEntry]) -> list[_Ev
             direction=f.get("direction"),
             limit=None if f.get("limit") is None else float(f["limit"]),
             measured=None if measured is None else float(measured),
+            rule_type=str(f.get("rule_type") or "limit"),
+            phrase=f.get("phrase"),
         )
     for entry in entries:
         if entry.event not in ("alert.raised", "alert.resolved"):
@@ -136,6 +143,7 @@ def _events(notes: list[AlertNote], entries: list[audit.AuditEntry]) -> list[_Ev
             limit=None if data.get("limit") is None else float(data["limit"]),
             measured=None,
             vital_interest=bool(data.get("vital_interest")),
+            rule_type=str(data.get("rule_type") or "limit"),
         )
     return sorted(found.values(), key=lambda e: e.at)
 
@@ -143,10 +151,10 @@ def _events(notes: list[AlertNote], entries: list[audit.AuditEntry]) -> list[_Ev
 def _episodes(events: list[_Event]) -> list[_Episode]:
     """Pair each raise with the next resolve of the same value; a raise while one is open for
     the same value (a higher severity, or after the cooldown) joins that open episode."""
-    open_by_value: dict[tuple[str, str], _Episode] = {}
+    open_by_value: dict[tuple[str, str, str], _Episode] = {}
     episodes: list[_Episode] = []
     for event in events:
-        target = (event.kind, event.value)
+        target = (event.kind, event.value, event.rule_type)
         current = open_by_value.get(target)
         if event.type == "alert.raised":
             if current is None:
@@ -240,7 +248,18 @@ class AlertView:
         )
         way = "above" if raised.direction == "above" else "below"
         limit = "" if raised.limit is None else tr.number(raised.limit)
-        if raised.measured is not None and limit:
+        title = tr.t(f"alert.title.{way}", what=what)
+        if raised.rule_type != "limit":
+            # A window or missing-readings rule speaks in its own words (gateway/api/noticed.py),
+            # held while the activity note is; after a restart only its type is known.
+            phrase = raised.phrase or {}
+            title = (
+                noticed_text(str(phrase["id"]), dict(phrase.get("params") or {})) + "."
+                if phrase.get("id")
+                else tr.t("alert.title.window", what=what, type=raised.rule_type)
+            )
+            detail = ""
+        elif raised.measured is not None and limit:
             detail = tr.t(
                 f"alert.detail.{way}", measured=tr.number(raised.measured), limit=limit, unit=unit
             )
@@ -257,7 +276,7 @@ class AlertView:
             "open": is_open,
             "severity": raised.severity,
             "severity_text": tr.t(f"alert.severity.{severity}"),
-            "title": tr.t(f"alert.title.{way}", what=what),
+            "title": title,
             "detail": detail,
             "instructions": instructions(self._settings, tr, raised.severity) if is_open else "",
             "resolved_when": ""

@@ -569,6 +569,13 @@ def _schemas() -> dict[str, Any]:
                 "care_team_told": {"type": "boolean"},
                 "history": {"type": "array", "items": {"type": "object"}},
                 "alerts": {"type": "array", "items": {"type": "object"}},
+                "noticed": {
+                    "type": "array",
+                    "description": "What the alert rules noticed and still hold, in plain words"
+                    " (`text`), with the wording as data (`message`: id and params) and the care"
+                    " provider's `instructions`.",
+                    "items": {"type": "object"},
+                },
             },
         },
         "ConsentChange": {

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from devices.profiles import BROADCAST_PROFILES
 from gateway.api.context import ApiContext, context_of, page_language, principal_of
+from gateway.api.noticed import noticed
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
@@ -261,6 +262,7 @@ async def subject_summary(request: web.Request) -> web.Response:
         alerts=context.alerts.for_subject(ref),
         now=now,
     )
+    summary["noticed"] = noticed(held["alert_state"], context.hub.settings, subject_id)
     return json_response(summary)
 
 

@@ -26,11 +26,13 @@ from gateway.api.alert_view import (
     value_text,
 )
 from gateway.api.charts import Series, trend_svg
+from gateway.api.noticed import KIND_LABELS  # the page's English kind names, one list
 from gateway.api.trends import Limit, daily, sentence
 from gateway.i18n import Translator
 from gateway.privacy import audit
 from gateway.settings import PURPOSES, AlertRuleSettings, Settings
 from gateway.storage import consents, quarantine, readings
+from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.database import reading_aad
 from gateway.units import UnitError, convert
 
@@ -47,15 +49,6 @@ MONITORING_PURPOSES = ("care", "alerting")
 
 # English names for the operator's views (the CLI and /api/devices); the page uses the
 # catalogue.
-KIND_LABELS = {
-    "blood_pressure": "Blood pressure",
-    "weight": "Weight",
-    "body_composition": "Body composition",
-    "glucose": "Blood sugar",
-    "temperature": "Temperature",
-    "heart_rate": "Heart rate",
-    "spo2": "Blood oxygen",
-}
 # The values drawn in each kind's trend chart, with their colours (dark enough on white).
 TREND_VALUES = {
     "blood_pressure": [("systolic", "#a4161a"), ("diastolic", "#1d4e89")],
@@ -113,6 +106,7 @@ class SummaryBuilder:
         return {
             "recent": recent,
             "latest": latest,
+            "alert_state": AlertStateStore(self._sealer).load(connection, ref),
             "entries": entries,
             "kinds": kinds,
             "consents": choices,

@@ -15,8 +15,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
@@ -30,11 +30,13 @@ from gateway.intake.acknowledgements import Acknowledgements
 from gateway.intake.alerts import AlertEngine, AlertEvent
 from gateway.intake.device_time import stamped_at_receipt, unusable_device_time
 from gateway.intake.events import BoundReading, age_on, reading_event
+from gateway.intake.window_alert_event import WindowAlertEvent
 from gateway.privacy import audit
 from gateway.privacy.consent import ConsentRegistry
 from gateway.privacy.references import References
 from gateway.settings import Settings, SubjectSettings
 from gateway.storage import readings
+from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
 from gateway.storage.outbox import PRIORITY_CARE, NewItem, Outbox, QueuedItem
@@ -80,12 +82,23 @@ class PipelineStats:
     queued: dict[str, int] = field(default_factory=dict)
 
 
+AnyAlert = AlertEvent | WindowAlertEvent
+
+
+class _Origin(NamedTuple):
+    """What a queued item is about: a reading, or an alert raised without one (missing readings)."""
+
+    reading_id: str
+    subject_ref: str
+    kind: str
+
+
 @dataclass(slots=True)
 class _Prepared:
     reading: BoundReading
     event: dict[str, Any]
     items: list[NewItem]
-    alerts: list[AlertEvent] = field(default_factory=list)
+    alerts: list[AnyAlert] = field(default_factory=list)
 
 
 class Pipeline:
@@ -114,6 +127,7 @@ class Pipeline:
         self._references = references
         self._sealer = sealer
         self._alerts = alerts
+        self._alert_state = AlertStateStore(sealer)
         self._routes = routes
         self._activity = activity
         self._is_restricted = is_restricted
@@ -227,9 +241,10 @@ class Pipeline:
         if not prepared:
             return
         now = time.time()
+        state = self._alert_state.seal(self._alerts.take_changes())
         try:
             refused = await self._database.call(
-                lambda c: self._store(c, prepared, now), priority=Priority.INTAKE
+                lambda c: self._store(c, prepared, now, state), priority=Priority.INTAKE
             )
         except sqlite3.OperationalError as exc:
             if is_disk_full(exc):  # rolled back: nothing of the batch is on disk
@@ -366,47 +381,83 @@ class Pipeline:
             values=values,
             reading_id=reading.reading_id,
         )
+        origin = _Origin(reading.reading_id, reading.subject_ref, reading.measurement.kind)
         items = [
             item
             for route in self._routes
             if route.category == "reading"
-            for item in [self._through(route, reading, "reading", dict(event), vital=False)]
+            for item in [self._through(route, origin, "reading", dict(event), vital=False)]
             if item is not None
         ]
         alerts = self._alerts.evaluate(reading)
         for alert in alerts:
-            self.stats.alerts += 1
-            self._activity.emit(
-                alert.type,
-                subject_ref=reading.subject_ref,
-                kind=reading.measurement.kind,
-                value=alert.rule.settings.value,
-                measured=round(alert.value, 1),
-                unit=alert.unit,
-                limit=alert.limit,
-                direction=alert.direction,
-                severity=alert.severity,
-                reading_id=reading.reading_id,
-            )
-            items += [
-                item
-                for route in self._routes
-                if route.category == "alert"
-                for item in [self._alert_item(route, reading, alert)]
-                if item is not None
-            ]
+            items += self._alert_items(alert)
         return _Prepared(reading, event, items, alerts)
 
-    def _alert_item(self, route: Route, reading: BoundReading, alert: AlertEvent) -> NewItem | None:
-        payload = {"alert": alert, "subject_id": reading.subject_id}
-        return self._through(
-            route, reading, "alert", payload, vital=alert.vital_interest, key=alert.alert_id
+    def _alert_items(self, alert: AnyAlert) -> list[NewItem]:
+        self.stats.alerts += 1
+        self._activity.emit(
+            alert.type,
+            subject_ref=alert.subject_ref,
+            kind=alert.kind,
+            value=alert.rule.settings.value,
+            measured=round(alert.value, 1),
+            unit=alert.unit,
+            limit=alert.limit,
+            direction=alert.direction,
+            severity=alert.severity,
+            reading_id=alert.reading_id,
+            rule_type=alert.rule.settings.rule_type,
+            phrase=alert.phrase(),
         )
+        origin = _Origin(alert.reading_id, alert.subject_ref, alert.kind)
+        payload = {"alert": alert, "subject_id": alert.subject_id}
+        return [
+            item
+            for route in self._routes
+            if route.category == "alert"
+            for item in [
+                self._through(
+                    route, origin, "alert", payload, vital=alert.vital_interest, key=alert.alert_id
+                )
+            ]
+            if item is not None
+        ]
+
+    async def check_missing(self, now: datetime) -> int:
+        """Raise the missing-readings alerts due at ``now`` and queue them; returns how many.
+
+        Runs beside ``ingest`` on the event loop: the alert state each takes is its own, and
+        both write on the one database thread in the order they were taken.
+        """
+        alerts = self._alerts.check_missing(now)
+        changes = self._alerts.take_changes()
+        if not alerts and not changes:
+            return 0
+        items = [item for alert in alerts for item in self._alert_items(alert)]
+        state = self._alert_state.seal(changes)
+        entries = [(alert.type, alert_audit_record(alert), alert.subject_ref) for alert in alerts]
+
+        def store(connection: sqlite3.Connection) -> None:
+            with Transaction(connection):
+                AlertStateStore.write(connection, state)
+                self._capacity.added(self._outbox.enqueue(connection, items, time.time()))
+                if entries:
+                    audit.append_many(connection, entries)
+
+        await self._database.call(store, priority=Priority.INTAKE)
+        woken = {item.destination for item in items}
+        for item in items:
+            self.stats.queued[item.destination] = self.stats.queued.get(item.destination, 0) + 1
+        for route in self._routes:
+            if route.name in woken:
+                route.wake()
+        return len(alerts)
 
     def _through(
         self,
         route: Route,
-        reading: BoundReading,
+        origin: _Origin,
         category: str,
         payload: dict[str, Any],
         *,
@@ -414,9 +465,9 @@ class Pipeline:
         key: str | None = None,
     ) -> NewItem | None:
         passed = self._decide[route.name](
-            reading.reading_id,
-            reading.subject_ref,
-            reading.measurement.kind,
+            origin.reading_id,
+            origin.subject_ref,
+            origin.kind,
             category,
             payload,
             vital,
@@ -430,9 +481,9 @@ class Pipeline:
             purpose=route.purpose,
             category=category,
             priority=route.priority,
-            subject_ref=reading.subject_ref,
-            reading_id=reading.reading_id,
-            idempotency_key=key or reading.reading_id,
+            subject_ref=origin.subject_ref,
+            reading_id=origin.reading_id,
+            idempotency_key=key or origin.reading_id,
             legal_basis=result.legal_basis or "consent",
             fields=result.fields,
             payload=body,
@@ -540,7 +591,11 @@ class Pipeline:
         self._activity.emit("outbox_full", items=len(refused), limit=self._capacity.limit)
 
     def _store(
-        self, connection: sqlite3.Connection, prepared: list[_Prepared], now: float
+        self,
+        connection: sqlite3.Connection,
+        prepared: list[_Prepared],
+        now: float,
+        alert_state: list[tuple[str, str, bytes | None]],
     ) -> list[NewItem]:
         """Store readings and queue their items in one transaction; returns what was refused."""
         items = [item for entry in prepared for item in entry.items]
@@ -562,6 +617,7 @@ class Pipeline:
         with Transaction(connection):
             readings.insert(connection, rows)
             self._capacity.added(self._outbox.enqueue(connection, items, now))
+            AlertStateStore.write(connection, alert_state)
             alert_entries = [
                 (alert.type, alert_audit_record(alert), entry.reading.subject_ref)
                 for entry in prepared
@@ -572,14 +628,15 @@ class Pipeline:
         return refused
 
 
-def alert_audit_record(alert: AlertEvent) -> dict[str, Any]:
+def alert_audit_record(alert: AnyAlert) -> dict[str, Any]:
     """What the audit log keeps of an alert: the rule and its outcome, never the measured value
     (the audit log is append-only, and erasure must leave no health values behind)."""
     rule = alert.rule.settings
     return {
-        "reading_id": alert.reading.reading_id,
+        "reading_id": alert.reading_id,
         "kind": rule.kind,
         "value": rule.value,
+        "rule_type": rule.rule_type,
         "rule": alert.rule.key,
         "personal_rule": alert.rule.key.startswith("p"),
         "severity": rule.severity,

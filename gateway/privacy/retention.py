@@ -1,4 +1,5 @@
-"""Retention: stored readings and dead letters older than ``retention_days`` are deleted."""
+"""Retention: stored readings and dead letters older than ``retention_days`` are deleted, and
+alert state not written for as long (``gateway/storage/alert_state.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import structlog
 
 from gateway.privacy import audit
 from gateway.storage import readings
+from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.database import Database, Transaction
 from gateway.storage.outbox import Outbox
 
@@ -37,9 +39,11 @@ class Retention:
         return counts
 
     def _delete(self, connection: sqlite3.Connection, cutoff: float) -> dict[str, int]:
+        before = datetime.fromtimestamp(cutoff, UTC).isoformat()
         with Transaction(connection):
             counts = {
                 "dead_letters": Outbox.delete_dead_letters_before(connection, cutoff),
+                "alert_state": AlertStateStore.expire(connection, before),
             }
             # Dead letters first: a reading stays while an item waits to be built from it.
             counts["readings"] = readings.delete_received_before(

@@ -23,6 +23,7 @@ from gateway.privacy.restriction import Restrictions
 from gateway.settings import Settings, SubjectSettings
 from gateway.storage import consents as consent_rows
 from gateway.storage import quarantine, readings
+from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
 from gateway.storage.outbox import Outbox
@@ -84,6 +85,9 @@ class Rights:
         # Awaited after each change has committed (the consent write-back, the care team's
         # notice); a listener handles its own failures.
         self.listeners: list[Callable[[RightsChange], Awaitable[None]]] = []
+        # Called with a subject reference after an erasure: whatever holds that person's data in
+        # memory (the alert engine's windows) forgets it.
+        self.on_erased: list[Callable[[str], None]] = []
 
     async def _tell(self, change: RightsChange) -> None:
         for listener in self.listeners:
@@ -124,6 +128,7 @@ class Rights:
             "quarantined": held["quarantined"],
             "queued": held["queued"],
             "dead_letters": held["dead_letters"],
+            "alert_state": held["alert_state"],
             "audit": held["audit"],
             "generated_at": datetime.now(UTC).isoformat(),
         }
@@ -168,6 +173,11 @@ class Rights:
             {"seq": e.seq, "at": e.at, "event": e.event, **e.data}
             for e in audit.entries(connection, subject_ref=ref, limit=100_000)
         ]
+        alert_state = [
+            {"slot": slot, "state": state}
+            for row_ref, slot, state in AlertStateStore(self._sealer).load(connection, ref)
+            if row_ref == ref
+        ]
         return {
             "readings": held_readings,
             "unreadable_readings": unreadable,
@@ -175,6 +185,7 @@ class Rights:
                 {"destination": d, "reading_id": r, "reason": why}
                 for d, r, why in quarantine.of_subject(connection, ref)
             ],
+            "alert_state": alert_state,
             "consents": choices,
             "queued": queued,
             "dead_letters": dead_letters,
@@ -242,7 +253,15 @@ class Rights:
         def erase(connection: sqlite3.Connection) -> tuple[dict[str, int], dict[str, bool]]:
             with Transaction(connection):
                 counts = dict.fromkeys(
-                    ("readings", "queued", "dead_letters", "quarantined", "consents"), 0
+                    (
+                        "readings",
+                        "queued",
+                        "dead_letters",
+                        "quarantined",
+                        "consents",
+                        "alert_state",
+                    ),
+                    0,
                 )
                 for held_under in [ref, *self._former_refs(connection, subject_id)]:
                     for name, deleted in self._erase_ref(connection, held_under).items():
@@ -262,6 +281,8 @@ class Rights:
 
         was_granted = tuple(p for p in sorted(purposes) if self._consents.is_granted(ref, p))
         counts, withdrawn = await self._database.call(erase, priority=Priority.INTAKE)
+        for forget in self.on_erased:
+            forget(ref)
         self._consents.apply(ref, withdrawn)
         self._restrictions.apply(ref, False)
         subject = self.subject(subject_id)
@@ -279,6 +300,7 @@ class Rights:
             "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
             "quarantined": quarantine.delete_of_subject(connection, ref),
             "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
+            "alert_state": AlertStateStore.erase(connection, ref),
         }
 
     def _former_refs(self, connection: sqlite3.Connection, subject_id: str) -> list[str]:

@@ -333,6 +333,24 @@ function alertItem(alert) {
   return item;
 }
 
+// What the window and missing-readings rules currently notice (gateway/api/noticed.py).
+function renderNoticed(noticed) {
+  const list = $("noticed");
+  if (!noticed.length) return empty(list, t("noticed.none"));
+  list.replaceChildren(
+    ...noticed.map((note) => {
+      const item = el("li", "item alert raised");
+      item.append(el("div", "title", note.text));
+      if (note.instructions) item.append(el("div", "detail", note.instructions));
+      if (note.since) {
+        const since = new Date(note.since).toLocaleString(document.documentElement.lang);
+        item.append(el("div", "when", t("noticed.since", { when: since })));
+      }
+      return item;
+    }),
+  );
+}
+
 function renderAlerts(alerts) {
   const open = alerts.filter((alert) => alert.open);
   const earlier = alerts.filter((alert) => !alert.open);
@@ -352,6 +370,7 @@ function render(summary) {
   $("storage-notice").textContent = summary.storage_notice;
   show("storage-notice", Boolean(summary.storage_notice));
   renderLatest(summary.latest);
+  renderNoticed(summary.noticed || []);
   renderAlerts(summary.alerts);
   renderTrends(summary.trends);
   renderDevices(summary.devices);

@@ -134,4 +134,14 @@ CREATE TABLE IF NOT EXISTS audit_subjects (
     seq          INTEGER NOT NULL,
     PRIMARY KEY (subject_ref, seq)
 ) WITHOUT ROWID;
+
+-- Alert state and window history, sealed (gateway/storage/alert_state.py).
+CREATE TABLE IF NOT EXISTS alert_state (
+    subject_ref  TEXT NOT NULL,
+    slot         TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    payload      BLOB NOT NULL,
+    PRIMARY KEY (subject_ref, slot)
+);
+CREATE INDEX IF NOT EXISTS alert_state_by_age ON alert_state (updated_at);
 """

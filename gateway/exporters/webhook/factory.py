@@ -8,6 +8,7 @@ from gateway.exporters.base import Built, ExportContext, Route
 from gateway.exporters.webhook.sender import WebhookSink
 from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
 from gateway.intake.alerts import AlertEvent
+from gateway.intake.window_alert_event import WindowAlertEvent
 from gateway.secrets import read_secret
 from gateway.settings import ConfigError, WebhookDestination
 from gateway.storage.outbox import PRIORITY_ALERT
@@ -25,6 +26,10 @@ ALERT_FIELDS = frozenset(
         "measured_at",
         "received_at",
         "reading_id",
+        # window and missing-readings rules: what was seen, over which window, from which readings
+        "observed",
+        "window",
+        "readings",
     }
 )
 
@@ -41,7 +46,7 @@ def build(destination: WebhookDestination, context: ExportContext) -> Built:
     system = destination.identifier_system
 
     def to_alert_body(item: Item) -> dict[str, object]:
-        alert: AlertEvent = item.payload["alert"]
+        alert: AlertEvent | WindowAlertEvent = item.payload["alert"]
         body = alert.body({"system": system, "value": item.payload["subject_id"]})
         item.fields = tuple(sorted(body["data"]))
         return body

@@ -1,0 +1,518 @@
+"""Window alert rules: a change, a mean or a count over a window, and missing readings.
+
+Every reading is placed in its person's series by its **measured** time (the device's clock,
+read in the hub's time zone and corrected by the device clock's offset; the time of receipt
+when the device sent none), and judged there: a cuff's stored burst or a glucose meter's
+download arriving today is judged on the days it was measured, not on the day it arrived.
+
+Rules of one kind on one value form a ladder, as limits do: the most severe rule that holds
+speaks; while it holds nothing repeats within the rule's cooldown (by default one further
+window) unless a more severe rule now holds; when a later judgement finds none holding,
+``alert.resolved`` follows. "Later" is by measured time: a late reading judged before the
+alert's own reading never resolves it. A late reading is judged at its own time (a condition
+that held then is raised, and resolved at once if it no longer holds) and the newest reading is
+judged again, since the late one is now in its window.
+
+Missing readings are judged against the gateway's clock (``check_missing``): when a person
+whose devices send a kind has sent none for ``missing_for`` (counted from the newest measured
+reading, or from when the rule first watched them), one alert is raised for the gap; the next
+reading of that kind resolves it.
+
+The state (series, raised episodes, the newest reading per kind) changes in memory and is handed
+to the pipeline by ``take_changes`` to be written with the readings in one transaction.
+Series keep what the longest window needs plus ``LATE_HORIZON_S`` for late readings; a reading
+measured before that is stored and sent as usual but not judged by window rules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.intake.alert_windows import (
+    DAY_S,
+    Observation,
+    Sample,
+    Series,
+    change,
+    count,
+    mean,
+)
+from gateway.intake.events import BoundReading
+from gateway.intake.window_alert_event import Judgement, WindowAlertEvent, WindowRule
+from gateway.units import UnitError, convert
+
+# How far before the newest reading a late reading may be measured and still be judged: a cuff
+# keeps a week or two of readings, and a hub may be off for a while.
+LATE_HORIZON_S = 14 * 86_400.0
+WINDOW_TYPES = ("change", "mean", "count")
+
+
+@dataclass(slots=True)
+class Episode:
+    """A raised window alert: the rule that spoke, and when (measured time)."""
+
+    rule: str
+    raised_at: float
+    rank: int
+    phrase: dict[str, Any] = field(default_factory=dict)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "raised_at": self.raised_at,
+            "rank": self.rank,
+            "phrase": self.phrase,
+        }
+
+
+@dataclass(slots=True)
+class Watch:
+    """Missing readings of one kind for one person."""
+
+    since: float  # when the rule started watching (a person who never measured)
+    last_seen: float = -math.inf  # newest measured instant of a reading of this kind
+    last_id: str | None = None
+    active: str | None = None  # the rule that raised the current gap
+    rank: int = -1
+    gap_from: float | None = None
+    phrase: dict[str, Any] = field(default_factory=dict)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "since": self.since,
+            "last_seen": None if math.isinf(self.last_seen) else self.last_seen,
+            "last_id": self.last_id,
+            "active": self.active,
+            "rank": self.rank,
+            "gap_from": self.gap_from,
+            "phrase": self.phrase if self.active else {},
+        }
+
+
+def measured_instant(reading: BoundReading) -> tuple[float, int]:
+    """(epoch seconds, seconds since local midnight) of when a reading was measured.
+
+    The device's naive timestamp is read in the hub's time zone and corrected by the device
+    clock's offset (device minus gateway), as the FHIR mapper does; no timestamp: receipt.
+    """
+    measured = reading.measurement.measured_at
+    if measured is None:
+        local = reading.received_at.astimezone()
+        return reading.received_at.timestamp(), _day_seconds(local)
+    if reading.clock_offset_s:
+        measured -= timedelta(seconds=reading.clock_offset_s)
+    # A naive datetime's timestamp() reads it in the hub's local time zone.
+    local = measured if measured.tzinfo is None else measured.astimezone()
+    return measured.timestamp(), _day_seconds(local)
+
+
+def _day_seconds(moment: datetime) -> int:
+    return moment.hour * 3600 + moment.minute * 60 + moment.second
+
+
+class WindowEngine:
+    """Judges window and missing-readings rules for every person; holds their state."""
+
+    def __init__(
+        self,
+        general: Sequence[WindowRule],
+        personal: Mapping[str, Sequence[WindowRule]],
+        subjects: Mapping[str, str],
+        watched_kinds: Mapping[str, set[str]],
+        *,
+        history_limit_s: float | None = None,
+    ) -> None:
+        """``subjects``: subject ref -> id; ``watched_kinds``: ref -> kinds their devices send;
+        ``history_limit_s``: the retention period, which no series outlives."""
+        self._general = list(general)
+        self._personal = {ref: list(rules) for ref, rules in personal.items()}
+        self._subjects = dict(subjects)
+        every = [*self._general, *(r for rules in self._personal.values() for r in rules)]
+        longest = max((r.span for r in every if r.type in WINDOW_TYPES), default=0.0)
+        self._keep_s = longest + LATE_HORIZON_S
+        if history_limit_s is not None:
+            self._keep_s = min(self._keep_s, history_limit_s)
+        self._series_units: dict[tuple[str, str], str | None] = {}
+        for rule in every:
+            if rule.type in WINDOW_TYPES and rule.settings.value is not None:
+                target = (rule.settings.kind, rule.settings.value)
+                if self._series_units.get(target) is None:
+                    self._series_units[target] = rule.settings.unit
+        self.targets = frozenset(self._series_units)
+        self._watch_rules: dict[tuple[str, str], list[WindowRule]] = {}
+        for ref, kinds in watched_kinds.items():
+            for kind in kinds:
+                rules = self._select(ref, kind, None, "missing")
+                if rules:
+                    self._watch_rules[(ref, kind)] = rules
+        self.watched_kinds = frozenset(kind for _ref, kind in self._watch_rules)
+        self._rules_cache: dict[tuple[str, str, str], dict[str, list[WindowRule]]] = {}
+        self._series: dict[tuple[str, str, str], Series] = {}
+        self._days: dict[tuple[str, str, str], set[int]] = {}  # the days each series has on disk
+        self._dirty_days: set[tuple[str, str, str, int]] = set()
+        self._episodes: dict[tuple[str, str, str, str], Episode] = {}
+        self._watches: dict[tuple[str, str], Watch] = {}
+        self._changed: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    # Rules -------------------------------------------------------------------------------
+
+    def _select(self, ref: str, kind: str, value: str | None, type_: str) -> list[WindowRule]:
+        """A person's own rules of a type for a target replace the general ones of that type."""
+
+        def fits(rule: WindowRule) -> bool:
+            s = rule.settings
+            return rule.type == type_ and s.kind == kind and s.value == value
+
+        own = [r for r in self._personal.get(ref, ()) if fits(r)]
+        return own or [r for r in self._general if fits(r)]
+
+    def _ladders(self, ref: str, kind: str, value: str) -> dict[str, list[WindowRule]]:
+        key = (ref, kind, value)
+        ladders = self._rules_cache.get(key)
+        if ladders is None:
+            ladders = {}
+            for type_ in WINDOW_TYPES:
+                rules = self._select(ref, kind, value, type_)
+                if rules:
+                    ladders[type_] = rules
+            self._rules_cache[key] = ladders
+        return ladders
+
+    # Readings ----------------------------------------------------------------------------
+
+    def evaluate(self, reading: BoundReading) -> list[WindowAlertEvent]:
+        measurement = reading.measurement
+        ref = reading.subject_ref
+        events: list[WindowAlertEvent] = []
+        instant: tuple[float, int] | None = None
+        if (ref, measurement.kind) in self._watch_rules:
+            instant = measured_instant(reading)
+            event = self._seen(reading, instant[0])
+            if event is not None:
+                events.append(event)
+        for name, quantity in measurement.values.items():
+            if (measurement.kind, name) not in self.targets:
+                continue
+            ladders = self._ladders(ref, measurement.kind, name)
+            if not ladders:
+                continue
+            instant = instant or measured_instant(reading)
+            events += self._judge_reading(reading, name, quantity.value, quantity.unit, instant)
+        return events
+
+    def _judge_reading(
+        self,
+        reading: BoundReading,
+        name: str,
+        raw: float,
+        raw_unit: str,
+        instant: tuple[float, int],
+    ) -> list[WindowAlertEvent]:
+        ref, kind = reading.subject_ref, reading.measurement.kind
+        key = (ref, kind, name)
+        series = self._series.get(key)
+        if series is None:
+            unit = self._series_units.get((kind, name)) or raw_unit
+            series = self._series[key] = Series(unit)
+        try:
+            value = convert(raw, raw_unit, series.unit)
+        except UnitError:
+            return []  # validated at start; a device in an unexpected unit is skipped
+        t, day_s = instant
+        newest = max(series.latest, t)
+        if t < newest - self._keep_s:
+            return []  # older than the history kept: stored and sent, not judged
+        cut = newest - self._keep_s
+        if series.samples and series.samples[0].t < cut - DAY_S:  # about once a day, not always
+            series.trim(cut)
+            self._trimmed(key, cut)
+        index = series.insert(Sample(t, value, reading.reading_id, day_s))
+        # Written by the day it was measured: a reading rewrites its day's few samples, never
+        # the whole history (``take_changes``).
+        self._dirty_days.add((ref, kind, name, int(t // DAY_S)))
+        events: list[WindowAlertEvent] = []
+        for type_, rules in self._ladders(ref, kind, name).items():
+            episode_key = (ref, kind, name, type_)
+            event = self._judge(episode_key, rules, series, index, reading)
+            if event is not None:
+                events.append(event)
+            if index != len(series) - 1:
+                # A late reading: the newest reading's window now holds it too.
+                event = self._judge(episode_key, rules, series, len(series) - 1, reading)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def _judge(
+        self,
+        key: tuple[str, str, str, str],
+        rules: list[WindowRule],
+        series: Series,
+        index: int,
+        reading: BoundReading,
+    ) -> WindowAlertEvent | None:
+        judged = series.samples[index]
+        judgements = [j for j in (_judge(rule, series, index) for rule in rules) if j is not None]
+        held = [j for j in judgements if j.held]
+        episode = self._episodes.get(key)
+        ref = key[0]
+
+        def event(type_: str, judgement: Judgement) -> WindowAlertEvent:
+            return WindowAlertEvent(
+                type_,
+                judgement.rule,
+                ref,
+                self._subjects.get(ref, ""),
+                judgement,
+                datetime.fromtimestamp(judged.t, UTC),
+                reading,
+                judged.reading_id if judged.reading_id != reading.reading_id else None,
+                series.unit,
+            )
+
+        if not held:
+            if episode is None or judged.t < episode.raised_at:
+                return None
+            spoke = next((j for j in judgements if j.rule.key == episode.rule), None)
+            if spoke is None:
+                return None  # the raising rule cannot judge here (too few readings): no news
+            del self._episodes[key]
+            self._changed[(ref, _episode_slot(key))] = None
+            return event("alert.resolved", spoke)
+        worst = max(held, key=lambda j: (j.rule.rank, j.excess))
+        if episode is not None:
+            if judged.t < episode.raised_at:
+                return None  # older than the raising reading: says nothing new
+            current = next((r for r in rules if r.key == episode.rule), worst.rule)
+            within_cooldown = judged.t - episode.raised_at < current.settings.cooldown
+            if within_cooldown and worst.rule.rank <= episode.rank:
+                return None
+        raised = event("alert.raised", worst)
+        self._episodes[key] = Episode(worst.rule.key, judged.t, worst.rule.rank, raised.phrase())
+        self._changed[(ref, _episode_slot(key))] = self._episodes[key].state()
+        return raised
+
+    # Missing readings --------------------------------------------------------------------
+
+    def _seen(self, reading: BoundReading, t: float) -> WindowAlertEvent | None:
+        ref, kind = reading.subject_ref, reading.measurement.kind
+        watch = self._watches.get((ref, kind))
+        if watch is None:
+            watch = self._watches[(ref, kind)] = Watch(since=t)
+        if t <= watch.last_seen:
+            return None  # older than what we knew: the gap (if any) is not closed by it
+        watch.last_seen, watch.last_id = t, reading.reading_id
+        resolved = None
+        if watch.active is not None and watch.gap_from is not None and t > watch.gap_from:
+            rule = next((r for r in self._watch_rules[(ref, kind)] if r.key == watch.active), None)
+            if rule is not None:
+                gap = t - watch.gap_from
+                judgement = Judgement(rule, False, "longer_than", gap, rule.span, None, None)
+                resolved = WindowAlertEvent(
+                    "alert.resolved",
+                    rule,
+                    ref,
+                    self._subjects.get(ref, ""),
+                    judgement,
+                    datetime.fromtimestamp(t, UTC),
+                    reading,
+                )
+            watch.active, watch.rank, watch.gap_from = None, -1, None
+        self._changed[(ref, _watch_slot(kind))] = watch.state()
+        return resolved
+
+    def check_missing(self, now: datetime) -> list[WindowAlertEvent]:
+        """Missing-readings alerts due at ``now`` (the gateway's clock; tests pass their own)."""
+        moment = now.timestamp()
+        events = []
+        for (ref, kind), rules in self._watch_rules.items():
+            watch = self._watches.get((ref, kind))
+            if watch is None:
+                watch = self._watches[(ref, kind)] = Watch(since=moment)
+                self._changed[(ref, _watch_slot(kind))] = watch.state()
+                continue
+            last = max(watch.last_seen, watch.since)
+            gap = moment - last
+            held = [rule for rule in rules if gap >= rule.span]
+            if not held:
+                continue
+            worst = max(held, key=lambda rule: (rule.rank, rule.span))
+            if watch.active is not None and worst.rank <= watch.rank:
+                continue  # once per gap, unless a more severe rule now holds
+            window = Observation(gap, (), last, moment)
+            judgement = Judgement(worst, True, "longer_than", gap, worst.span, None, window)
+            last_reading = (watch.last_id, watch.last_seen) if watch.last_id is not None else None
+            event = WindowAlertEvent(
+                "alert.raised",
+                worst,
+                ref,
+                self._subjects.get(ref, ""),
+                judgement,
+                datetime.fromtimestamp(last, UTC),
+                issued_at=now,
+                last_reading=last_reading,
+            )
+            watch.active, watch.rank, watch.gap_from = worst.key, worst.rank, last
+            watch.phrase = event.phrase()
+            self._changed[(ref, _watch_slot(kind))] = watch.state()
+            events.append(event)
+        return events
+
+    # State -------------------------------------------------------------------------------
+
+    def take_changes(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """The state changed since the last call: (subject ref, slot, state or None)."""
+        for ref, kind, name, day in self._dirty_days:
+            series = self._series.get((ref, kind, name))
+            if series is None:
+                continue
+            days = self._days.setdefault((ref, kind, name), set())
+            samples = series.between(day * DAY_S, (day + 1) * DAY_S)
+            slot = _series_slot(kind, name, day)
+            if samples:
+                days.add(day)
+                self._changed[(ref, slot)] = {
+                    "unit": series.unit,
+                    "samples": [[s.t, s.value, s.reading_id, s.day_s] for s in samples],
+                }
+            else:
+                days.discard(day)
+                self._changed[(ref, slot)] = None
+        self._dirty_days.clear()
+        changes = [(ref, slot, state) for (ref, slot), state in self._changed.items()]
+        self._changed.clear()
+        return changes
+
+    def _trimmed(self, key: tuple[str, str, str], cut: float) -> None:
+        """Days wholly before ``cut`` are deleted; the day ``cut`` falls in is rewritten."""
+        days = self._days.get(key, set())
+        for day in [day for day in days if day * DAY_S < cut]:
+            if (day + 1) * DAY_S <= cut:
+                days.discard(day)
+                self._changed[(key[0], _series_slot(key[1], key[2], day))] = None
+            else:
+                self._dirty_days.add((*key, day))
+
+    def forget(self, subject_ref: str) -> None:
+        """Drops everything held in memory about a person (after erasure)."""
+        stores = (self._series, self._days, self._episodes, self._watches, self._changed)
+        for store in stores:
+            for key in [key for key in store if key[0] == subject_ref]:
+                del store[key]
+        self._dirty_days = {key for key in self._dirty_days if key[0] != subject_ref}
+
+    def restore(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Loads state written by ``take_changes`` before a restart. State for a rule that is no
+        longer configured (or is now a different kind of rule) is dropped."""
+        series: dict[tuple[str, str, str], list[Sample]] = {}
+        units: dict[tuple[str, str, str], str] = {}
+        for ref, slot, state in rows:
+            parts = slot.split("/")
+            if parts[0] == "series" and len(parts) == 4 and parts[3].isdigit():
+                _, kind, name, day = parts
+                unit = self._series_units.get((kind, name)) or state["unit"]
+                samples = [
+                    Sample(t, _convert_or_nan(v, state["unit"], unit), rid, day_s)
+                    for t, v, rid, day_s in state["samples"]
+                ]
+                units[(ref, kind, name)] = unit
+                series.setdefault((ref, kind, name), []).extend(
+                    s for s in samples if not math.isnan(s.value)
+                )
+                self._days.setdefault((ref, kind, name), set()).add(int(day))
+            elif parts[0] == "episode" and len(parts) == 4:
+                _, kind, name, type_ = parts
+                rules = self._ladders(ref, kind, name).get(type_, [])
+                if any(rule.key == state["rule"] for rule in rules):
+                    self._episodes[(ref, kind, name, type_)] = Episode(
+                        state["rule"], state["raised_at"], state["rank"], state.get("phrase", {})
+                    )
+                else:
+                    self._changed[(ref, slot)] = None
+            elif parts[0] == "missing" and len(parts) == 2:
+                kind = parts[1]
+                watch = Watch(
+                    since=state["since"],
+                    last_seen=-math.inf if state["last_seen"] is None else state["last_seen"],
+                    last_id=state.get("last_id"),
+                    active=state["active"],
+                    rank=state["rank"],
+                    gap_from=state["gap_from"],
+                    phrase=state.get("phrase") or {},
+                )
+                rules = self._watch_rules.get((ref, kind), [])
+                if watch.active is not None and not any(r.key == watch.active for r in rules):
+                    watch.active, watch.rank, watch.gap_from = None, -1, None
+                self._watches[(ref, kind)] = watch
+        for key, samples in series.items():
+            self._series[key] = Series(units[key], samples)
+
+
+def _judge(rule: WindowRule, series: Series, index: int) -> Judgement | None:
+    settings = rule.settings
+    unit = settings.unit or series.unit
+    try:
+        if rule.type == "change":
+            direction = "rise" if settings.rise is not None else "fall"
+            limit = float(settings.rise if settings.rise is not None else settings.fall or 0.0)
+            observation = change(series, index, rule.span, direction)
+            amount = _difference(observation.amount, series.unit, unit)
+            return Judgement(rule, amount > limit, direction, amount, limit, unit, observation)
+        if rule.type == "mean":
+            observation = mean(series, index, rule.span, rule.times, settings.min_readings)
+            if observation is None:
+                return None
+            amount = convert(observation.amount, series.unit, unit)
+            above, below = settings.mean_above, settings.mean_below
+            if above is not None and amount > above:
+                return Judgement(rule, True, "above", amount, above, unit, observation)
+            if below is not None and amount < below:
+                return Judgement(rule, True, "below", amount, below, unit, observation)
+            limit = settings.mean_above if settings.mean_above is not None else settings.mean_below
+            direction = "above" if settings.mean_above is not None else "below"
+            return Judgement(rule, False, direction, amount, float(limit or 0.0), unit, observation)
+        if rule.type == "count":
+            above = None if settings.above is None else convert(settings.above, unit, series.unit)
+            below = None if settings.below is None else convert(settings.below, unit, series.unit)
+            observation = count(series, index, rule.span, above, below)
+            needed = float(settings.count or 1)
+            return Judgement(
+                rule,
+                observation.amount >= needed,
+                "at_least",
+                observation.amount,
+                needed,
+                unit,
+                observation,
+            )
+    except UnitError:
+        return None
+    return None
+
+
+def _difference(amount: float, source: str, target: str) -> float:
+    """A difference of two values in another unit (an offset cancels: 1 Cel apart = 1.8 degF)."""
+    return convert(amount, source, target) - convert(0.0, source, target)
+
+
+def _convert_or_nan(value: float, source: str, target: str) -> float:
+    try:
+        return convert(value, source, target)
+    except UnitError:
+        return math.nan
+
+
+def _series_slot(kind: str, name: str, day: int) -> str:
+    return f"series/{kind}/{name}/{day}"  # day: whole days since the epoch (UTC)
+
+
+def _episode_slot(key: tuple[str, str, str, str]) -> str:
+    return f"episode/{key[1]}/{key[2]}/{key[3]}"
+
+
+def _watch_slot(kind: str) -> str:
+    return f"missing/{kind}"
