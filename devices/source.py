@@ -104,7 +104,7 @@ class BleSource:
     def __init__(
         self,
         targets: Sequence[DeviceTarget],
-        on_reading: Callable[[Received], None],
+        on_reading: Callable[[Received], asyncio.Future[bool] | None],
         *,
         scan_timeout: float = 10.0,
         backoff_initial: float = 1.0,

@@ -38,6 +38,9 @@ from gateway.intake.alerts import AlertEngine
 from gateway.intake.device_targets import device_targets
 from gateway.intake.events import age_on
 from gateway.intake.pipeline import ADULT_AGE, Pipeline, PipelineStats
+from gateway.logging import personal_strings
+from gateway.privacy import audit, consent_guard
+from gateway.privacy.audit_anchor import AuditAnchor, audit_is_keyed, last_anchor
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.consent_sync import ConsentSync, build_consent_sync
 from gateway.privacy.keys import load_or_create_key
@@ -46,11 +49,20 @@ from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
 from gateway.privacy.rights import Rights
+from gateway.privacy.scrub import ErrorScrubber
 from gateway.settings import AggregateDestination, Settings
+from gateway.storage import meta, quarantine
 from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.crypto import Sealer
-from gateway.storage.database import Database, Priority, Transaction
+from gateway.storage.database import (
+    Database,
+    Priority,
+    Transaction,
+    holds_sealed_data,
+    secure_delete,
+)
 from gateway.storage.outbox import Outbox
+from gateway.storage.space import DiskSpace, is_disk_full
 from gateway.trouble import TroubleWatch
 
 log = structlog.get_logger(__name__)
@@ -58,6 +70,10 @@ T = TypeVar("T")
 
 # How often missing-readings rules look at the clock; their windows are days long.
 MISSING_CHECK_S = 300.0
+
+
+# In ``meta``: dead letters' error texts have been scrubbed (``gateway.privacy.scrub``).
+DEAD_LETTERS_SCRUBBED = "dead_letters.scrubbed"
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -104,6 +120,14 @@ class Paths:
         return self.data_dir / "keys" / "storage.key"
 
     @property
+    def audit_key(self) -> Path:
+        return self.data_dir / "keys" / "audit.key"
+
+    @property
+    def audit_anchor(self) -> Path:
+        return self.data_dir / "audit.anchor"
+
+    @property
     def reference_key(self) -> Path:
         return self.data_dir / "keys" / "reference.key"
 
@@ -120,6 +144,9 @@ class Gateway:
         self.consents = ConsentRegistry()
         self.restrictions = Restrictions()
         self.consent_rule = ConsentRule(self.consents, self.restrictions)
+        self.scrubber = ErrorScrubber(personal_strings(settings))
+        self.anchor = AuditAnchor(self.paths.audit_anchor)
+        self.space = DiskSpace(self.paths.data_dir)
         self.rights: Rights | None = None
         self.database = Database(self.paths.database)
         self.workers: list[DeliveryWorker] = []
@@ -135,12 +162,34 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down without losing anything."""
         self.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.space.is_low() and self.space.release_reserve():
+            # Room to open the database, deliver what waits and serve the page; intake waits.
+            log.error(
+                "disk_full",
+                action="free space in gateway.data_dir; intake resumes by itself",
+                at="start",
+            )
         own_key = self.settings.gateway.outbox_key_file
+        storage_key_path = own_key or self.paths.storage_key
+        if not storage_key_path.exists() and holds_sealed_data(self.paths.database):
+            # A new key could open none of it, and would hide that the old one was lost.
+            raise GatewayError(
+                f"{storage_key_path}: the storage key is missing but {self.paths.database}"
+                " holds sealed readings; restore the key file from a backup (no new key is made)"
+            )
         storage_key = load_or_create_key(
-            own_key or self.paths.storage_key,
+            storage_key_path,
             config_key="gateway.outbox_key_file" if own_key else "gateway.data_dir",
         )
-        references = References(load_or_create_key(self.paths.reference_key))
+        if not self.paths.audit_key.exists() and audit_is_keyed(self.paths.database):
+            raise GatewayError(
+                f"{self.paths.audit_key}: the audit key is missing but the audit log was kept"
+                " with it; restore the key file from a backup (no new key is made)"
+            )
+        self.database.audit_key = load_or_create_key(self.paths.audit_key)
+        self.database.audit_anchor = self.paths.audit_anchor
+        reference_key = load_or_create_key(self.paths.reference_key)
+        references = References(reference_key)
         sealer = Sealer(storage_key)
         outbox = Outbox(sealer)
         try:
@@ -149,7 +198,17 @@ class Gateway:
             raise GatewayError(str(exc)) from None
         await self.database.open()
         try:
-            await self.database.call(lambda c: self._seed_consents(c, references))
+            try:
+                await self.database.call(
+                    lambda c: self._seed_consents(c, references, reference_key)
+                )
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise
+                raise GatewayError(
+                    f"{self.paths.data_dir}: the disk is full, not even the consent registry"
+                    " can be written; free space there and start again"
+                ) from None
             self.rights = Rights(
                 self.settings,
                 self.database,
@@ -158,18 +217,57 @@ class Gateway:
                 self.consents,
                 self.restrictions,
                 outbox,
+                anchor=self.anchor.record,
             )
             async with aiohttp.ClientSession() as session:
                 await self._serve(stop, session, references, sealer, outbox)
         finally:
             await self.database.close()
 
-    def _seed_consents(self, connection: Any, references: References) -> None:
+    def _seed_consents(self, connection: Any, references: References, reference_key: bytes) -> None:
+        """Load the registry; seed from the config only people the hub has never seen, and
+        fail closed for anyone whose choices were lost (``consent_guard``)."""
         self.consents.load(connection)
         self.restrictions.load(connection)
+        check = consent_guard.key_check(reference_key)
+        anchor = last_anchor(self.paths.audit_anchor)
+        why: str | None = None
+        scrub_old = meta.get(connection, DEAD_LETTERS_SCRUBBED) is None
+        if scrub_old:  # old texts are overwritten on disk, not only unlinked from the tree
+            secure_delete(connection, on=True)
         with Transaction(connection):
+            if scrub_old:
+                # Dead letters kept before error texts were scrubbed: scrubbed once, now.
+                Outbox.scrub_responses(connection, self.scrubber.scrub)
+                meta.put(connection, DEAD_LETTERS_SCRUBBED, "1")
+            audit.start_keying(connection)
+            reason = consent_guard.lost_reason(connection, check, anchor)
+            waiting = 0
             for subject in self.settings.subjects:
-                self.consents.seed(connection, references.subject_ref(subject.id), subject.consent)
+                ref = references.subject_ref(subject.id)
+                if self.consents.has_record(ref):
+                    continue
+                if reason is not None or consent_guard.has_history(connection, ref):
+                    self.consents.mark_lost(ref, consent_guard.care_only(subject.consent))
+                    waiting += 1
+                    continue
+                self.consents.seed(connection, ref, subject.consent)
+            if waiting:
+                why = reason or "the consent records of people with history are gone"
+                audit.append(
+                    connection, "consent.registry_lost", {"reason": why, "people": waiting}
+                )
+            consent_guard.remember(connection, check, reason if waiting else None)
+        if scrub_old:
+            secure_delete(connection, on=False)  # deletes on the hot path stay cheap
+        self.consents.lost_reason = why
+        if why is not None:
+            log.error(
+                "consent_registry_lost",
+                reason=why,
+                people=waiting,
+                action=consent_guard.OPERATOR_ACTION,
+            )
 
     async def _serve(
         self,
@@ -197,6 +295,8 @@ class Gateway:
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
                 priority=Priority.ALERT if destination.route.category == "alert" else Priority.BULK,
+                scrub=self.scrubber.scrub,
+                anchor=self.anchor.record,
             )
             destination.route.wake = worker.wake
             self.workers.append(worker)
@@ -227,6 +327,7 @@ class Gateway:
             [destination.route for destination in built],
             self.activity,
             is_restricted=self.restrictions.is_restricted,
+            space=self.space,
         )
         for destination, worker in zip(built, self.workers, strict=False):
             if destination.route.category == "reading":
@@ -273,6 +374,8 @@ class Gateway:
                 destinations=len(self.workers),
                 simulated=self.settings.uses_simulated_radio,
             )
+            if not self.space.is_low():
+                self.space.keep_reserve()  # room to start on, should the disk fill later
             tune_runtime()
             self.ready.set()
             stopped = asyncio.create_task(stop.wait(), name="stop-signal")
@@ -348,6 +451,7 @@ class Gateway:
         """A snapshot for operators: devices, per-destination queue and health, pipeline counts."""
         depth = await self.database.call(Outbox.depth)
         dead = await self.database.call(Outbox.dead_letter_counts)
+        quarantined = await self.database.call(quarantine.counts)
         destinations = []
         kinds = {d.name: d.kind for d in self.settings.destinations}
         for worker in self.workers:
@@ -362,12 +466,16 @@ class Gateway:
                     "queued": queued,
                     "oldest_queued_at": _iso(oldest),
                     "dead_letters": dead.get(name, 0),
+                    "quarantined": quarantined.get(name, 0),
+                    "state": stats.state,
+                    "paused_reason": stats.paused_reason,
                     "delivered": stats.delivered,
                     "retries": stats.retries,
                     "withheld": stats.withheld,
                     "last_error": stats.last_error,
                     "last_error_at": _iso(stats.last_error_at),
                     "last_delivery_at": _iso(stats.last_delivery_at),
+                    "last_success_at": _iso(stats.last_delivery_at),
                 }
             )
         devices = [
@@ -384,7 +492,21 @@ class Gateway:
             "devices": devices,
             "destinations": destinations,
             "pipeline": asdict(self.pipeline.stats) if self.pipeline else {},
+            "consent": self._consent_status(),
             "consent_sync": self.consent_sync.status() if self.consent_sync else None,
+            "intake": {
+                "disk_full": bool(self.pipeline and self.pipeline.disk_full),
+                "readings_held": self.pipeline.pending if self.pipeline else 0,
+                "free_bytes": self.space.free_bytes(),
+            },
+        }
+
+    def _consent_status(self) -> dict[str, Any]:
+        waiting = self.consents.waiting
+        return {
+            "registry_lost": self.consents.lost_reason if waiting else None,
+            "people_waiting": waiting,
+            "action": consent_guard.OPERATOR_ACTION if waiting else None,
         }
 
     @contextlib.asynccontextmanager
@@ -414,6 +536,8 @@ class Gateway:
                 may_send=self.consent_rule.may_send,
                 retry_initial_s=destination.retry_initial_s,
                 retry_max_s=destination.retry_max_s,
+                scrub=self.scrubber.scrub,
+                anchor=self.anchor.record,
             )
             self.workers.append(worker)
             aggregators.append(

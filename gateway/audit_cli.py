@@ -7,6 +7,8 @@ import sqlite3
 import orjson
 
 from gateway.privacy import audit
+from gateway.privacy.audit_anchor import keyed_from, last_anchor
+from gateway.privacy.keys import read_key
 from gateway.settings import ConfigError, Settings
 from gateway.storage.database import StoreError, open_read_only
 
@@ -15,10 +17,17 @@ def verify_audit(settings: Settings, *, as_json: bool) -> int:
     path = settings.gateway.data_dir / "gateway.db"
     if not path.exists():
         raise ConfigError(f"gateway.data_dir: no database at {path}; has the gateway run yet?")
+    key_path = settings.gateway.data_dir / "keys" / "audit.key"
+    key = read_key(key_path) if key_path.exists() else None
+    anchor = last_anchor(settings.gateway.data_dir / "audit.anchor")
     try:
         connection = open_read_only(path)
         try:
-            result = audit.verify(connection)
+            if key is None and keyed_from(connection) is not None:
+                raise ConfigError(
+                    f"{key_path}: the audit key is missing; restore it from a backup to verify"
+                )
+            result = audit.verify(connection, key=key, anchor=anchor)
         finally:
             connection.close()
     except sqlite3.OperationalError as exc:
@@ -39,7 +48,8 @@ def verify_audit(settings: Settings, *, as_json: bool) -> int:
             ).decode()
         )
     elif result.ok:
-        print(f"audit log OK: {result.entries} entries, chain intact")
+        anchored = "" if anchor is None else f", anchored up to entry {anchor.seq}"
+        print(f"audit log OK: {result.entries} entries, chain intact{anchored}")
     else:
         print(f"audit log BROKEN after {result.entries} good entries: {result.problem}")
     return 0 if result.ok else 1

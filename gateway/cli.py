@@ -333,6 +333,15 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    result = _ask(args, "POST", "/api/quarantine/requeue").json()
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"requeued: {result['requeued']}")
+    return 0
+
+
 def cmd_audit_show(args: argparse.Namespace) -> int:
     from gateway.client import audit_text
 
@@ -461,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("ids", nargs="*", metavar="ID")
     dead.add_argument("--all", action="store_true", help="requeue: every dead letter")
     dead.add_argument("--destination", help="requeue --all: only this destination's")
+    quarantined = _operator(
+        commands,
+        "quarantine",
+        "re-queue items that could not be opened, once the storage key is restored",
+        cmd_quarantine,
+    )
+    quarantined.add_argument("action", choices=["requeue"])
     return parser
 
 

@@ -222,6 +222,7 @@ def status_text(status: dict[str, Any]) -> str:
         + (" (simulated radio)" if status.get("simulated_radio") else ""),
         "",
     ]
+    lines += _warnings(status)
     destinations = status.get("destinations", [])
     if destinations:
         lines.append(
@@ -232,8 +233,11 @@ def status_text(status: dict[str, Any]) -> str:
                     "QUEUED",
                     "OLDEST QUEUED",
                     "DEAD",
+                    "QUARANTINED",
                     "SENT",
                     "RETRIES",
+                    "STATE",
+                    "LAST SUCCESS",
                     "LAST ERROR",
                 ],
                 [
@@ -243,13 +247,16 @@ def status_text(status: dict[str, Any]) -> str:
                         d["queued"],
                         short_time(d.get("oldest_queued_at")),
                         d["dead_letters"],
+                        d.get("quarantined", 0),
                         d["delivered"],
                         d["retries"],
-                        d.get("last_error"),
+                        d.get("state", ""),
+                        short_time(d.get("last_success_at")),
+                        _last_error(d),
                     ]
                     for d in destinations
                 ],
-                numeric={2, 4, 5, 6},
+                numeric={2, 4, 5, 6, 7},
             )
         )
     else:
@@ -268,6 +275,33 @@ def status_text(status: dict[str, Any]) -> str:
             f" alerts {pipeline.get('alerts', 0)}",
         ]
     return "\n".join(lines)
+
+
+def _warnings(status: dict[str, Any]) -> list[str]:
+    """One line each for what an operator must act on, above the tables."""
+    found = []
+    consent = status.get("consent") or {}
+    if consent.get("registry_lost"):
+        found.append(
+            f"CONSENT REGISTRY LOST ({consent['registry_lost']}):"
+            f" {consent['people_waiting']} people; {consent['action']}"
+        )
+    intake = status.get("intake") or {}
+    if intake.get("disk_full"):
+        found.append(
+            f"DISK FULL: {intake['readings_held']} readings held in memory;"
+            " free space in gateway.data_dir (intake resumes by itself)"
+        )
+    return [*found, ""] if found else []
+
+
+def _last_error(destination: dict[str, Any]) -> str | None:
+    """The last error with when it happened (a later success does not erase it, the state
+    column says whether it still holds)."""
+    error = destination.get("paused_reason") or destination.get("last_error")
+    if error is None:
+        return None
+    return f"{short_time(destination.get('last_error_at'))} {error}"
 
 
 def dead_letters_text(rows: list[dict[str, Any]]) -> str:

@@ -9,6 +9,7 @@ from bleak.exc import BleakDBusError, BleakError
 from devices.sim.dbus_daemon import DbusDaemonMissing
 from gateway.scan import BluetoothUnavailable
 from gateway.storage.database import StoreError
+from gateway.storage.space import is_disk_full
 
 
 class GatewayError(Exception):
@@ -28,6 +29,8 @@ def describe(exc: BaseException) -> str | None:
         return f"Bluetooth: {exc}"
     if isinstance(exc, FileNotFoundError) and "system_bus_socket" in str(exc):
         return "Bluetooth: the D-Bus system bus is not running; install and start dbus and bluez"
+    if is_disk_full(exc):
+        return "the disk of gateway.data_dir is full; free space there and start again"
     if isinstance(exc, sqlite3.DatabaseError):
         # A damaged page surfaces at whichever query first reads it, often during the start.
         return (

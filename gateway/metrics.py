@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from gateway import __version__
 from gateway.activity import ActivityEntry
+from gateway.storage import quarantine
 from gateway.storage.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class _Snapshot:
 
     depth: dict[str, tuple[int, float | None]] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
     now: float = 0.0
 
 
@@ -95,6 +97,7 @@ class GatewayMetrics(Collector):
         self._snapshot = _Snapshot(
             depth=await self._hub.on_database(Outbox.depth),
             dead=await self._hub.on_database(Outbox.dead_letter_counts),
+            quarantined=await self._hub.on_database(quarantine.counts),
             now=now,
         )
 
@@ -215,6 +218,16 @@ class GatewayMetrics(Collector):
             "Queued items not sent because consent was withdrawn or processing restricted.",
             labels=["destination"],
         )
+        quarantined = GaugeMetricFamily(
+            "health_gateway_quarantined",
+            "Queued items that could not be opened (altered, or another key), kept aside.",
+            labels=["destination"],
+        )
+        paused = GaugeMetricFamily(
+            "health_gateway_destination_paused",
+            "1 while the destination refuses our credentials (items stay queued).",
+            labels=["destination"],
+        )
         for destination in self._hub.delivery_stats():
             name, stats = destination.name, destination.stats
             count, first = snapshot.depth.get(name, (0, None))
@@ -224,7 +237,9 @@ class GatewayMetrics(Collector):
             dead_total.add_metric([name], stats.dead_letters)
             retries.add_metric([name], stats.retries)
             withheld.add_metric([name], stats.withheld)
-        yield from (depth, oldest, dead, dead_total, retries, withheld)
+            quarantined.add_metric([name], snapshot.quarantined.get(name, 0))
+            paused.add_metric([name], int(stats.paused_reason is not None))
+        yield from (depth, oldest, dead, dead_total, retries, withheld, quarantined, paused)
 
     def _device_metrics(self) -> Iterator[Metric]:
         statuses = self._hub.device_status()

@@ -82,6 +82,25 @@ class Waiter:
 
         await asyncio.wait_for(wait(), timeout)
 
+    async def until_items(
+        self, kind: str, items: int, timeout: float = 20.0, **fields: Any
+    ) -> None:
+        """Until entries of ``kind`` account for ``items`` items (a batch is one entry)."""
+
+        def counted() -> int:
+            return sum(
+                int(e.fields.get("items", 1))
+                for e in self.entries
+                if e.kind == kind and all(e.fields.get(k) == v for k, v in fields.items())
+            )
+
+        async def wait() -> None:
+            while counted() < items:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
 
 @dataclass
 class Hub:

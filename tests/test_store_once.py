@@ -266,9 +266,13 @@ async def test_three_destinations_one_down_for_an_hour_one_refusing_and_a_withdr
         assert len(by_destination["nurse"]) == 2
         theirs_sent = audit.entries(connection, subject_ref=theirs_ref, limit=100_000)
         assert {e.data["destination"] for e in theirs_sent if e.event == "disclosure"} == {"care"}
-        assert audit.verify(connection).ok
+        assert audit.verify(connection, key=audit_key(tmp_path / "data")).ok
     finally:
         connection.close()
+
+
+def audit_key(data_dir: Path) -> bytes:
+    return (data_dir / "keys" / "audit.key").read_bytes()
 
 
 def tamper(database: Path, sql: str, *args: object) -> audit.VerifyResult:
@@ -276,7 +280,7 @@ def tamper(database: Path, sql: str, *args: object) -> audit.VerifyResult:
     try:
         with connection:
             connection.execute(sql, args)
-        return audit.verify(connection)
+        return audit.verify(connection, key=audit_key(database.parent))
     finally:
         connection.close()
 

@@ -107,7 +107,9 @@ class DeviceRecord:
 class SourceHooks:
     """What a driver may ask of the source that runs it."""
 
-    on_reading: Callable[[Received], None]
+    # May return a future set True once the reading is stored (and every one handed over before
+    # it): then what the device counts as delivered waits for that, not for the hand-over.
+    on_reading: Callable[[Received], asyncio.Future[bool] | None]
     changed: Callable[[], None]  # a status field changed: wake whoever waits on status
     racp_timeout: float  # seconds a stored-record procedure may stay silent
 
@@ -126,6 +128,8 @@ class Driver:
         self.hooks = hooks
         self.device = device
         self.client = client
+        # The consumer's "stored" future for the last reading handed over (None: no promise).
+        self.last_stored: asyncio.Future[bool] | None = None
         self.lost = lost  # set when the link drops
         self.ref = device.target.ref
         # The quirks to decode with: configured, or recognised from the advertised name.
@@ -255,7 +259,7 @@ class Driver:
         offset = self.clock.offsets.stamped_by(measurement.measured_at, arrived)
         reading = Received(device.target, char_uuid, measurement, received_at, offset)
         try:
-            self.hooks.on_reading(reading)
+            self.last_stored = self.hooks.on_reading(reading)
         except Exception as exc:
             # The consumer's failure must not tear down the BLE stack's callback chain.
             log.error(
@@ -267,6 +271,18 @@ class Driver:
             return False
         device.readings += 1
         return True
+
+    async def handed_over_stored(self) -> bool:
+        """Whether everything handed over so far is on disk, waiting up to ``racp_timeout`` for
+        the consumer to say so (it confirms in order: the last reading's future covers all)."""
+        stored = self.last_stored
+        if stored is None:
+            return True
+        try:
+            async with asyncio.timeout(self.hooks.racp_timeout):
+                return await asyncio.shield(stored)
+        except TimeoutError:
+            return False
 
     def drop(self, reason: str) -> None:
         self.device.dropped += 1

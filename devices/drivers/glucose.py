@@ -244,8 +244,16 @@ class GlucoseDriver(StandardDriver):
         sequence = measurement.status.get("sequence_number")
         if measurement.kind == "glucose" and isinstance(sequence, int):
             self._records += 1
-            self._advance(sequence)
+            stored = self.last_stored
+            if stored is None:
+                self._advance(sequence)
+            else:  # the next download starts after it only once it is on disk
+                stored.add_done_callback(partial(self._advance_if_stored, sequence))
         return True
+
+    def _advance_if_stored(self, sequence: int, stored: asyncio.Future[bool]) -> None:
+        if not stored.cancelled() and stored.exception() is None and stored.result():
+            self._advance(sequence)
 
     def close(self) -> None:
         super().close()

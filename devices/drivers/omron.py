@@ -11,9 +11,10 @@ map (``omron-hem-7322t``, ``omron-hem-7600t``). On each connection, after bondin
    settings; read the unread records of every user (oldest first, in blocks the family allows)
    and hand each over as a ``blood_pressure`` reading with its user index (1, 2) and the clock
    offset read before.
-3. Only when all were handed over: reset the unread counters and set the clock, then end the
-   transfer. A link lost before that leaves the counters as they were, so the next connection
-   reads the same records again; the pipeline recognises them by their time stamps.
+3. Only when all were handed over and the consumer has them on disk: reset the unread
+   counters and set the clock, then end the transfer. A link lost (or records not stored)
+   before that leaves the counters as they were, so the next connection reads the same
+   records again; the pipeline recognises them by their time stamps.
 """
 
 from __future__ import annotations
@@ -199,7 +200,12 @@ class OmronDriver(Driver):
                     continue
                 if self.hand_over(BLOOD_PRESSURE_MEASUREMENT, record, now_utc(), local_now()):
                     handed += 1
-        # All handed over: mark them read and set the clock, then close the transfer.
+        # All handed over and on disk: mark them read and set the clock, then close the
+        # transfer. Not stored (a full disk, a consumer that stopped): the cuff keeps them.
+        if not await self.handed_over_stored():
+            log.warning("ble.omron_records_kept", device=self.ref, reason="not stored yet")
+            await self._command(end_command(), END)
+            return
         await self._write(memory.settings_write + unread_start, nothing_unread(counters))
         now = local_now()
         await self._write(memory.settings_write + clock_start, clock_block(clock, now))

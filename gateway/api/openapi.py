@@ -337,6 +337,23 @@ def _paths() -> dict[str, Any]:
                 ],
             )
         },
+        "/api/quarantine/requeue": {
+            "post": _op(
+                "Move every quarantined item (one that could not be opened) back into the outbox,"
+                " once the storage key it was sealed with is restored.",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"requeued": {"type": "integer"}},
+                        },
+                        "How many were moved.",
+                    ),
+                    **AUTH_ERRORS,
+                },
+                tag="operator",
+            )
+        },
         "/api/dead-letters/requeue": {
             "post": _op(
                 "Move dead letters back into the outbox for another delivery attempt.",

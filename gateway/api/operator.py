@@ -21,6 +21,7 @@ from gateway.api.summary import KIND_LABELS, device_readings
 from gateway.metrics import CONTENT_TYPE
 from gateway.privacy import audit
 from gateway.settings import PURPOSES, FhirDestination
+from gateway.storage import quarantine
 from gateway.storage.database import Transaction
 from gateway.storage.outbox import Outbox
 
@@ -390,3 +391,24 @@ async def requeue(request: web.Request) -> web.Response:
     context.hub.wake_delivery()
     log.info("dead_letters_requeued", items=len(moved))
     return json_response({"requeued": moved, "not_found": missing})
+
+
+async def requeue_quarantined(request: web.Request) -> web.Response:
+    """Every quarantined item back into the outbox, once the right storage key is back."""
+    context = context_of(request)
+    now = time.time()
+
+    def move(connection: sqlite3.Connection) -> int:
+        with Transaction(connection):
+            moved = quarantine.requeue_all(connection, now)
+            audit.append(
+                connection,
+                "quarantine.requeued",
+                {"items": moved, "source": principal_of(request).audit_source},
+            )
+        return moved
+
+    moved = await context.hub.on_database(move)
+    context.hub.wake_delivery()
+    log.info("quarantine_requeued", items=moved)
+    return json_response({"requeued": moved})

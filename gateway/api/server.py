@@ -58,6 +58,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/audit", operator.audit_log),
     ("GET", "/api/dead-letters", operator.dead_letters),
     ("POST", "/api/dead-letters/requeue", operator.requeue),
+    ("POST", "/api/quarantine/requeue", operator.requeue_quarantined),
     ("GET", "/", page.index),
     ("GET", "/static/{name}", page.static),
     ("GET", "/session", page.session_get),

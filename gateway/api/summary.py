@@ -31,7 +31,7 @@ from gateway.api.trends import Limit, daily, sentence
 from gateway.i18n import Translator
 from gateway.privacy import audit
 from gateway.settings import PURPOSES, AlertRuleSettings, Settings
-from gateway.storage import consents, readings
+from gateway.storage import consents, quarantine, readings
 from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.database import reading_aad
 from gateway.units import UnitError, convert
@@ -91,14 +91,11 @@ class SummaryBuilder:
     def read(self, connection: sqlite3.Connection, ref: str, now: float) -> dict[str, Any]:
         """Everything the summary needs from the database, in one visit to the writer thread."""
         since = (datetime.fromtimestamp(now, UTC) - timedelta(days=TREND_DAYS)).isoformat()
-        recent = [
-            self._open(reading_id, payload)
-            for reading_id, payload in readings.of_subject(connection, ref, since)
-        ]
-        latest = [
-            self._open(reading_id, payload)
-            for reading_id, payload in readings.newest_per_kind(connection, ref)
-        ]
+        # A reading that cannot be opened (a damaged row) is left out and counted: one bad
+        # row must not keep the person from the rest of their page.
+        unreadable: set[str] = set()
+        recent = self._open_all(readings.of_subject(connection, ref, since), unreadable)
+        latest = self._open_all(readings.newest_per_kind(connection, ref), unreadable)
         entries = audit.entries(connection, subject_ref=ref, limit=HISTORY_LIMIT)
         ids = sorted({str(e.data["reading_id"]) for e in entries if "reading_id" in e.data})
         kinds = readings.kinds(connection, ids)
@@ -113,11 +110,21 @@ class SummaryBuilder:
             "entries": entries,
             "kinds": kinds,
             "consents": choices,
+            "unreadable": len(unreadable),
+            "quarantined": len(quarantine.of_subject(connection, ref)),
         }
 
-    def _open(self, reading_id: str, payload: bytes) -> dict[str, Any]:
-        event: dict[str, Any] = orjson.loads(self._sealer.open(payload, reading_aad(reading_id)))
-        return event
+    def _open_all(
+        self, rows: list[tuple[str, bytes]], unreadable: set[str]
+    ) -> list[dict[str, Any]]:
+        events = []
+        for reading_id, payload in rows:
+            opened = self._sealer.try_open(payload, reading_aad(reading_id))
+            if opened is None:
+                unreadable.add(reading_id)
+            else:
+                events.append(orjson.loads(opened))
+        return events
 
     def translator(self, language: str) -> Translator:
         return Translator(language, self._settings.gateway.zone)
@@ -160,11 +167,21 @@ class SummaryBuilder:
             "alerts": AlertView(self._settings, tr, moment).build(
                 alerts, held["entries"], held["kinds"], self._destination_text_for(tr), erased_at
             ),
+            # Stored readings that could not be opened, and items kept aside for that reason.
+            "unreadable_readings": held.get("unreadable", 0),
+            "quarantined": held.get("quarantined", 0),
+            "storage_notice": self._storage_notice(tr, held),
             "generated_at": moment.isoformat(),
             "updated": tr.t("summary.updated", when=tr.when(moment, moment, inline=True)),
         }
 
     # Readings and trends --------------------------------------------------------------------
+
+    @staticmethod
+    def _storage_notice(tr: Translator, held: dict[str, Any]) -> str:
+        """A line for the page when some of the person's stored data could not be read."""
+        damaged = held.get("unreadable", 0) or held.get("quarantined", 0)
+        return tr.t("storage.damaged", count=damaged) if damaged else ""
 
     def _latest_card(self, tr: Translator, event: dict[str, Any], now: datetime) -> dict[str, Any]:
         kind = str(event["kind"])
@@ -524,7 +541,10 @@ def device_readings(
     """Per device address: the clock offset and time of its newest stored reading."""
     found: dict[str, dict[str, Any]] = {}
     for reading_id, payload in readings.newest(connection, limit):
-        event = orjson.loads(sealer.open(payload, reading_aad(reading_id)))
+        opened = sealer.try_open(payload, reading_aad(reading_id))
+        if opened is None:  # a damaged row: the next reading of that device says the same
+            continue
+        event = orjson.loads(opened)
         address = event.get("device_address")
         if address and address not in found:
             found[address] = {

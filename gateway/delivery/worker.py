@@ -27,8 +27,10 @@ import structlog
 from gateway.activity import Activity
 from gateway.exporters.base import Outcome, Sink
 from gateway.privacy import audit
+from gateway.storage import quarantine
 from gateway.storage.database import Database, Priority, Transaction
 from gateway.storage.outbox import Outbox, QueuedItem
+from gateway.storage.space import is_disk_full
 
 log = structlog.get_logger(__name__)
 
@@ -39,9 +41,24 @@ class WorkerStats:
     retries: int = 0
     dead_letters: int = 0
     withheld: int = 0
+    quarantined: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     last_delivery_at: float | None = None
+    # Set while the destination refuses our credentials (401/403): nothing is sent and nothing
+    # is given up until it accepts them again.
+    paused_reason: str | None = None
+
+    @property
+    def state(self) -> str:
+        """``paused`` (credentials refused), ``failing`` (the latest attempt failed) or ``ok``."""
+        if self.paused_reason is not None:
+            return "paused"
+        if self.last_error_at is not None and (
+            self.last_delivery_at is None or self.last_error_at > self.last_delivery_at
+        ):
+            return "failing"
+        return "ok"
 
 
 # Why a queued item was not sent (the audit log's ``withheld`` entries say it).
@@ -96,6 +113,8 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         priority: Priority = Priority.BULK,
         build: Callable[[QueuedItem], bytes | None] | None = None,
+        scrub: Callable[[str], str] = lambda text: text,
+        anchor: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.sink = sink
         self.purpose = purpose
@@ -106,6 +125,10 @@ class DeliveryWorker:
         self._may_send = may_send
         # Builds a queued reading's payload from the stored reading (None: it may not go now).
         self.build = build
+        # Masks identifiers in a destination's error texts before they are kept (dead letters).
+        self._scrub = scrub
+        # Writes the audit log's head outside the database after each batch is committed.
+        self._anchor = anchor
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._rng = rng or random.Random()
@@ -127,6 +150,7 @@ class DeliveryWorker:
         items = await self._database.call(
             lambda c: self._outbox.due(c, name, 10**9, float("inf")), priority=self._priority
         )
+        items = [item for item in items if item.unreadable is None]
         for item in items:
             if item.needs_build and self.build is not None:
                 item.body = self.build(item) or b""
@@ -191,6 +215,16 @@ class DeliveryWorker:
             pass
 
     def _note_outcome(self, outcome: Outcome) -> None:
+        if outcome.paused:
+            # Credentials refused: every item would be refused alike. Hold the whole
+            # destination at the longest back-off, keep its items queued, and try again.
+            self.stats.paused_reason = outcome.reason
+            self._held_until = time.time() + self._retry_max_s
+            if outcome.retry_after_s is not None:
+                self._held_until = max(self._held_until, time.time() + outcome.retry_after_s)
+            return
+        if outcome.delivered:
+            self.stats.paused_reason = None
         if outcome.delivered or not outcome.retry:
             self._failures = 0
             self._held_until = 0.0
@@ -229,7 +263,11 @@ class DeliveryWorker:
         """
         sendable: list[QueuedItem] = []
         withheld: list[tuple[QueuedItem, str]] = []
+        unreadable: list[QueuedItem] = []
         for item in batch:  # one pass: a membership test per item was quadratic in the batch
+            if item.unreadable is not None:
+                unreadable.append(item)
+                continue
             if not self._may_send(item):
                 withheld.append((item, WITHDRAWN))
                 continue
@@ -254,9 +292,10 @@ class DeliveryWorker:
             # already sees this batch settled; at most one batch is ever unsettled.
             await self._settled()
             applied = self._database.submit(
-                lambda c: self._apply(c, sendable, withheld, outcome), priority=self._priority
+                lambda c: self._apply(c, sendable, withheld, outcome, unreadable),
+                priority=self._priority,
             )
-            settle = self._settle(applied, sendable, withheld, outcome)
+            settle = self._settle(applied, sendable, withheld, outcome, unreadable)
             self._settling = asyncio.ensure_future(settle)
         except BaseException:
             if read_ahead is not None:
@@ -270,9 +309,21 @@ class DeliveryWorker:
         sendable: list[QueuedItem],
         withheld: list[tuple[QueuedItem, str]],
         outcome: Outcome,
+        unreadable: list[QueuedItem],
     ) -> None:
-        await applied
-        self._report(sendable, withheld, outcome)
+        try:
+            await applied
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            # Rolled back: the batch stays queued and is sent again (same idempotency keys)
+            # once there is room to record it. Hold off meanwhile instead of resending at once.
+            self._held_until = time.time() + self._retry_max_s
+            log.error(
+                "delivery_bookkeeping_deferred", destination=self.sink.name, reason="disk full"
+            )
+            return
+        self._report(sendable, withheld, outcome, unreadable)
 
     async def _settled(self) -> None:
         """Wait for the previous batch's bookkeeping (and raise what it raised)."""
@@ -286,10 +337,15 @@ class DeliveryWorker:
         sent: list[QueuedItem],
         withheld: list[tuple[QueuedItem, str]],
         outcome: Outcome,
+        unreadable: list[QueuedItem] | None = None,
     ) -> None:
         by_id = {item.id: item for item in sent}
         now = time.time()
         with Transaction(connection):
+            if unreadable:
+                quarantine.from_outbox(
+                    connection, [(item.id, item.unreadable or "") for item in unreadable], now
+                )
             self._outbox.remove(connection, outcome.delivered + [item.id for item, _ in withheld])
             entries = disclosure_entries([by_id[item_id] for item_id in outcome.delivered])
             for item, reason in withheld:
@@ -300,6 +356,14 @@ class DeliveryWorker:
                     "reason": reason,
                 }
                 entries.append(("withheld", withheld_entry, item.subject_ref))
+            for item in unreadable or ():
+                quarantined_entry = {
+                    "destination": item.destination,
+                    "purpose": item.purpose,
+                    "reading_id": item.reading_id,
+                    "reason": item.unreadable,
+                }
+                entries.append(("quarantined", quarantined_entry, item.subject_ref))
             if entries:
                 audit.append_many(connection, entries)
             retries = []
@@ -311,7 +375,12 @@ class DeliveryWorker:
                     delay = max(delay, outcome.retry_after_s)
                 retries.append((item_id, now + delay, outcome.reason or "retry"))
             self._outbox.reschedule(connection, retries)
-            self._outbox.dead_letter(connection, outcome.failed)
+            self._outbox.dead_letter(
+                connection,
+                [(item_id, status, self._scrub(text)) for item_id, status, text in outcome.failed],
+            )
+        if entries and self._anchor is not None:
+            self._anchor(connection)  # after the commit: it names only what is on disk
         # Settled for good: their payloads need not be kept (a retry keeps its payload).
         settled = outcome.delivered + [item_id for item_id, _status, _text in outcome.failed]
         self._outbox.cache.drop(
@@ -321,10 +390,24 @@ class DeliveryWorker:
         )
 
     def _report(
-        self, sent: list[QueuedItem], withheld: list[tuple[QueuedItem, str]], outcome: Outcome
+        self,
+        sent: list[QueuedItem],
+        withheld: list[tuple[QueuedItem, str]],
+        outcome: Outcome,
+        unreadable: list[QueuedItem] | None = None,
     ) -> None:
         by_id = {item.id: item for item in sent}
         stats = self.stats
+        if unreadable:
+            stats.quarantined += len(unreadable)
+            log.error(
+                "delivery_quarantined",
+                destination=self.sink.name,
+                items=len(unreadable),
+                reason=unreadable[0].unreadable,
+                hint="kept in the quarantine table; restore the storage key if it was replaced",
+            )
+            self._activity.emit("quarantined", destination=self.sink.name, items=len(unreadable))
         stats.delivered += len(outcome.delivered)
         stats.retries += len(outcome.retry)
         stats.dead_letters += len(outcome.failed)
@@ -341,7 +424,8 @@ class DeliveryWorker:
                 legal_basis=item.legal_basis,
             )
         if outcome.retry or outcome.failed:
-            stats.last_error, stats.last_error_at = outcome.reason, time.time()
+            reason = None if outcome.reason is None else self._scrub(outcome.reason)
+            stats.last_error, stats.last_error_at = reason, time.time()
         if outcome.retry:
             log.warning(
                 "delivery_retry",

@@ -20,6 +20,9 @@ from gateway.settings import Settings
 from gateway.storage.outbox import QueuedItem
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+# The destination refused our credentials (an expired or revoked token): no item is at fault,
+# so none is given up; the destination is paused with its items kept queued.
+CREDENTIALS_REFUSED_STATUS = frozenset({401, 403})
 
 
 @dataclass(slots=True)
@@ -31,6 +34,7 @@ class Outcome:
     failed: list[tuple[int, int | None, str]] = field(default_factory=list)  # id, status, excerpt
     retry_after_s: float | None = None
     reason: str | None = None
+    paused: bool = False  # the destination refused our credentials: hold it, keep the items
 
 
 @dataclass(slots=True)

@@ -6,7 +6,13 @@ import asyncio
 
 import aiohttp
 
-from gateway.exporters.base import Outcome, excerpt, is_retryable, parse_retry_after
+from gateway.exporters.base import (
+    CREDENTIALS_REFUSED_STATUS,
+    Outcome,
+    excerpt,
+    is_retryable,
+    parse_retry_after,
+)
 
 
 async def post(
@@ -45,6 +51,10 @@ async def post(
             f"HTTP {status} redirect not followed; set the destination's url to its final address"
         )
         return Outcome(failed=[(i, status, reason) for i in ids], reason=reason), status, ""
+    if status in CREDENTIALS_REFUSED_STATUS:
+        reason = f"HTTP {status}: credentials refused; replace the token and restart"
+        outcome = Outcome(retry=list(ids), retry_after_s=retry_after, reason=reason, paused=True)
+        return outcome, status, text
     if is_retryable(status):
         outcome = Outcome(retry=list(ids), retry_after_s=retry_after, reason=f"HTTP {status}")
         return outcome, status, text

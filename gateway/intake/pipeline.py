@@ -26,6 +26,7 @@ from filters.chain import ChainContext, Item
 from filters.minimise import FieldLeak, enforce_allow_list
 from gateway.activity import Activity
 from gateway.exporters.base import Route
+from gateway.intake.acknowledgements import Acknowledgements
 from gateway.intake.alerts import AlertEngine, AlertEvent
 from gateway.intake.device_time import stamped_at_receipt, unusable_device_time
 from gateway.intake.events import BoundReading, age_on, reading_event
@@ -39,6 +40,7 @@ from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
 from gateway.storage.outbox import PRIORITY_CARE, NewItem, Outbox, QueuedItem
+from gateway.storage.space import DiskFull, DiskSpace, is_disk_full
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +51,10 @@ TRANSIENT_KINDS = frozenset({"cuff_pressure", "glucose_context"})
 # Readings taken from the queue per transaction: large enough that a burst costs few commits,
 # small enough that an alert never waits behind more than a few ms of other readings' work.
 MAX_BATCH = 32
+# Readings held in memory while the disk is full; beyond this intake refuses (unconfirmed).
+MAX_HELD_WHILE_FULL = 10_000
+# How often intake looks for space again while the disk is full.
+DISK_RETRY_S = 1.0
 
 
 # A route compiled (``Pipeline._compile``): (reading_id, subject_ref, kind, category, payload,
@@ -72,6 +78,7 @@ class PipelineStats:
     device_time_replaced: int = 0  # device stamps out of range or in the future: receipt time
     alerts: int = 0
     urgent: int = 0  # readings taken ahead of the queue because they may cross an alert limit
+    refused_disk_full: int = 0  # not taken in: the disk was full and held readings at the cap
     queued: dict[str, int] = field(default_factory=dict)
 
 
@@ -107,8 +114,13 @@ class Pipeline:
         routes: list[Route],
         activity: Activity,
         is_restricted: Callable[[str], bool] = lambda _ref: False,
+        space: DiskSpace | None = None,
     ) -> None:
         self.stats = PipelineStats()
+        self._space = space
+        self._acks = Acknowledgements()
+        self.disk_full = False
+        self._space_check = asyncio.Event()  # set to look for space again at once
         self._database = database
         self._outbox = outbox
         self._consents = consents
@@ -135,14 +147,22 @@ class Pipeline:
         }
         self._decide = {route.name: self._compile(route) for route in routes}
 
-    def submit(self, received: Received) -> None:
-        """Called from the BLE notification callback; never blocks."""
+    def submit(self, received: Received) -> asyncio.Future[bool]:
+        """Called from the BLE notification callback; never blocks. The future is set True
+        once the reading is on disk (``acknowledgements``), False if it never will be."""
+        stored = self._acks.expect(received)
+        if self.disk_full and self.pending >= MAX_HELD_WHILE_FULL:
+            # Memory is not a disk: beyond this the device keeps its readings (unconfirmed).
+            self.stats.refused_disk_full += 1
+            self._acks.refuse(received)
+            return stored
         if self._alerts.may_breach(received.measurement):
             self.stats.urgent += 1
             self._urgent.append(received)
         else:
             self._ordinary.append(received)
         self._arrived.set()
+        return stored
 
     @property
     def pending(self) -> int:
@@ -161,8 +181,15 @@ class Pipeline:
                 continue
             batch = self._next_batch()
             self._in_flight = batch
-            await self.ingest(batch)
+            try:
+                await self.ingest(batch)
+            except DiskFull:
+                self._in_flight = []
+                self._hold(batch)
+                await self._wait_for_space()
+                continue
             self._in_flight = []
+            self._acks.stored(list(batch))
 
     async def flush(self) -> None:
         """Ingest everything still queued (at shutdown, after intake and ``run`` have stopped).
@@ -170,13 +197,25 @@ class Pipeline:
         A batch that ``run`` was handling when it was cancelled is ingested again; readings it had
         already stored are recognised by their id and not queued twice.
         """
-        if self._in_flight:
-            batch, self._in_flight = self._in_flight, []
-            await self.ingest(batch)
-        while self.pending:
-            await self.ingest(self._next_batch())
+        try:
+            if self._in_flight:
+                batch, self._in_flight = self._in_flight, []
+                await self.ingest(batch)
+                self._acks.stored(list(batch))
+            while self.pending:
+                batch = self._next_batch()
+                await self.ingest(batch)
+                self._acks.stored(list(batch))
+        except DiskFull:
+            # Not stored, so never confirmed: the devices send these again after the restart.
+            log.error("readings_not_stored", readings=self.pending, reason="disk full")
+        finally:
+            self._acks.abandon()
 
     async def ingest(self, batch: list[Received]) -> None:
+        if self._space is not None and self._space.is_low():
+            # Refused before anything is bound, counted or written, rather than half-written.
+            raise DiskFull
         bound = [reading for reading in map(self._bind, batch) if reading is not None]
         if not bound:
             return
@@ -203,9 +242,16 @@ class Pipeline:
             return
         now = time.time()
         state = self._alert_state.seal(self._alerts.take_changes())
-        refused = await self._database.call(
-            lambda c: self._store(c, prepared, now, state), priority=Priority.INTAKE
-        )
+        try:
+            refused = await self._database.call(
+                lambda c: self._store(c, prepared, now, state), priority=Priority.INTAKE
+            )
+        except sqlite3.OperationalError as exc:
+            if is_disk_full(exc):  # rolled back: nothing of the batch is on disk
+                raise DiskFull from None
+            raise
+        if self.disk_full:
+            self._space_returned()
         log.debug("readings_stored", count=len(prepared))
         for entry in prepared:
             self._activity.emit(
@@ -223,6 +269,40 @@ class Pipeline:
         for route in self._routes:
             if route.name in woken:
                 route.wake()
+
+    # A full disk ---------------------------------------------------------------------------
+
+    def _hold(self, batch: list[Received]) -> None:
+        """Put a batch that could not be stored back at the front of its lanes, in order."""
+        for received in reversed(batch):
+            lane = self._urgent if self._alerts.may_breach(received.measurement) else self._ordinary
+            lane.appendleft(received)
+        if not self.disk_full:
+            self.disk_full = True
+            log.error(
+                "disk_full",
+                readings_held=self.pending,
+                action="free space in gateway.data_dir; intake resumes by itself",
+            )
+            self._activity.emit("disk_full", readings_held=self.pending)
+
+    async def _wait_for_space(self) -> None:
+        self._space_check.clear()
+        try:
+            await asyncio.wait_for(self._space_check.wait(), DISK_RETRY_S)
+        except TimeoutError:
+            pass
+
+    def look_for_space(self) -> None:
+        """Try the held readings again now (an operator freed space)."""
+        self._space_check.set()
+
+    def _space_returned(self) -> None:
+        self.disk_full = False
+        log.info("disk_space_back", readings_held=self.pending)
+        self._activity.emit("disk_space_back", readings_held=self.pending)
+        if self._space is not None:
+            self._space.keep_reserve()
 
     def _bind(self, received: Received) -> BoundReading | None:
         measurement = received.measurement

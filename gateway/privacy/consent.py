@@ -20,16 +20,40 @@ from gateway.storage.outbox import CATEGORY_NOTICE, QueuedItem
 class ConsentRegistry:
     def __init__(self) -> None:
         self._granted: dict[tuple[str, str], bool] = {}
+        # People whose recorded choices were lost (``consent_guard``): only their care
+        # purposes, as configured, until an operator records their choices again.
+        self._lost: dict[str, dict[str, bool]] = {}
+        self.lost_reason: str | None = None
 
     def load(self, connection: sqlite3.Connection) -> None:
         self._granted = consents.load(connection)
 
     def is_granted(self, subject_ref: str, purpose: str) -> bool:
         """Absent means not granted."""
-        return self._granted.get((subject_ref, purpose), False)
+        granted = self._granted.get((subject_ref, purpose))
+        if granted is None and self._lost:
+            return self._lost.get(subject_ref, {}).get(purpose, False)
+        return bool(granted)
+
+    def mark_lost(self, subject_ref: str, care: dict[str, bool]) -> None:
+        """This person's choices are lost: only ``care`` (care purposes) holds for now."""
+        self._lost[subject_ref] = dict(care)
+
+    def is_lost(self, subject_ref: str) -> bool:
+        return subject_ref in self._lost
+
+    def lost_care(self, subject_ref: str) -> dict[str, bool]:
+        """What still holds for a person whose choices were lost (their care purposes)."""
+        return dict(self._lost.get(subject_ref, {}))
+
+    @property
+    def waiting(self) -> int:
+        """People whose non-care processing waits for an operator."""
+        return len(self._lost)
 
     def purposes(self, subject_ref: str) -> dict[str, bool]:
-        return {p: g for (ref, p), g in self._granted.items() if ref == subject_ref}
+        found = {p: g for (ref, p), g in self._granted.items() if ref == subject_ref}
+        return found or self.lost_care(subject_ref)
 
     def has_record(self, subject_ref: str) -> bool:
         return any(ref == subject_ref for ref, _ in self._granted)
@@ -66,6 +90,7 @@ class ConsentRegistry:
         """Make a committed change visible to the hot path."""
         for purpose, granted in consent.items():
             self._granted[(subject_ref, purpose)] = granted
+        self._lost.pop(subject_ref, None)  # recorded now: no longer waiting
 
 
 class ConsentRule:

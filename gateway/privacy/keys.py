@@ -31,6 +31,15 @@ def load_or_create_key(
     return key
 
 
+def read_key(path: Path, *, nbytes: int = KEY_BYTES) -> bytes:
+    """Read a key file that must exist (for tools that check, never create)."""
+    return load_or_create_key(path, nbytes=nbytes) if path.exists() else _missing(path)
+
+
+def _missing(path: Path) -> bytes:
+    raise ConfigError(f"{path}: key file is missing; restore it from a backup")
+
+
 def _create(path: Path, nbytes: int, config_key: str) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = secrets.token_bytes(nbytes)

@@ -16,17 +16,23 @@ from typing import Any
 import orjson
 
 from gateway.exporters.fhir.payload import reading_entries
-from gateway.privacy import audit
+from gateway.privacy import audit, consent_guard
 from gateway.privacy.consent import ConsentRegistry
 from gateway.privacy.references import References
 from gateway.privacy.restriction import Restrictions
 from gateway.settings import Settings, SubjectSettings
 from gateway.storage import consents as consent_rows
-from gateway.storage import readings
+from gateway.storage import quarantine, readings
 from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Priority, Transaction, reading_aad
 from gateway.storage.outbox import Outbox
+
+# Why a stored reading is listed without its content in an access answer.
+UNREADABLE = (
+    "stored, but it cannot be opened (damaged, or sealed with another storage key);"
+    " the operator can restore the key or the database from a backup"
+)
 
 
 class SubjectNotFound(KeyError):
@@ -62,8 +68,12 @@ class Rights:
         consents: ConsentRegistry,
         restrictions: Restrictions,
         outbox: Outbox,
+        *,
+        anchor: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._outbox = outbox
+        # Writes the audit log's head outside the database once a change has committed.
+        self._anchor = anchor
         # What else keeps a person's identifiers in memory (exporters' pseudonym caches).
         self._forgetters: list[Callable[[Collection[str]], None]] = []
         self._subjects = {subject.id: subject for subject in settings.subjects}
@@ -114,6 +124,8 @@ class Rights:
             "consents": held["consents"],
             "restricted": self._restrictions.is_restricted(ref),
             "readings": held["readings"],
+            "unreadable_readings": held["unreadable_readings"],
+            "quarantined": held["quarantined"],
             "queued": held["queued"],
             "dead_letters": held["dead_letters"],
             "alert_state": held["alert_state"],
@@ -122,10 +134,15 @@ class Rights:
         }
 
     def _held(self, connection: sqlite3.Connection, ref: str) -> dict[str, Any]:
-        held_readings = [
-            orjson.loads(self._sealer.open(payload, reading_aad(reading_id)))
-            for reading_id, payload in readings.of_subject(connection, ref)
-        ]
+        held_readings = []
+        unreadable = []
+        for reading_id, payload in readings.of_subject(connection, ref):
+            opened = self._sealer.try_open(payload, reading_aad(reading_id))
+            if opened is None:
+                # Reported, not raised: one damaged row never blocks the person's access.
+                unreadable.append({"reading_id": reading_id, "problem": UNREADABLE})
+            else:
+                held_readings.append(orjson.loads(opened))
         choices = {
             purpose: {"granted": granted, "changed_at": changed_at, "source": source}
             for purpose, granted, changed_at, source in consent_rows.of_subject(connection, ref)
@@ -163,6 +180,11 @@ class Rights:
         ]
         return {
             "readings": held_readings,
+            "unreadable_readings": unreadable,
+            "quarantined": [
+                {"destination": d, "reading_id": r, "reason": why}
+                for d, r, why in quarantine.of_subject(connection, ref)
+            ],
             "alert_state": alert_state,
             "consents": choices,
             "queued": queued,
@@ -205,12 +227,16 @@ class Rights:
             "entry": entries,
         }
 
-    @staticmethod
     def _audit_once(
-        connection: sqlite3.Connection, event: str, data: dict[str, Any], ref: str
+        self, connection: sqlite3.Connection, event: str, data: dict[str, Any], ref: str
     ) -> None:
         with Transaction(connection):
             audit.append(connection, event, data, subject_ref=ref)
+        self._anchored(connection)
+
+    def _anchored(self, connection: sqlite3.Connection) -> None:
+        if self._anchor is not None:
+            self._anchor(connection)
 
     # Erasure ------------------------------------------------------------------------------
 
@@ -226,13 +252,22 @@ class Rights:
 
         def erase(connection: sqlite3.Connection) -> tuple[dict[str, int], dict[str, bool]]:
             with Transaction(connection):
-                counts = {
-                    "readings": readings.delete_of_subject(connection, ref),
-                    "queued": self._outbox.purge(connection, ref),
-                    "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
-                    "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
-                    "alert_state": AlertStateStore.erase(connection, ref),
-                }
+                counts = dict.fromkeys(
+                    (
+                        "readings",
+                        "queued",
+                        "dead_letters",
+                        "quarantined",
+                        "consents",
+                        "alert_state",
+                    ),
+                    0,
+                )
+                for held_under in [ref, *self._former_refs(connection, subject_id)]:
+                    for name, deleted in self._erase_ref(connection, held_under).items():
+                        counts[name] += deleted
+                if self._consents.is_lost(ref) and self._consents.waiting == 1:
+                    consent_guard.resolved(connection)
                 withdrawn = {purpose: False for purpose in sorted(purposes)}
                 self._consents.write(connection, ref, withdrawn, source=f"erasure:{source}")
                 audit.append(
@@ -241,6 +276,7 @@ class Rights:
                     {"counts": counts, "source": source},
                     subject_ref=ref,
                 )
+            self._anchored(connection)
             return counts, withdrawn
 
         was_granted = tuple(p for p in sorted(purposes) if self._consents.is_granted(ref, p))
@@ -256,6 +292,33 @@ class Rights:
             forget(identifiers)
         await self._tell(RightsChange("erasure", subject_id, ref, source, withdrawn=was_granted))
         return counts
+
+    def _erase_ref(self, connection: sqlite3.Connection, ref: str) -> dict[str, int]:
+        return {
+            "readings": readings.delete_of_subject(connection, ref),
+            "queued": self._outbox.purge(connection, ref),
+            "dead_letters": Outbox.delete_dead_letters_of_subject(connection, ref),
+            "quarantined": quarantine.delete_of_subject(connection, ref),
+            "consents": consent_rows.delete_of_subject(connection, ref),  # and restriction
+            "alert_state": AlertStateStore.erase(connection, ref),
+        }
+
+    def _former_refs(self, connection: sqlite3.Connection, subject_id: str) -> list[str]:
+        """References this person's readings are stored under from before the reference key
+        was replaced: readings under a reference no configured person has now, whose sealed
+        event names this person. Erasure removes those too, whatever the key."""
+        current = {self._references.subject_ref(s) for s in self._subjects}
+        subject = self.subject(subject_id)
+        found = []
+        for other in sorted(readings.subject_refs(connection) - current):
+            for reading_id, payload in readings.first_of_subject(connection, other, 5):
+                opened = self._sealer.try_open(payload, reading_aad(reading_id))
+                if opened is None:
+                    continue  # damaged, or sealed with another storage key: try the next one
+                if orjson.loads(opened).get("subject") == subject.id:
+                    found.append(other)
+                break
+        return found
 
     # Restriction and consent ----------------------------------------------------------------
 
@@ -273,6 +336,7 @@ class Rights:
                     {"restricted": restricted, "source": source},
                     subject_ref=ref,
                 )
+            self._anchored(connection)
 
         was = self._restrictions.is_restricted(ref)
         await self._database.call(write, priority=Priority.INTAKE)
@@ -289,12 +353,20 @@ class Rights:
         """Grant or withdraw purposes; a withdrawal purges what is queued for that purpose."""
         ref = self.subject_ref(subject_id)
         effective = {p: g for p, g in changes.items() if self._consents.is_granted(ref, p) != g}
+        was_lost = self._consents.is_lost(ref)
+        if was_lost:
+            # Their choices were lost: this records them again, in full. The care purposes
+            # that went on meanwhile are recorded as they stand unless this changes them.
+            effective = {**self._consents.lost_care(ref), **changes}
+        last_waiting = was_lost and self._consents.waiting == 1
 
         def write(connection: sqlite3.Connection) -> dict[str, int]:
             purged: dict[str, int] = {}
             with Transaction(connection):
                 if effective:
                     self._consents.write(connection, ref, effective, source=source)
+                if last_waiting:
+                    consent_guard.resolved(connection)
                 for purpose, granted in effective.items():
                     if not granted:
                         purged[purpose] = self._outbox.purge(connection, ref, purpose)
@@ -304,6 +376,7 @@ class Rights:
                             {"purpose": purpose, "queued_items_removed": purged[purpose]},
                             subject_ref=ref,
                         )
+            self._anchored(connection)
             return purged
 
         purged = await self._database.call(write, priority=Priority.INTAKE)

@@ -103,10 +103,10 @@ function forgetPerson() {
   for (const id of ["latest", "trends", "alerts", "alerts-resolved", "devices", "consents", "history"]) {
     $(id).replaceChildren();
   }
-  for (const id of ["consent-message", "erase-message", "updated", "monitoring-banner", "withdraw-question", "withdraw-warning"]) {
+  for (const id of ["consent-message", "erase-message", "updated", "monitoring-banner", "storage-notice", "withdraw-question", "withdraw-warning"]) {
     $(id).textContent = "";
   }
-  for (const id of ["monitoring-banner", "restricted", "alerts-earlier", "withdraw-confirm", "erase-confirm", "history-more"]) {
+  for (const id of ["monitoring-banner", "storage-notice", "restricted", "alerts-earlier", "withdraw-confirm", "erase-confirm", "history-more"]) {
     show(id, false);
   }
   $("alerts-earlier").open = false;
@@ -367,6 +367,8 @@ function render(summary) {
   show("restricted", summary.restricted);
   $("monitoring-banner").textContent = summary.monitoring.banner;
   show("monitoring-banner", Boolean(summary.monitoring.banner));
+  $("storage-notice").textContent = summary.storage_notice;
+  show("storage-notice", Boolean(summary.storage_notice));
   renderLatest(summary.latest);
   renderNoticed(summary.noticed || []);
   renderAlerts(summary.alerts);

@@ -66,3 +66,23 @@ def record_restriction(
         " source = excluded.source",
         (subject_ref, int(restricted), changed_at, source),
     )
+
+
+def has_history(connection: sqlite3.Connection, subject_ref: str) -> bool:
+    """Whether the hub holds anything of this person besides consents: stored readings, or
+    audit entries about them (their own, or deliveries that named them)."""
+    row = connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM readings WHERE subject_ref = ?)"
+        " OR EXISTS (SELECT 1 FROM audit WHERE subject_ref = ?)"
+        " OR EXISTS (SELECT 1 FROM audit_subjects WHERE subject_ref = ?)",
+        (subject_ref, subject_ref, subject_ref),
+    ).fetchone()
+    return bool(row[0])
+
+
+def holds_anything(connection: sqlite3.Connection) -> bool:
+    """Whether the database holds any reading or audit entry at all."""
+    row = connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM readings) OR EXISTS (SELECT 1 FROM audit)"
+    ).fetchone()
+    return bool(row[0])

@@ -26,6 +26,14 @@ class Sealer:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, associated)
 
+    def try_open(self, blob: bytes, associated: bytes) -> bytes | None:
+        """``open``, or None for a blob that fails authentication (for readers that go on with
+        the other rows and report this one)."""
+        try:
+            return self.open(blob, associated)
+        except SealError:
+            return None
+
     def open(self, blob: bytes, associated: bytes) -> bytes:
         try:
             return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated)

@@ -40,9 +40,40 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
+def holds_sealed_data(path: Path) -> bool:
+    """Whether the database at ``path`` holds anything sealed with the storage key (readings,
+    queued or dead-lettered items): then a missing key is a lost key, never a fresh start."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    try:
+        connection = open_read_only(path)
+        try:
+            return any(
+                connection.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0]  # noqa: S608
+                for table in ("readings", "outbox", "dead_letters")
+            )
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return True  # unreadable or damaged: opening it later says so; do not mint a key here
+
+
+def secure_delete(connection: sqlite3.Connection, *, on: bool) -> None:
+    """Whether what is deleted or overwritten from now on is zeroed on disk, not just freed."""
+    connection.execute(f"PRAGMA secure_delete={'ON' if on else 'OFF'}")
+
+
 def reading_aad(reading_id: str) -> bytes:
     """Associated data binding a stored reading's sealed payload to its row."""
     return f"reading\x1f{reading_id}".encode()
+
+
+class KeyedConnection(sqlite3.Connection):
+    """The writer's connection, carrying the audit log's MAC key to whatever appends to the
+    log through it (``gateway.privacy.audit``); None for a log kept without a key."""
+
+    audit_key: bytes | None = None
+    audit_anchor: Path | None = None  # the anchor file beside the database, when there is one
 
 
 class StoreError(Exception):
@@ -72,8 +103,13 @@ class Database:
     and a running job is never interrupted, so an alert waits for at most one other job.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, audit_key: bytes | None = None, audit_anchor: Path | None = None
+    ) -> None:
         self.path = path
+        # Handed to the connection: see ``KeyedConnection``.
+        self.audit_key = audit_key
+        self.audit_anchor = audit_anchor
         self._jobs: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
         self._arrival = itertools.count()
         self._thread: threading.Thread | None = None
@@ -89,7 +125,9 @@ class Database:
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            connection = sqlite3.connect(self.path, isolation_level=None)
+            connection = sqlite3.connect(self.path, isolation_level=None, factory=KeyedConnection)
+            connection.audit_key = self.audit_key
+            connection.audit_anchor = self.audit_anchor
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -106,7 +144,10 @@ class Database:
             connection.executescript(SCHEMA)
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the database ({exc})") from None
+            hint = ""
+            if type(exc) is sqlite3.DatabaseError:  # damaged pages, not a lock or a path
+                hint = "; the file is damaged: keep a copy of it and restore it from a backup"
+            raise StoreError(f"{self.path}: cannot open the database ({exc}){hint}") from None
         self.path.chmod(0o600)
         self._connection = connection
         self._checkpointer = Checkpointer(self.path)
@@ -220,6 +261,7 @@ class Checkpointer:
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
             connection.execute("PRAGMA busy_timeout=5000")
+            failing: str | None = None
             while True:
                 self._wanted.wait()
                 if self._stopping.wait(self._pause_s):  # the pause lets a burst finish first
@@ -228,8 +270,11 @@ class Checkpointer:
                 try:
                     row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # the writer's own checkpoint is the fallback
-                    log.warning("checkpoint_failed", error=str(exc))
+                    if str(exc) != failing:  # once per cause (a full disk fails every pass)
+                        log.warning("checkpoint_failed", error=str(exc))
+                    failing = str(exc)
                     continue
+                failing = None
                 with self._passed:
                     self.passes += 1
                     self.last_pass = (row[0], row[1], row[2])
@@ -268,6 +313,16 @@ class Transaction:
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if exc_type is None:
-            self._connection.execute("COMMIT")
+            try:
+                self._connection.execute("COMMIT")
+            except sqlite3.Error:
+                self._roll_back()  # a COMMIT that failed (a full disk) may leave it open
+                raise
         else:
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        # SQLite rolls back by itself after some errors (SQLITE_FULL among them); a second
+        # ROLLBACK would then fail and hide the error that caused it.
+        if self._connection.in_transaction:
             self._connection.execute("ROLLBACK")

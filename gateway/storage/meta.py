@@ -17,3 +17,7 @@ def put(connection: sqlite3.Connection, key: str, value: str) -> None:
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (key, value),
     )
+
+
+def delete(connection: sqlite3.Connection, key: str) -> None:
+    connection.execute("DELETE FROM meta WHERE key = ?", (key,))

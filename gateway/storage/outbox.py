@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from gateway.storage import readings
-from gateway.storage.crypto import Sealer
+from gateway.storage.crypto import Sealer, SealError
 from gateway.storage.database import reading_aad
 from gateway.storage.schema import FROM_READING
 
@@ -70,10 +71,13 @@ class QueuedItem:
     # For an item built from its reading and not in memory: the stored reading's event (JSON),
     # or None when the reading is no longer stored. The delivery worker builds ``body`` from it.
     event: bytes | None = None
+    # Why this item cannot be opened (its sealed bytes, or its reading's, failed
+    # authentication), or None. Such an item is quarantined, never sent.
+    unreadable: str | None = None
 
     @property
     def needs_build(self) -> bool:
-        return not self.body
+        return not self.body and self.unreadable is None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -252,7 +256,10 @@ class Outbox:
         for item in items:
             sealed = stored.get(item.reading_id)
             if sealed is not None:
-                item.event = self._sealer.open(sealed, reading_aad(item.reading_id))
+                try:
+                    item.event = self._sealer.open(sealed, reading_aad(item.reading_id))
+                except SealError as exc:
+                    item.unreadable = f"stored reading: {exc}"
 
     def _item(self, row: tuple[Any, ...], cached: bool = True) -> QueuedItem:
         (
@@ -269,10 +276,16 @@ class Outbox:
             attempts,
             created_at,
         ) = row
+        unreadable = None
         if sealed == FROM_READING:
             body = (self.cache.get(destination, key) if cached else None) or FROM_READING
         else:
-            body = self._sealer.open(sealed, _associated(destination, key))
+            try:
+                body = self._sealer.open(sealed, _associated(destination, key))
+            except SealError as exc:
+                # One bad row must not stop the others: it is handed on marked, and the worker
+                # moves it to the quarantine instead of sending it.
+                body, unreadable = b"", f"queued payload: {exc}"
         return QueuedItem(
             id_,
             destination,
@@ -286,6 +299,7 @@ class Outbox:
             body,
             attempts,
             created_at,
+            unreadable=unreadable,
         )
 
     @staticmethod
@@ -403,6 +417,17 @@ class Outbox:
             "SELECT destination, COUNT(*) FROM dead_letters GROUP BY destination"
         )
         return {destination: count for destination, count in rows}
+
+    @staticmethod
+    def scrub_responses(connection: sqlite3.Connection, scrub: Callable[[str], str]) -> int:
+        """Rewrite kept error texts through ``scrub`` (dead letters written before texts were
+        scrubbed); returns how many changed. Inside the caller's transaction."""
+        rows = connection.execute(
+            "SELECT id, response FROM dead_letters WHERE response IS NOT NULL"
+        ).fetchall()
+        changed = [(scrub(text), id_) for id_, text in rows if scrub(text) != text]
+        connection.executemany("UPDATE dead_letters SET response = ? WHERE id = ?", changed)
+        return len(changed)
 
     @staticmethod
     def dead_letter_ids(connection: sqlite3.Connection, ids: list[int]) -> set[int]:

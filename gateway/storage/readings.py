@@ -15,6 +15,7 @@ from gateway.storage.schema import FROM_READING
 _IDS_PER_STATEMENT = 500  # well under SQLite's limit on bound parameters
 
 Row = tuple[str, str, str, str | None, str, bytes]  # id, subject, kind, measured, received, sealed
+Row2 = tuple[str, bytes]  # id, sealed payload
 
 
 def insert(connection: sqlite3.Connection, rows: Iterable[Row]) -> None:
@@ -133,3 +134,17 @@ def delete_received_before(connection: sqlite3.Connection, cutoff: str) -> int:
         " AND reading_id NOT IN (SELECT reading_id FROM dead_letters WHERE payload = ?)",
         (cutoff, FROM_READING, FROM_READING),
     ).rowcount
+
+
+def subject_refs(connection: sqlite3.Connection) -> set[str]:
+    """Every person reference readings are stored under."""
+    return {row[0] for row in connection.execute("SELECT DISTINCT subject_ref FROM readings")}
+
+
+def first_of_subject(connection: sqlite3.Connection, subject_ref: str, limit: int) -> list[Row2]:
+    """Up to ``limit`` of a person's readings (id, sealed payload), oldest first."""
+    return connection.execute(
+        "SELECT reading_id, payload FROM readings WHERE subject_ref = ?"
+        " ORDER BY received_at LIMIT ?",
+        (subject_ref, limit),
+    ).fetchall()

@@ -3,7 +3,8 @@
 ``readings`` holds each reading once, sealed. ``outbox`` holds what waits for each destination:
 for a reading, a small row naming it (``payload`` empty: built from the stored reading when
 sent); for an alert or an aggregate report, its sealed payload. ``dead_letters`` is the same
-row given up on. ``audit`` is the hash-chained log, ``audit_subjects`` its per-person index.
+row given up on; ``quarantine`` a row that could not be opened. ``audit`` is the hash-chained
+log, ``audit_subjects`` its per-person index.
 """
 
 from __future__ import annotations
@@ -70,6 +71,27 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at        REAL NOT NULL,
     status           INTEGER,
     response         TEXT
+);
+
+-- Queued items that could not be opened (altered bytes, another key): kept whole, out of the
+-- way of delivery (``gateway.storage.quarantine``).
+CREATE TABLE IF NOT EXISTS quarantine (
+    id               INTEGER PRIMARY KEY,
+    outbox_id        INTEGER NOT NULL,
+    destination      TEXT NOT NULL,
+    purpose          TEXT NOT NULL,
+    category         TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    subject_ref      TEXT NOT NULL,
+    reading_id       TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    legal_basis      TEXT NOT NULL,
+    fields           TEXT NOT NULL,
+    payload          BLOB NOT NULL,
+    size             INTEGER NOT NULL,
+    created_at       REAL NOT NULL,
+    quarantined_at   REAL NOT NULL,
+    reason           TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS consents (

@@ -97,11 +97,13 @@ class AggregateWindows:
         destination = self.destination
         purpose = destination.purpose
         rows = readings.received_between(connection, _iso(start), _iso(end))
-        events = (
-            (ref, orjson.loads(self._sealer.open(payload, reading_aad(reading_id))))
+        opened = (
+            (ref, self._sealer.try_open(payload, reading_aad(reading_id)))
             for reading_id, ref, payload in rows
             if self._rule.basis(ref, purpose, category="reading", vital_interest=False)
         )
+        # A reading that cannot be opened is left out of the counts, as one never received.
+        events = ((ref, orjson.loads(event)) for ref, event in opened if event is not None)
         body: dict[str, Any] = {
             "window": {"start": _iso(start), "end": _iso(end)},
             **aggregate(events, destination.group_by, destination.k, destination.company_labels),

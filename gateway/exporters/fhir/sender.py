@@ -159,4 +159,5 @@ def _merge(first: Outcome, second: Outcome) -> Outcome:
             (s for s in (first.retry_after_s, second.retry_after_s) if s is not None), default=None
         ),
         reason=second.reason or first.reason,
+        paused=first.paused or second.paused,
     )

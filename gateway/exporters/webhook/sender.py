@@ -60,6 +60,9 @@ class WebhookSink:
             outcome.failed += result.failed
             outcome.retry_after_s = result.retry_after_s or outcome.retry_after_s
             outcome.reason = result.reason or outcome.reason
+            if result.paused:  # credentials refused: the rest would be too; they stay queued
+                outcome.paused = True
+                break
         return outcome
 
     async def close(self) -> None:
