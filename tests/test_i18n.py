@@ -152,3 +152,25 @@ async def test_the_page_is_served_in_the_language_the_hub_or_the_browser_chooses
     for page in (swedish, english):
         assert "{{" not in page  # every placeholder was filled
     assert '"page.login.wrong_pin":"PIN-koden stämmer inte. Försök igen."' in swedish
+
+
+def test_what_a_window_rule_noticed_is_worded_in_the_pages_language():
+    from gateway.api.alert_view import window_text
+
+    rise = {
+        "value": "body_weight",
+        "kind": "weight",
+        "amount": 2.3,
+        "unit": "kg",
+        "window_s": 259200,
+    }
+    assert window_text(Translator("sv", UTC), "change.rise", rise) == (
+        "Ditt värde för vikt har gått upp 2,3 kg på 3 dagar"
+    )
+    assert window_text(Translator("en", UTC), "change.rise", rise) == (
+        "Your weight has gone up 2.3 kg in 3 days"
+    )
+    gap = {"kind": "weight", "window_s": 86400}
+    assert window_text(Translator("sv", UTC), "missing.longer_than", gap) == (
+        "Ingen mätning av vikt på 1 dag eller mer"
+    )

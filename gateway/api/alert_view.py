@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.activity import ActivityEntry
-from gateway.api.noticed import text as noticed_text
 from gateway.i18n import Translator
 from gateway.privacy import audit
 from gateway.settings import Settings
@@ -254,7 +253,7 @@ class AlertView:
             # held while the activity note is; after a restart only its type is known.
             phrase = raised.phrase or {}
             title = (
-                noticed_text(str(phrase["id"]), dict(phrase.get("params") or {})) + "."
+                window_text(tr, str(phrase["id"]), dict(phrase.get("params") or {})) + "."
                 if phrase.get("id")
                 else tr.t("alert.title.window", what=what, type=raised.rule_type)
             )
@@ -321,3 +320,30 @@ def lower(text: str) -> str:
     if len(text) > 1 and text[1].isupper():
         return text
     return text[:1].lower() + text[1:]
+
+
+def duration_text(tr: Translator, seconds: float) -> str:
+    """A rule's window in the page's language ("3 dagar", "12 hours")."""
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            return tr.plural(f"duration.{unit}", int(seconds // size))
+    return tr.plural("duration.second", round(seconds))
+
+
+def window_text(tr: Translator, message_id: str, params: dict[str, Any]) -> str:
+    """What a window or missing-readings rule noticed, in the page's language, from the
+    message id and parameters the rule stored (gateway/api/noticed.py keeps their English)."""
+    value = str(params.get("value"))
+    window = params.get("window_s")
+    words = {
+        "name": lower(value_text(tr, value)),
+        "kind": lower(kind_text(tr, str(params.get("kind")))),
+        "amount": tr.number(float(params.get("amount") or 0)),
+        "count": tr.number(float(params.get("amount") or 0)),
+        "limit": tr.number(float(params.get("limit") or 0)),
+        "threshold": tr.number(float(params.get("threshold") or 0)),
+        "beyond": tr.get(f"noticed.beyond.{params.get('beyond')}", "beyond"),
+        "unit": unit_text(tr, str(params.get("unit") or "")),
+        "window": duration_text(tr, float(window)) if window else "",
+    }
+    return tr.get(f"noticed.{message_id}", tr.t("noticed.unknown"), **words)

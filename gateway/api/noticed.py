@@ -8,6 +8,7 @@ from the same id. The care provider's ``instructions`` of the rule travel beside
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,9 +70,14 @@ def unit_label(unit: str) -> str:
 
 
 def noticed(
-    rows: list[tuple[str, str, dict[str, Any]]], settings: Settings, subject_id: str
+    rows: list[tuple[str, str, dict[str, Any]]],
+    settings: Settings,
+    subject_id: str,
+    wording: Callable[[str, dict[str, Any]], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One item per alert raised and not yet resolved, newest first."""
+    """One item per alert raised and not yet resolved, newest first; ``wording`` words each in
+    the page's language (default: English)."""
+    word = wording or text
     items = []
     for _ref, slot, state in rows:
         phrase = state.get("phrase") or {}
@@ -83,7 +89,7 @@ def noticed(
         items.append(
             {
                 "message": {"id": phrase["id"], "params": phrase["params"]},
-                "text": text(phrase["id"], phrase["params"]),
+                "text": word(phrase["id"], phrase["params"]),
                 "severity": rule.severity if rule else None,
                 "instructions": rule.instructions if rule else None,
                 "since": _iso(since),

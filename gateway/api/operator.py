@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from devices.profiles import BROADCAST_PROFILES
+from gateway.api.alert_view import window_text
 from gateway.api.context import ApiContext, context_of, page_language, principal_of
 from gateway.api.noticed import noticed
 from gateway.api.openapi import document
@@ -262,7 +263,13 @@ async def subject_summary(request: web.Request) -> web.Response:
         alerts=context.alerts.for_subject(ref),
         now=now,
     )
-    summary["noticed"] = noticed(held["alert_state"], context.hub.settings, subject_id)
+    tr = context.summaries.translator(summary["language"])
+    summary["noticed"] = noticed(
+        held["alert_state"],
+        context.hub.settings,
+        subject_id,
+        wording=lambda message_id, params: window_text(tr, message_id, params),
+    )
     return json_response(summary)
 
 
