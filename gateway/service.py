@@ -19,18 +19,20 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from gateway.app import Gateway
 from gateway.errors import GatewayError
 from gateway.fleet.identity import HubIdError, load_or_create_hub_id
-from gateway.fleet.link import FleetLink, read_config_key
 from gateway.fleet.remote_config import RemoteConfig, RemoteConfigRefused, open_remote_config
 from gateway.fleet.status import ConfigState
 from gateway.preflight import preflight
 from gateway.settings import ConfigError, Settings, parse_settings
+
+if TYPE_CHECKING:
+    from gateway.fleet.link import FleetLink
 
 log = structlog.get_logger("gateway.service")
 
@@ -99,6 +101,8 @@ class Service:
         """Run the remote config accepted before, if it still verifies and validates."""
         if self.base.fleet is None or not self._kept.exists():
             return
+        from gateway.fleet.link import read_config_key  # the MQTT client only where a fleet is
+
         key = read_config_key(self.base.fleet)
         if key is None:
             return
@@ -119,6 +123,8 @@ class Service:
         link: FleetLink | None = None
         link_task: asyncio.Task[None] | None = None
         if self.base.fleet is not None:
+            from gateway.fleet.link import FleetLink  # the MQTT client only where a fleet is
+
             link = FleetLink(self.base.fleet, self.hub_id, self._snapshot, self._apply, self.config)
             link_task = asyncio.create_task(link.run(), name="fleet-link")
         try:

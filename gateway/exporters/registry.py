@@ -13,9 +13,17 @@ from typing import Any
 from gateway.exporters.analytics import factory as analytics
 from gateway.exporters.base import Built, ExportContext
 from gateway.exporters.fhir import factory as fhir
-from gateway.exporters.mqtt import factory as mqtt
 from gateway.exporters.webhook import factory as webhook
 from gateway.settings import Settings
+
+
+def _mqtt_build(destination: Any, context: ExportContext) -> Built:
+    # Imported when a hub has an MQTT uplink: paho-mqtt and its session cost a few MB of memory
+    # that every other hub would carry for nothing.
+    from gateway.exporters.mqtt import factory
+
+    return factory.build(destination, context)
+
 
 # Kinds that take readings or alerts from intake. ``aggregate`` takes neither: its reports are
 # built per window from the stored readings (``gateway.exporters.aggregate``).
@@ -23,7 +31,7 @@ KINDS: dict[str, Callable[[Any, ExportContext], Built]] = {
     "fhir": fhir.build,
     "webhook": webhook.build,
     "analytics": analytics.build,
-    "mqtt": mqtt.build,
+    "mqtt": _mqtt_build,
 }
 
 
