@@ -19,14 +19,14 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
-def write_json_atomically(path: Path, data: object) -> None:
-    """Replace ``path`` with ``data`` as JSON: a sibling is written and synced, then renamed
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (mode 0600): a sibling is written and synced, then renamed
     over it, so a crash leaves either the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -34,6 +34,11 @@ def write_json_atomically(path: Path, data: object) -> None:
         with contextlib.suppress(OSError):
             Path(tmp).unlink()
         raise
+
+
+def write_json_atomically(path: Path, data: object) -> None:
+    """Replace ``path`` with ``data`` as JSON, atomically (``write_bytes_atomically``)."""
+    write_bytes_atomically(path, json.dumps(data).encode("utf-8"))
 
 
 class DeviceMemory:

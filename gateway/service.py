@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from devices.state import write_bytes_atomically
 from gateway.app import Gateway
 from gateway.errors import GatewayError
 from gateway.fleet.identity import HubIdError, load_or_create_hub_id
@@ -61,17 +61,6 @@ def consent_changes(before: Settings, after: Settings) -> dict[str, dict[str, bo
         if changed:
             changes[subject.id] = changed
     return changes
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 @dataclass
@@ -152,7 +141,7 @@ class Service:
                     if kept is None:
                         self._kept.unlink(missing_ok=True)
                     else:
-                        _write_atomically(self._kept, kept)
+                        write_bytes_atomically(self._kept, kept)
                     switch.done.set_result(f"the new config did not start: {failed}")
                     continue
                 self.config.applied(switch.version)
@@ -166,7 +155,7 @@ class Service:
                 return
             previous = (self.settings, self._kept.read_bytes() if self._kept.exists() else None)
             self.settings = self._switch.settings
-            _write_atomically(self._kept, self._switch.token)
+            write_bytes_atomically(self._kept, self._switch.token)
 
     @staticmethod
     async def _until_either(stop: asyncio.Event, generation_stop: asyncio.Event) -> None:

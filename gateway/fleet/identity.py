@@ -7,10 +7,11 @@ metadata. It names a home's device, not a person, and is random: by itself it re
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from pathlib import Path
+
+from devices.state import write_bytes_atomically
 
 HUB_ID_FILE = "hub-id"
 # Safe in an MQTT topic level (no '/', '+', '#'), a certificate common name and a URL.
@@ -41,12 +42,5 @@ def load_or_create_hub_id(data_dir: Path) -> str:
             )
         return kept
     hub_id = f"hub-{secrets.token_hex(8)}"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{HUB_ID_FILE}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(hub_id + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_bytes_atomically(path, (hub_id + "\n").encode("ascii"))
     return hub_id

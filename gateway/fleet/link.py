@@ -77,13 +77,7 @@ class FleetLink:
         self._clock = StatusClock()
         self._changed = asyncio.Event()
         self._configs: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
-        self._session = MqttSession(
-            settings.url,
-            client_id=hub_id,
-            tls=TlsFiles(settings.ca_file, settings.client_cert_file, settings.client_key_file),
-            will=Will(status_topic(hub_id), orjson.dumps(offline_status(hub_id))),
-            on_message=self._on_message,
-        )
+        self._session = self._new_session()
 
     def status_changed(self) -> None:
         """Publish soon (a config was applied or refused, a device came or went)."""
@@ -107,18 +101,19 @@ class FleetLink:
                 log.warning("fleet_broker_unreachable", reason=str(exc))
                 await self._session.close()
                 await asyncio.sleep(self._settings.status_interval_s)
-                self._session = self._rebuilt_session()
+                self._session = self._new_session()
         if self._key is not None:
             await self._session.subscribe(config_topic(self._hub_id))
         await asyncio.gather(self._publish_status(), self._take_configs())
 
-    def _rebuilt_session(self) -> MqttSession:
-        settings = self._settings
+    def _new_session(self) -> MqttSession:
+        """A session whose last will says this hub went offline."""
+        settings, hub_id = self._settings, self._hub_id
         return MqttSession(
             settings.url,
-            client_id=self._hub_id,
+            client_id=hub_id,
             tls=TlsFiles(settings.ca_file, settings.client_cert_file, settings.client_key_file),
-            will=Will(status_topic(self._hub_id), orjson.dumps(offline_status(self._hub_id))),
+            will=Will(status_topic(hub_id), orjson.dumps(offline_status(hub_id))),
             on_message=self._on_message,
         )
 
