@@ -29,6 +29,7 @@ from gateway.api.server import ApiServer
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import GatewayError
 from gateway.exporters.aggregate import factory as aggregate
+from gateway.exporters.aggregate.config import AggregateDestination
 from gateway.exporters.aggregate.windows import AggregateWindows
 from gateway.exporters.base import ExportContext
 from gateway.exporters.registry import build_destinations
@@ -50,7 +51,7 @@ from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
 from gateway.privacy.rights import Rights
 from gateway.privacy.scrub import ErrorScrubber
-from gateway.settings import AggregateDestination, Settings
+from gateway.settings import Settings
 from gateway.storage import meta, quarantine
 from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.crypto import Sealer

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from gateway.exporters.analytics.config import AnalyticsDestination
 from gateway.privacy.keys import load_or_create_key
 from gateway.privacy.pseudonym_keys import load_key_ring
-from gateway.settings import AnalyticsDestination, ConfigError, Settings, load_settings
+from gateway.settings import ConfigError, Settings, load_settings
 
 DEFAULT_CONFIG_DIR = Path("/etc/health-gateway")
 DEFAULT_DATA_DIR = Path("/var/lib/health-gateway")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from devices.profiles import PROFILES
+from gateway.exporters.aggregate.config import AggregateDestination
+from gateway.exporters.analytics.config import AnalyticsDestination
+from gateway.exporters.fhir.config import FhirDestination
+from gateway.exporters.webhook.config import WebhookDestination
 from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
 from gateway.intake.device_targets import device_targets
 from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
-from gateway.settings import (
-    AggregateDestination,
-    AnalyticsDestination,
-    ConfigError,
-    FhirDestination,
-    Settings,
-    WebhookDestination,
-)
+from gateway.settings import ConfigError, Settings
 from gateway.units import convertible
 
 

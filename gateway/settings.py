@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import string
 import tomllib
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     ValidationError,
@@ -30,6 +26,12 @@ from pydantic import (
 
 from devices.profiles import BROADCAST_PROFILES, PROFILES, profile_names
 from devices.users import RULES, PeopleByWeight, PersonByWeight
+from gateway.config_base import ConfigSection as _Section
+from gateway.exporters.aggregate.config import AggregateDestination
+from gateway.exporters.analytics.config import AnalyticsDestination
+from gateway.exporters.fhir.config import FhirDestination
+from gateway.exporters.mqtt.config import MqttDestination
+from gateway.exporters.webhook.config import WebhookDestination
 from gateway.intake.alert_rule_kinds import check_rule, default_cooldown, rule_type
 from gateway.intake.alert_windows import parse_duration, parse_time_ranges
 
@@ -40,29 +42,7 @@ EEA_REGIONS = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
     "IS LI NO EU".split()
 )
-# The event schema (gateway/intake/events.py) fields an analytics destination may list. Direct
-# identifiers are not among them: `subject` and `company` are always sent as keyed pseudonyms,
-# and `birth_date` / `device_address` never leave for analytics (use `age_band`, `device_model`).
-ANALYTICS_FIELDS = frozenset(
-    {
-        "kind",
-        "values",
-        "measured_at",
-        "measured_day",
-        "measured_hour",
-        "received_at",
-        "age_band",
-        "sex",
-        "subject",
-        "company",
-        "device_model",
-        "profile",
-        "status",
-        "device_clock_offset_s",
-    }
-)
-PSEUDONYMISED_FIELDS = ("subject", "company")
-AGGREGATE_GROUPS = frozenset({"company", "kind", "age_band", "sex", "profile", "device_model"})
+
 
 
 # A duration in the config: a string with its unit ("3d", "12h"), held as seconds.
@@ -71,41 +51,6 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 class ConfigError(Exception):
     """A configuration problem, with a message that names the key and the fix."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_url(url: str) -> str:
-    # Never repeat the URL in a message: it may carry a password or a person's id in its path,
-    # and config errors go to the journal.
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-    except ValueError:
-        raise ValueError("not a valid URL; write it as https://host/path") from None
-    if parts.scheme not in ("https", "http") or not hostname:
-        raise ValueError("not an http(s) URL; write it as https://host/path")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            "the URL holds a user name or password; remove it and put the credential in"
-            " token_file (or token_env)"
-        )
-    if parts.scheme == "http" and not is_loopback_host(hostname):
-        raise ValueError(
-            f"plain http is only allowed to loopback addresses; use https:// for {hostname}"
-        )
-    return url
 
 
 # Who may reach the local API and the hub page: loopback and the private (home LAN) ranges.
@@ -366,185 +311,8 @@ class SubjectSettings(_Section):
     alert_rules: list[AlertRuleSettings] = Field(default_factory=list)
 
 
-class _Destination(_Section):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    purpose: str = Field(min_length=1, pattern=r"^[a-z_]+$")
-    url: str
-    region: str | None = None  # ISO 3166 country code where the recipient processes the data
-    timeout_s: float = Field(default=10.0, gt=0)
-    retry_initial_s: float = Field(default=1.0, gt=0)
-    retry_max_s: float = Field(default=300.0, gt=0)
-
-    @field_validator("region")
-    @classmethod
-    def _region_code(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not re.fullmatch(r"[A-Za-z]{2}", value):
-            raise ValueError(f"{value!r} is not a two-letter country code such as SE or DE")
-        return value.upper()
-
-    @field_validator("url")
-    @classmethod
-    def _url_is_safe(cls, value: str) -> str:
-        return _check_url(value)
-
-
-class FhirDestination(_Destination):
-    kind: Literal["fhir"]
-    token_file: Path | None = None
-    token_env: str | None = None
-    identifier_system: str = "http://electronichealth.se/identifier/personnummer"
-    batch_max_items: int = Field(default=100, ge=1, le=1000)
-    # The platform's cap on entries per transaction, when it has one (Medplum runs a transaction
-    # with conditional creates serialisably and refuses one of more than 8 entries): readings
-    # are then sent in as many Bundles as it takes, instead of learning it from a 400.
-    bundle_max_entries: int | None = Field(default=None, ge=2)
-    # How an Observation names the person: by identifier (the platform resolves it), or by the
-    # platform's own "Patient/{id}", looked up by identifier before sending.
-    patient_reference: Literal["identifier", "resolved"] = "identifier"
-    linger_s: float = Field(default=0.05, ge=0)
-
-
-class WebhookDestination(_Destination):
-    kind: Literal["webhook"]
-    secret_file: Path | None = None
-    secret_env: str | None = None
-    identifier_system: str = "http://electronichealth.se/identifier/personnummer"
-
-    @model_validator(mode="after")
-    def _has_secret(self) -> WebhookDestination:
-        if self.secret_file is None and self.secret_env is None:
-            raise ValueError(
-                "a webhook needs its signing secret: set secret_file (a file holding whsec_...) "
-                "or secret_env (an environment variable holding it)"
-            )
-        return self
-
-
-class _EventStream(_Destination):
-    """Minimised, generalised events with keyed pseudonyms: what analytics and MQTT share."""
-
-    fields: list[str] = Field(min_length=1)
-    # The service generates this key (0600) if it is missing, so by default it lives in
-    # data_dir, the one place the service may write: data_dir/keys/<kind>-<name>.key.
-    pseudonym_key_file: Path | None = None
-    round: dict[str, float] = Field(default_factory=dict)  # value name -> step, e.g. systolic = 5
-
-    @field_validator("fields")
-    @classmethod
-    def _known_fields(cls, value: list[str]) -> list[str]:
-        for field in value:
-            if field in ("birth_date", "device_address"):
-                hint = "age_band" if field == "birth_date" else "device_model"
-                raise ValueError(
-                    f"{field!r} is a direct identifier and never goes to analytics; use {hint!r}"
-                )
-            if field not in ANALYTICS_FIELDS:
-                raise ValueError(
-                    f"unknown field {field!r}; use any of " + ", ".join(sorted(ANALYTICS_FIELDS))
-                )
-        return value
-
-    @field_validator("round")
-    @classmethod
-    def _positive_steps(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, step in value.items():
-            if step <= 0:
-                raise ValueError(f"round.{name}: the rounding step must be positive")
-        return value
-
-
-class AnalyticsDestination(_EventStream):
-    """Product analytics: minimised, generalised events with keyed pseudonyms, in JSON batches."""
-
-    kind: Literal["analytics"]
-    token_file: Path | None = None
-    token_env: str | None = None
-    batch_max_items: int = Field(default=500, ge=1, le=10_000)
-    batch_max_bytes: int = Field(default=512 * 1024, ge=1024)
-    linger_s: float = Field(default=1.0, ge=0)
-
-
-MQTT_TOPIC_PLACEHOLDERS = frozenset({"hub_id", "kind"})
-
-
-class MqttDestination(_EventStream):
-    """The fleet uplink: one MQTT 5 message per event, QoS 1, delivered when the broker's PUBACK
-    says so (docs/fleet.md). Same purpose, allow-list and pseudonym rules as analytics."""
-
-    kind: Literal["mqtt"]
-    topic: str = "hubs/{hub_id}/readings/{kind}"
-    ca_file: Path | None = None  # default: the system's trust store
-    client_cert_file: Path | None = None
-    client_key_file: Path | None = None
-    client_id: str | None = None  # default: the hub id
-    message_expiry_s: int = Field(default=7 * 86_400, ge=1)
-    session_expiry_s: int = Field(default=7 * 86_400, ge=0)
-    batch_max_items: int = Field(default=100, ge=1, le=1000)
-    linger_s: float = Field(default=0.2, ge=0)
-
-    @field_validator("url")
-    @classmethod
-    def _url_is_safe(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtts", "mqtt") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an MQTT URL; write it as mqtts://host:8883")
-        if parts.scheme == "mqtt" and not is_loopback_host(parts.hostname):
-            raise ValueError(
-                "plain mqtt is only allowed to loopback addresses; "
-                f"use mqtts:// for {parts.hostname}"
-            )
-        if parts.username or parts.password or parts.path not in ("", "/"):
-            raise ValueError(
-                "an MQTT URL is mqtts://host:port; the hub authenticates by certificate"
-            )
-        return value
-
-    @field_validator("topic")
-    @classmethod
-    def _topic_template(cls, value: str) -> str:
-        names = {name for _text, name, _spec, _conv in string.Formatter().parse(value) if name}
-        unknown = sorted(names - MQTT_TOPIC_PLACEHOLDERS)
-        if unknown:
-            raise ValueError(
-                f"unknown placeholder {{{unknown[0]}}}; a topic may use {{hub_id}} and {{kind}}"
-            )
-        if "+" in value or "#" in value or not value or value.startswith("/"):
-            raise ValueError("a topic to publish to has no wildcards (+, #) and no leading /")
-        return value
-
-    @model_validator(mode="after")
-    def _tls_files_together(self) -> MqttDestination:
-        if (self.client_cert_file is None) != (self.client_key_file is None):
-            raise ValueError("client_cert_file and client_key_file go together")
-        if "{kind}" in self.topic and "kind" not in self.fields:
-            raise ValueError("the topic names {kind}, so fields must include 'kind'")
-        return self
-
-
-class AggregateDestination(_Destination):
-    """Anonymous aggregates for employers and researchers: per window, per group, k-suppressed."""
-
-    kind: Literal["aggregate"]
-    group_by: list[str] = Field(default_factory=lambda: ["company", "kind"])
-    window_s: int = Field(default=86_400, ge=1)
-    k: int = Field(default=5, ge=2)
-    company_labels: dict[str, str] = Field(default_factory=dict)  # company id -> label to send
-    token_file: Path | None = None
-    token_env: str | None = None
-
-    @field_validator("group_by")
-    @classmethod
-    def _known_groups(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - AGGREGATE_GROUPS)
-        if unknown:
-            raise ValueError(
-                f"cannot group by {unknown}; use any of " + ", ".join(sorted(AGGREGATE_GROUPS))
-            )
-        return value
-
-
+# Each kind's settings live with the kind (gateway/exporters/<kind>/config.py); here they are
+# joined into the one `destinations` list, told apart by `kind`.
 Destination = Annotated[
     FhirDestination
     | WebhookDestination

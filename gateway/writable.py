@@ -14,7 +14,8 @@ import os
 import pwd
 from pathlib import Path
 
-from gateway.settings import AnalyticsDestination, ConfigError, Settings
+from gateway.exporters.analytics.config import AnalyticsDestination
+from gateway.settings import ConfigError, Settings
 
 # What the service keeps in data_dir (app.Paths, store, api.security, devices.source).
 DATA_FILES = ("gateway.db", "gateway.db-wal", "gateway.db-shm")

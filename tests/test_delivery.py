@@ -11,11 +11,12 @@ import pytest
 
 from gateway.activity import Activity
 from gateway.delivery.worker import DeliveryWorker, backoff_delay
+from gateway.exporters.fhir.config import FhirDestination
 from gateway.exporters.fhir.sender import FhirSink
+from gateway.exporters.webhook.config import WebhookDestination
 from gateway.exporters.webhook.sender import WebhookSink
 from gateway.exporters.webhook.signing import parse_secret
 from gateway.privacy import audit
-from gateway.settings import FhirDestination, WebhookDestination
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Transaction
 from gateway.storage.outbox import NewItem, Outbox

@@ -19,9 +19,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.exporters.config import ANALYTICS_FIELDS
 from gateway.intake.events import age_on
 from gateway.models import Measurement, Quantity
-from gateway.settings import ANALYTICS_FIELDS, parse_settings
+from gateway.settings import parse_settings
 from tests.configs import free_port, webhook_secret
 from tests.gateway_harness import closed_port_url, inject, queued, running_gateway, table_count
 

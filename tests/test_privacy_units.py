@@ -17,13 +17,14 @@ from filters.aggregate import aggregate
 from filters.chain import ChainContext, Item
 from filters.generalise import round_to_step, round_values
 from filters.pseudonymise import KeyRing, pseudonymise
+from gateway.exporters.aggregate.config import AggregateDestination
 from gateway.exporters.aggregate.windows import AggregateWindows
 from gateway.privacy import audit
 from gateway.privacy.consent import ConsentRegistry, ConsentRule
 from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.privacy.restriction import Restrictions
 from gateway.privacy.retention import Retention
-from gateway.settings import AggregateDestination, ConfigError, parse_settings
+from gateway.settings import ConfigError, parse_settings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Transaction, reading_aad
 from gateway.storage.outbox import Outbox

@@ -19,9 +19,10 @@ from gateway.api.noticed import noticed
 from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
+from gateway.exporters.fhir.config import FhirDestination
 from gateway.metrics import CONTENT_TYPE
 from gateway.privacy import audit
-from gateway.settings import PURPOSES, FhirDestination
+from gateway.settings import PURPOSES
 from gateway.storage import quarantine
 from gateway.storage.database import Transaction
 from gateway.storage.outbox import Outbox

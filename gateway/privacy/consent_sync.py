@@ -33,11 +33,12 @@ import orjson
 import structlog
 
 from gateway.activity import Activity
+from gateway.exporters.fhir.config import FhirDestination
 from gateway.exporters.fhir.consent import consent_identifier, consent_resource, decide
 from gateway.privacy import audit
 from gateway.privacy.rights import Rights, RightsChange
 from gateway.secrets import read_secret
-from gateway.settings import ConsentSyncSettings, FhirDestination, Settings
+from gateway.settings import ConsentSyncSettings, Settings
 from gateway.storage import consents as consent_rows
 from gateway.storage.database import Database, Priority, Transaction
 

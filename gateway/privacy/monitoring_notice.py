@@ -28,9 +28,10 @@ from typing import Any
 import structlog
 
 from gateway.exporters.base import Route
+from gateway.exporters.webhook.config import WebhookDestination
 from gateway.privacy import audit
 from gateway.privacy.rights import RightsChange
-from gateway.settings import Settings, WebhookDestination
+from gateway.settings import Settings
 from gateway.storage.database import Database, Priority, Transaction
 from gateway.storage.outbox import CATEGORY_NOTICE, PRIORITY_ALERT, NewItem, Outbox
 

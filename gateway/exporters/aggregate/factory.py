@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 
+from gateway.exporters.aggregate.config import AggregateDestination
 from gateway.exporters.analytics.sender import JsonBatchSink
 from gateway.secrets import read_secret
-from gateway.settings import AggregateDestination
 
 
 def build_sink(destination: AggregateDestination, session: aiohttp.ClientSession) -> JsonBatchSink:

@@ -20,8 +20,8 @@ import orjson
 import structlog
 
 from filters.aggregate import aggregate
+from gateway.exporters.aggregate.config import AggregateDestination
 from gateway.privacy.consent import ConsentRule
-from gateway.settings import AggregateDestination
 from gateway.storage import meta, readings
 from gateway.storage.crypto import Sealer
 from gateway.storage.database import Database, Transaction, reading_aad

@@ -7,16 +7,14 @@ from filters.consent import consent_gate
 from filters.generalise import round_values
 from filters.minimise import allow_fields
 from filters.pseudonymise import PseudonymCache, pseudonymise
+from gateway.exporters.analytics.config import AnalyticsDestination
 from gateway.exporters.analytics.sender import JsonBatchSink
 from gateway.exporters.base import Built, ExportContext, Route
+from gateway.exporters.config import PSEUDONYMISED_FIELDS
+from gateway.exporters.mqtt.config import MqttDestination
 from gateway.privacy.pseudonym_keys import load_key_ring
 from gateway.secrets import read_secret
-from gateway.settings import (
-    PSEUDONYMISED_FIELDS,
-    AnalyticsDestination,
-    MqttDestination,
-    Settings,
-)
+from gateway.settings import Settings
 from gateway.storage.outbox import PRIORITY_OTHER
 
 

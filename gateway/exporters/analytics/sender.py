@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import aiohttp
 import orjson
 
+from gateway.exporters.aggregate.config import AggregateDestination
+from gateway.exporters.analytics.config import AnalyticsDestination
 from gateway.exporters.base import Outcome
 from gateway.exporters.http import post
-from gateway.settings import AggregateDestination, AnalyticsDestination
 from gateway.storage.outbox import QueuedItem
 
 

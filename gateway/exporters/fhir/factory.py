@@ -6,10 +6,10 @@ from filters.chain import Item
 from filters.consent import consent_gate
 from filters.minimise import allow_fields
 from gateway.exporters.base import Built, ExportContext, Route
+from gateway.exporters.fhir.config import FhirDestination
 from gateway.exporters.fhir.payload import hub_source, reading_entries
 from gateway.exporters.fhir.sender import FhirSink
 from gateway.secrets import read_secret
-from gateway.settings import FhirDestination
 from gateway.storage.outbox import PRIORITY_CARE, PRIORITY_OTHER
 
 # What the care platform needs to file an Observation, and nothing else from the event.

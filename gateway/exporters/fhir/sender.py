@@ -15,10 +15,10 @@ import aiohttp
 import orjson
 
 from gateway.exporters.base import Outcome, excerpt, is_retryable
+from gateway.exporters.fhir.config import FhirDestination
 from gateway.exporters.fhir.patients import PatientDirectory, PatientLookupFailed
 from gateway.exporters.fhir.payload import bundle_from_stored, transaction_bundle
 from gateway.exporters.http import post
-from gateway.settings import FhirDestination
 from gateway.storage.outbox import QueuedItem
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from gateway.exporters.analytics.factory import event_route
 from gateway.exporters.base import Built, ExportContext
+from gateway.exporters.mqtt.config import MqttDestination
 from gateway.exporters.mqtt.sender import MqttSink
-from gateway.settings import MqttDestination
 
 
 def build(destination: MqttDestination, context: ExportContext) -> Built:

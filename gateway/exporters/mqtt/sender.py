@@ -11,8 +11,8 @@ import asyncio
 import orjson
 
 from gateway.exporters.base import Outcome
+from gateway.exporters.mqtt.config import MqttDestination
 from gateway.exporters.mqtt.session import MqttRefused, MqttSession, MqttUnavailable, TlsFiles
-from gateway.settings import MqttDestination
 from gateway.storage.outbox import QueuedItem
 
 

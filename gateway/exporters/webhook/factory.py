@@ -5,12 +5,13 @@ from __future__ import annotations
 from filters.chain import Item
 from filters.consent import consent_gate
 from gateway.exporters.base import Built, ExportContext, Route
+from gateway.exporters.webhook.config import WebhookDestination
 from gateway.exporters.webhook.sender import WebhookSink
 from gateway.exporters.webhook.signing import SecretFormatError, parse_secret
 from gateway.intake.alerts import AlertEvent
 from gateway.intake.window_alert_event import WindowAlertEvent
 from gateway.secrets import read_secret
-from gateway.settings import ConfigError, WebhookDestination
+from gateway.settings import ConfigError
 from gateway.storage.outbox import PRIORITY_ALERT
 
 ALERT_FIELDS = frozenset(

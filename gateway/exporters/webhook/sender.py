@@ -9,8 +9,8 @@ import orjson
 
 from gateway.exporters.base import Outcome
 from gateway.exporters.http import post
+from gateway.exporters.webhook.config import WebhookDestination
 from gateway.exporters.webhook.signing import sign
-from gateway.settings import WebhookDestination
 from gateway.storage.outbox import QueuedItem
 
 
