@@ -3,7 +3,8 @@
 Nothing on the hot path knows about Prometheus: a custom collector turns the pipeline's, the
 delivery workers' and the BLE source's existing stats into metric families when scraped, and a
 subscriber to the activity feed counts readings per kind, deliveries per destination and the
-alert latency (from the moment the hub took in a reading to the moment its alert was delivered).
+alert latency (from the moment the hub took in a reading to the moment its alert was delivered),
+from one entry per intake or delivery batch.
 Queue depth and dead letters come from the database, fetched by ``refresh`` just before a scrape.
 
 No label carries personal data: kinds, destination names, device references (``device-1``) and
@@ -72,24 +73,36 @@ class GatewayMetrics(Collector):
 
     def observe(self, entry: ActivityEntry) -> None:
         fields = entry.fields
-        if entry.kind == "reading":
-            kind = str(fields.get("kind"))
-            self.received[kind] += 1
-            self._reading_kind[str(fields.get("reading_id"))] = (kind, entry.at)
-            while len(self._reading_kind) > _REMEMBERED_READINGS:
-                self._reading_kind.popitem(last=False)
-        elif entry.kind == "filtered":
+        kind = entry.kind
+        if kind == "stored":  # one intake batch: counted per kind and destination
+            remembered = self._reading_kind
+            taken_at = float(fields["taken_at"])
+            kinds: Counter[str] = Counter()
+            for record in fields["records"]:
+                reading_kind = record.reading.measurement.kind
+                kinds[reading_kind] += 1
+                remembered[record.reading.reading_id] = (reading_kind, taken_at)
+            self.received.update(kinds)
+            while len(remembered) > _REMEMBERED_READINGS:
+                remembered.popitem(last=False)
+            filtered = self.filtered
+            for destination, count in fields["passed"].items():
+                filtered[(destination, "passed")] += count
+            for destination, count in fields["blocked"].items():
+                filtered[(destination, "blocked")] += count
+        elif kind == "filtered":  # one decision of an alert destination
             outcome = "passed" if fields.get("passed") else "blocked"
             self.filtered[(str(fields.get("destination")), outcome)] += 1
-        elif entry.kind == "delivered":
+        elif kind == "delivered":  # one sent batch of one category and legal basis
             destination = str(fields.get("destination"))
             category = str(fields.get("category"))
-            known = self._reading_kind.get(str(fields.get("reading_id")))
-            kind = known[0] if known else "unknown"
             basis = str(fields.get("legal_basis"))
-            self.delivered[(destination, category, kind, basis)] += 1
-            if category == "alert" and known is not None:
-                self.alert_latency.labels(destination).observe(max(0.0, entry.at - known[1]))
+            for reading_id in fields["reading_ids"]:
+                known = self._reading_kind.get(reading_id)
+                reading_kind = known[0] if known else "unknown"
+                self.delivered[(destination, category, reading_kind, basis)] += 1
+                if category == "alert" and known is not None:
+                    self.alert_latency.labels(destination).observe(max(0.0, entry.at - known[1]))
 
     # Scrapes ------------------------------------------------------------------------------
 
