@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
@@ -76,14 +77,12 @@ class GatewayMetrics(Collector):
         kind = entry.kind
         if kind == "stored":  # one intake batch: counted per kind and destination
             remembered = self._reading_kind
-            taken_at = float(fields["taken_at"])
-            kinds: Counter[str] = Counter()
-            for record in fields["records"]:
-                reading_kind = record.reading.measurement.kind
-                kinds[reading_kind] += 1
-                remembered[record.reading.reading_id] = (reading_kind, taken_at)
+            readings = [record.reading for record in fields["records"]]
+            kinds = [reading.measurement.kind for reading in readings]
             self.received.update(kinds)
-            while len(remembered) > _REMEMBERED_READINGS:
+            taken = zip(kinds, repeat(float(fields["taken_at"])))
+            remembered.update(zip([reading.reading_id for reading in readings], taken, strict=True))
+            for _ in range(len(remembered) - _REMEMBERED_READINGS):
                 remembered.popitem(last=False)
             filtered = self.filtered
             for destination, count in fields["passed"].items():
