@@ -13,7 +13,7 @@ profiles only.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -55,7 +55,11 @@ class GatewayMetrics(Collector):
         self.received: Counter[str] = Counter()  # kind
         self.filtered: Counter[tuple[str, str]] = Counter()  # destination, outcome
         self.delivered: Counter[tuple[str, str, str, str]] = Counter()
-        self._reading_kind: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # Each recent reading's kind and intake time, for the deliveries' labels and the alert
+        # latency: two generations of at most _REMEMBERED_READINGS each, the older dropped whole
+        # (no step per reading to forget one).
+        self._recent: dict[str, tuple[str, float]] = {}
+        self._older: dict[str, tuple[str, float]] = {}
         # The API's closed connections and refused requests by reason (its RefusalReport's
         # totals), set by the API server when it starts.
         self.api_refusals: dict[str, int] = {}
@@ -76,14 +80,15 @@ class GatewayMetrics(Collector):
         fields = entry.fields
         kind = entry.kind
         if kind == "stored":  # one intake batch: counted per kind and destination
-            remembered = self._reading_kind
             readings = [record.reading for record in fields["records"]]
             kinds = [reading.measurement.kind for reading in readings]
             self.received.update(kinds)
+            if len(self._recent) >= _REMEMBERED_READINGS:
+                self._older, self._recent = self._recent, {}
             taken = zip(kinds, repeat(float(fields["taken_at"])))
-            remembered.update(zip([reading.reading_id for reading in readings], taken, strict=True))
-            for _ in range(len(remembered) - _REMEMBERED_READINGS):
-                remembered.popitem(last=False)
+            self._recent.update(
+                zip([reading.reading_id for reading in readings], taken, strict=True)
+            )
             filtered = self.filtered
             for destination, count in fields["passed"].items():
                 filtered[(destination, "passed")] += count
@@ -96,12 +101,16 @@ class GatewayMetrics(Collector):
             destination = str(fields.get("destination"))
             category = str(fields.get("category"))
             basis = str(fields.get("legal_basis"))
-            for reading_id in fields["reading_ids"]:
-                known = self._reading_kind.get(reading_id)
-                reading_kind = known[0] if known else "unknown"
-                self.delivered[(destination, category, reading_kind, basis)] += 1
-                if category == "alert" and known is not None:
-                    self.alert_latency.labels(destination).observe(max(0.0, entry.at - known[1]))
+            recent, older = self._recent, self._older
+            known = [recent.get(i) or older.get(i) for i in fields["reading_ids"]]
+            kinds = Counter([k[0] if k else "unknown" for k in known])
+            for reading_kind, count in kinds.items():
+                self.delivered[(destination, category, reading_kind, basis)] += count
+            if category == "alert":
+                latency = self.alert_latency.labels(destination)
+                for k in known:
+                    if k is not None:
+                        latency.observe(max(0.0, entry.at - k[1]))
 
     # Scrapes ------------------------------------------------------------------------------
 
