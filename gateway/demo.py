@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.activity import Activity, ActivityEntry
+from gateway.activity import Activity, ActivityEntry, IntakeRecord
 from gateway.app import Gateway
 from gateway.exporters.webhook.signing import parse_secret, sign
 from gateway.logging import configure_logging, personal_strings
@@ -64,43 +64,69 @@ class LiveView:
     def show(self, entry: ActivityEntry) -> None:
         f = entry.fields
         kind = entry.kind
-        self.counts[kind] += 1
-        if kind == "reading":
-            self.line(
-                f"{self.paint('reading ', '1;36')} {f['device']}: {f['kind']} "
-                + compact_values(f["values"])
-            )
-        elif kind == "filtered":
-            self.counts[f"{'passed' if f['passed'] else 'blocked'}:{f['destination']}"] += 1
-            if f["passed"]:
-                verdict = self.paint(f"queued ({f['legal_basis']})", "32")
-            else:
-                verdict = self.paint(
-                    "blocked: " + f.get("reason", "no consent for this purpose"), "33"
-                )
-            self.line(
-                f"  filter   {f['category']} -> {f['destination']} ({f['purpose']}): {verdict}"
+        if kind == "stored":  # a batch: each reading and its destinations' decisions in turn
+            for record in f["records"]:
+                self._show_reading(record)
+        elif kind == "filtered":  # an alert destination's decision
+            self._show_decision(
+                f["category"],
+                f["destination"],
+                f["purpose"],
+                f.get("legal_basis") if f["passed"] else None,
+                f.get("reason", "no consent for this purpose"),
             )
         elif kind == "alert.raised" and not f["phrase"]["id"].startswith("limit"):
             from gateway.api.noticed import text  # window rules: their own plain words
 
+            self.counts[kind] += 1
             words = text(f["phrase"]["id"], f["phrase"]["params"])
             self.line(self.paint("ALERT   ", "1;31") + f" {words} ({f['severity']})")
         elif kind == "alert.raised":
+            self.counts[kind] += 1
             self.line(
                 self.paint("ALERT   ", "1;31")
                 + f" {f['value']} {f['measured']:g} {f['unit']} is {f['direction']} "
                 f"{f['limit']:g} ({f['severity']})"
             )
         elif kind == "alert.resolved":
+            self.counts[kind] += 1
             self.line(self.paint("resolved", "1;32") + f" {f['value']} back within limits")
-        elif kind == "delivered":
-            self.counts[f"delivered:{f['destination']}"] += 1
-            self.line(f"  sent     {f['category']} -> {f['destination']} ({f['legal_basis']})")
+        elif kind == "delivered":  # a batch: a line per item, as the person follows each one
+            self.counts[f"delivered:{f['destination']}"] += f["items"]
+            for _ in range(f["items"]):
+                self.line(f"  sent     {f['category']} -> {f['destination']} ({f['legal_basis']})")
         elif kind in ("retry", "dead_letter"):
             self.line(self.paint(f"  {kind}  {f['destination']}: {f['reason']}", "33"))
         elif kind == "dropped":
             self.line(self.paint(f"dropped  {f['device']}: {f['reason']}", "33"))
+
+    def _show_reading(self, record: IntakeRecord) -> None:
+        reading = record.reading
+        self.counts["reading"] += 1
+        values = {name: (q.value, q.unit) for name, q in reading.measurement.values.items()}
+        self.line(
+            f"{self.paint('reading ', '1;36')} {reading.device_ref}: {reading.measurement.kind} "
+            + compact_values(values)
+        )
+        for item in record.items:
+            if item.category == "reading":
+                self._show_decision("reading", item.destination, item.purpose, item.legal_basis, "")
+        for refusal in record.blocked:
+            if refusal.category == "reading":
+                self._show_decision(
+                    "reading", refusal.destination, refusal.purpose, None, refusal.reason
+                )
+
+    def _show_decision(
+        self, category: str, destination: str, purpose: str, basis: str | None, reason: str
+    ) -> None:
+        """One filter line: queued under its legal basis, or blocked with the reason."""
+        self.counts[f"{'passed' if basis else 'blocked'}:{destination}"] += 1
+        if basis:
+            verdict = self.paint(f"queued ({basis})", "32")
+        else:
+            verdict = self.paint("blocked: " + reason, "33")
+        self.line(f"  filter   {category} -> {destination} ({purpose}): {verdict}")
 
 
 def care_platform(view: LiveView) -> web.Application:

@@ -3,7 +3,8 @@
 Nothing on the hot path knows about Prometheus: a custom collector turns the pipeline's, the
 delivery workers' and the BLE source's existing stats into metric families when scraped, and a
 subscriber to the activity feed counts readings per kind, deliveries per destination and the
-alert latency (from the moment the hub took in a reading to the moment its alert was delivered).
+alert latency (from the moment the hub took in a reading to the moment its alert was delivered),
+from one entry per intake or delivery batch.
 Queue depth and dead letters come from the database, fetched by ``refresh`` just before a scrape.
 
 No label carries personal data: kinds, destination names, device references (``device-1``) and
@@ -12,9 +13,10 @@ profiles only.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
@@ -53,7 +55,11 @@ class GatewayMetrics(Collector):
         self.received: Counter[str] = Counter()  # kind
         self.filtered: Counter[tuple[str, str]] = Counter()  # destination, outcome
         self.delivered: Counter[tuple[str, str, str, str]] = Counter()
-        self._reading_kind: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # Each recent reading's kind and intake time, for the deliveries' labels and the alert
+        # latency: two generations of at most _REMEMBERED_READINGS each, the older dropped whole
+        # (no step per reading to forget one).
+        self._recent: dict[str, tuple[str, float]] = {}
+        self._older: dict[str, tuple[str, float]] = {}
         # The API's closed connections and refused requests by reason (its RefusalReport's
         # totals), set by the API server when it starts.
         self.api_refusals: dict[str, int] = {}
@@ -72,24 +78,39 @@ class GatewayMetrics(Collector):
 
     def observe(self, entry: ActivityEntry) -> None:
         fields = entry.fields
-        if entry.kind == "reading":
-            kind = str(fields.get("kind"))
-            self.received[kind] += 1
-            self._reading_kind[str(fields.get("reading_id"))] = (kind, entry.at)
-            while len(self._reading_kind) > _REMEMBERED_READINGS:
-                self._reading_kind.popitem(last=False)
-        elif entry.kind == "filtered":
+        kind = entry.kind
+        if kind == "stored":  # one intake batch: counted per kind and destination
+            readings = [record.reading for record in fields["records"]]
+            kinds = [reading.measurement.kind for reading in readings]
+            self.received.update(kinds)
+            if len(self._recent) >= _REMEMBERED_READINGS:
+                self._older, self._recent = self._recent, {}
+            taken = zip(kinds, repeat(float(fields["taken_at"])))
+            self._recent.update(
+                zip([reading.reading_id for reading in readings], taken, strict=True)
+            )
+            filtered = self.filtered
+            for destination, count in fields["passed"].items():
+                filtered[(destination, "passed")] += count
+            for destination, count in fields["blocked"].items():
+                filtered[(destination, "blocked")] += count
+        elif kind == "filtered":  # one decision of an alert destination
             outcome = "passed" if fields.get("passed") else "blocked"
             self.filtered[(str(fields.get("destination")), outcome)] += 1
-        elif entry.kind == "delivered":
+        elif kind == "delivered":  # one sent batch of one category and legal basis
             destination = str(fields.get("destination"))
             category = str(fields.get("category"))
-            known = self._reading_kind.get(str(fields.get("reading_id")))
-            kind = known[0] if known else "unknown"
             basis = str(fields.get("legal_basis"))
-            self.delivered[(destination, category, kind, basis)] += 1
-            if category == "alert" and known is not None:
-                self.alert_latency.labels(destination).observe(max(0.0, entry.at - known[1]))
+            recent, older = self._recent, self._older
+            known = [recent.get(i) or older.get(i) for i in fields["reading_ids"]]
+            kinds = Counter([k[0] if k else "unknown" for k in known])
+            for reading_kind, count in kinds.items():
+                self.delivered[(destination, category, reading_kind, basis)] += count
+            if category == "alert":
+                latency = self.alert_latency.labels(destination)
+                for k in known:
+                    if k is not None:
+                        latency.observe(max(0.0, entry.at - k[1]))
 
     # Scrapes ------------------------------------------------------------------------------
 

@@ -68,11 +68,26 @@ class Waiter:
         self._changed.set()
 
     def count(self, kind: str, **fields: Any) -> int:
+        """Items in the entries of ``kind`` (a batch entry counts its ``items``)."""
         return sum(
-            1
+            int(e.fields.get("items", 1))
             for e in self.entries
             if e.kind == kind and all(e.fields.get(k) == v for k, v in fields.items())
         )
+
+    def queued(self, destination: str) -> int:
+        """Readings a destination's chain let through, from the intake batches."""
+        return sum(
+            e.fields["passed"].get(destination, 0) for e in self.entries if e.kind == "stored"
+        )
+
+    async def until_queued(self, destination: str, items: int, timeout: float = 20.0) -> None:
+        async def wait() -> None:
+            while self.queued(destination) < items:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
 
     async def until(self, kind: str, count: int = 1, timeout: float = 20.0, **fields: Any) -> None:
         async def wait() -> None:

@@ -264,7 +264,7 @@ async def test_consent_withdrawal_through_the_page_session_purges_the_queue(tmp_
     async with running_hub(
         tmp_path, devices=[cuff(HIGH_THEN_NORMAL)], care_answer=Answer(503)
     ) as hub:
-        await hub.waiter.until("filtered", 2, destination="care-platform", passed=True)
+        await hub.waiter.until_queued("care-platform", 2)
         await hub.waiter.until("retry", destination="care-platform")
         async with client() as http:
             csrf = await sign_in(http, hub, PINS[ADULT])

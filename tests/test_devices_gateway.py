@@ -90,7 +90,7 @@ async def test_simulated_devices_reach_the_pipeline_bound_to_their_people(tmp_pa
 
     async with running_gateway(settings) as gateway:
         watcher = ActivityWatcher(gateway.activity)
-        await watcher.until("reading", 5)
+        await watcher.until("stored", 5)  # one entry per stored batch, counting its readings
         await watcher.until("dropped", 1)
         assert gateway.pipeline is not None
         stats = gateway.pipeline.stats

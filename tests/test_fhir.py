@@ -1,14 +1,24 @@
 """FHIR mapping, validated by an independent implementation (fhir.resources, R4B models)."""
 
-from datetime import datetime
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
+import orjson
+import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from gateway.exporters.fhir.payload import (
     BLUETOOTH_ADDRESS_SYSTEM,
     LOINC,
     MDC,
+    NAMESPACE,
+    FhirMappingError,
+    effective_time,
+    observation_uuid,
     reading_entries,
+    reading_entries_json,
     transaction_bundle,
 )
 from gateway.intake.events import reading_event
@@ -175,3 +185,62 @@ def test_no_entry_full_url_is_an_identifier_of_any_resource_in_the_bundle():
     assert len(full_urls) == len(bundle["entry"])
     assert full_urls.isdisjoint(identifiers)
     assert all(url.startswith("urn:uuid:") for url in full_urls)
+
+
+def _effective_time_as_defined(event):
+    """The definition: the device time read in the local zone, corrected, in UTC."""
+    local = datetime.fromisoformat(event["measured_at"]).astimezone()
+    if event.get("device_clock_offset_s"):
+        local -= timedelta(seconds=event["device_clock_offset_s"])
+    return local.astimezone(UTC).isoformat(timespec="seconds")
+
+
+@pytest.mark.parametrize("zone", ["Europe/Stockholm", "America/New_York", "Australia/Lord_Howe"])
+def test_effective_time_is_the_definition_through_every_clock_change_of_a_year(zone, monkeypatch):
+    # Every 7 minutes of 2026 (both clock changes, the repeated and the skipped hour, and Lord
+    # Howe's half-hour change), with and without a device clock offset.
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        start = datetime(2026, 1, 1)
+        for step in range(0, 365 * 24 * 60, 7):
+            measured = (start + timedelta(minutes=step, seconds=step % 60)).isoformat()
+            for offset in (None, 93.5):
+                event = {"measured_at": measured, "device_clock_offset_s": offset}
+                assert effective_time(event) == _effective_time_as_defined(event), event
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_name_based_uuids_are_those_of_the_standard_library():
+    rng = random.Random(12)
+    for _ in range(20_000):
+        name = f"{rng.getrandbits(128):032x}/{rng.choice(['panel', 'pulse_rate', 'x'])}/entry"
+        assert observation_uuid(name, "p") == str(uuid.uuid5(NAMESPACE, f"{name}/p"))
+
+
+@pytest.mark.parametrize("source", [None, 'urn:health-gateway:hub:"åä"'])
+def test_entries_written_as_json_are_the_serialised_entries(source):
+    readings = [
+        bp_measurement(190, 100, 90),
+        bp_measurement(121, 79, 66),
+        Measurement(
+            kind="glucose",
+            measured_at=datetime(2026, 3, 29, 2, 30),
+            values={"concentration": Quantity(value=5.4, unit="mmol/L")},
+        ),
+        Measurement(
+            kind="weight",
+            measured_at=None,
+            values={"body_weight": Quantity(value=72.35, unit="kg")},
+        ),
+    ]
+    for measurement in readings:
+        for offset in (None, -12.25):
+            event = reading_event(bound(measurement)) | {"device_clock_offset_s": offset}
+            expected = orjson.dumps(reading_entries(event, SYSTEM, source))
+            assert reading_entries_json(event, SYSTEM, source) == expected
+    with pytest.raises(FhirMappingError):
+        event = reading_event(bound(bp_measurement()))
+        reading_entries_json(event | {"kind": "unknown"}, SYSTEM, source)

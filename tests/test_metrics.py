@@ -5,12 +5,16 @@ from __future__ import annotations
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.configs import REFUSER
 from tests.hub_harness import Hub, cuff, running_hub
 from tests.receivers import Answer
 
 READINGS = [
     {"systolic": 190, "diastolic": 100, "pulse_rate": 90, "measured_at": "2026-11-20T08:00:00"},
     {"systolic": 121, "diastolic": 79, "pulse_rate": 66, "measured_at": "2026-11-20T08:05:00"},
+]
+REFUSERS_READING = [
+    {"systolic": 131, "diastolic": 81, "pulse_rate": 70, "measured_at": "2026-11-20T09:00:00"}
 ]
 
 
@@ -78,3 +82,23 @@ async def test_a_destination_that_is_down_shows_as_queue_depth_and_retries(tmp_p
     assert metrics[("health_gateway_queue_depth", care)] == 2
     assert metrics[("health_gateway_queue_oldest_age_seconds", care)] > 0
     assert metrics[("health_gateway_delivery_retries_total", care)] >= 2
+
+
+async def test_filter_decisions_count_each_reading_and_alert_per_destination(tmp_path):
+    # The intake feed is one entry per batch: its counts per destination and outcome still add
+    # up to one decision per reading, and an alert destination's decisions one per alert.
+    refusers_cuff = cuff(REFUSERS_READING, subject=REFUSER) | {"address": "C4:7C:8D:6A:00:02"}
+    async with running_hub(tmp_path, devices=[cuff(READINGS), refusers_cuff]) as hub:
+        await hub.waiter.until("stored", 3)
+        await hub.waiter.until("delivered", 2, destination="nurse-alerts")
+        metrics = await scrape(hub)
+
+    def decisions(destination: str, outcome: str) -> float:
+        labels = (("destination", destination), ("outcome", outcome))
+        return metrics.get(("health_gateway_filter_decisions_total", labels), 0)
+
+    assert decisions("care-platform", "passed") == 2
+    assert decisions("care-platform", "blocked") == 1  # the refuser gave no consent to care
+    assert decisions("nurse-alerts", "passed") == 2  # raised and resolved
+    bp = (("kind", "blood_pressure"),)
+    assert metrics[("health_gateway_readings_received_total", bp)] == 3

@@ -43,10 +43,11 @@ async def test_a_reading_over_a_limit_overtakes_the_queue_and_alerts_in_arrival_
         all_stored, two_alerts = asyncio.Event(), asyncio.Event()
 
         def on_entry(entry: ActivityEntry) -> None:
-            if entry.kind == "reading":
-                systolic_of[str(entry.fields["reading_id"])] = entry.fields["values"]["systolic"][0]
-            elif entry.kind == "stored":
-                stored.append(str(entry.fields["reading_id"]))
+            if entry.kind == "stored":  # one intake batch, its readings in the order stored
+                for record in entry.fields["records"]:
+                    reading = record.reading
+                    systolic_of[reading.reading_id] = reading.measurement.values["systolic"].value
+                    stored.append(reading.reading_id)
                 if len(stored) == 41:
                     all_stored.set()
             elif entry.kind.startswith("alert."):

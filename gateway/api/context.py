@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,9 +19,7 @@ if TYPE_CHECKING:
     from gateway.hub import Hub
     from gateway.privacy.references import References
 
-_REMEMBERED_READINGS = 4096
-_REFRESHES = frozenset({"stored", "alert.raised", "alert.resolved", "delivered"})
-_CHANGES_A_PAGE = _REFRESHES | {"reading"}  # "reading" only to remember whose it is
+_ALERTS = frozenset({"alert.raised", "alert.resolved"})
 
 
 class SubjectStream:
@@ -47,7 +44,6 @@ class SubjectEvents:
 
     def __init__(self) -> None:
         self._streams: set[SubjectStream] = set()
-        self._reading_subject: OrderedDict[str, str] = OrderedDict()
 
     def open(self, subject_ref: str) -> SubjectStream:
         stream = SubjectStream(subject_ref)
@@ -67,21 +63,14 @@ class SubjectEvents:
                 stream.changed.set()
 
     def observe(self, entry: ActivityEntry) -> None:
-        if entry.kind not in _CHANGES_A_PAGE:
-            return
-        fields = entry.fields
-        reading_id = fields.get("reading_id")
-        subject_ref = fields.get("subject_ref")
-        if entry.kind == "reading" and reading_id and subject_ref:
-            self._reading_subject[str(reading_id)] = str(subject_ref)
-            while len(self._reading_subject) > _REMEMBERED_READINGS:
-                self._reading_subject.popitem(last=False)
-        # "stored", not "reading": a page that refreshes on the signal must find the reading.
-        if entry.kind in _REFRESHES:
-            if subject_ref is None and reading_id is not None:
-                subject_ref = self._reading_subject.get(str(reading_id))
-                if subject_ref is None:
-                    return  # a delivery of a reading from before this start: nothing new shown
+        kind = entry.kind
+        if kind == "stored" or kind == "delivered":  # a batch: each person in it, once
+            # "stored", not a step before it: a page that refreshes on the signal must find
+            # the reading.
+            for subject_ref in entry.fields["subject_refs"]:
+                self.notify(str(subject_ref))
+        elif kind in _ALERTS:
+            subject_ref = entry.fields.get("subject_ref")
             self.notify(str(subject_ref) if subject_ref else None)
 
 

@@ -414,14 +414,20 @@ class DeliveryWorker:
         stats.withheld += len(withheld)
         if outcome.delivered:
             stats.last_delivery_at = time.time()
+        # One entry per batch and (category, legal basis), not one per item.
+        groups: dict[tuple[str, str], list[QueuedItem]] = {}
         for item_id in outcome.delivered:
             item = by_id[item_id]
+            groups.setdefault((item.category, item.legal_basis), []).append(item)
+        for (category, legal_basis), items in groups.items():
             self._activity.emit(
                 "delivered",
                 destination=self.sink.name,
-                category=item.category,
-                reading_id=item.reading_id,
-                legal_basis=item.legal_basis,
+                category=category,
+                legal_basis=legal_basis,
+                items=len(items),
+                reading_ids=tuple([item.reading_id for item in items]),
+                subject_refs=frozenset([item.subject_ref for item in items]),
             )
         if outcome.retry or outcome.failed:
             reason = None if outcome.reason is None else self._scrub(outcome.reason)

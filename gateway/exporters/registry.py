@@ -1,8 +1,8 @@
 """The one registry of destination kinds: each kind's factory, found by the config's ``kind``.
 
 A new kind (MQTT, say) is a folder beside ``fhir/`` with its settings (``config.py``), sender and
-factory, one line here and one in ``gateway.settings.Destination``; queueing, retries, consent at send time and auditing come with the
-delivery worker, unchanged.
+factory, one line here and one in ``gateway.settings.Destination``; queueing, retries, consent at
+send time and auditing come with the delivery worker, unchanged.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ the single place that defines which fields exist (documented in README "Event sc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -42,9 +43,18 @@ def age_band(age: int) -> str:
     return f"{low}-{low + 9}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _person_on(birth_date: date, day: date) -> tuple[str, str, str]:
+    """(the day, the birth date, the age band that day) as the event writes them: the same for
+    every reading of a person on a day, so made once."""
+    return day.isoformat(), birth_date.isoformat(), age_band(age_on(birth_date, day))
+
+
 def reading_event(reading: BoundReading) -> dict[str, Any]:
     measurement = reading.measurement
-    when = measurement.measured_at or reading.received_at.replace(tzinfo=None)
+    measured_at = measurement.measured_at
+    when = measured_at or reading.received_at.replace(tzinfo=None)
+    day, birth_date, band = _person_on(reading.birth_date, when.date())
     return {
         "reading_id": reading.reading_id,
         "kind": measurement.kind,
@@ -52,16 +62,16 @@ def reading_event(reading: BoundReading) -> dict[str, Any]:
             name: {"value": quantity.value, "unit": quantity.unit}
             for name, quantity in measurement.values.items()
         },
-        "measured_at": measurement.measured_at.isoformat() if measurement.measured_at else None,
-        "measured_day": when.date().isoformat(),
+        "measured_at": measured_at.isoformat() if measured_at else None,
+        "measured_day": day,
         "measured_hour": when.replace(minute=0, second=0, microsecond=0).isoformat(),
         "received_at": reading.received_at.isoformat(),
         "status": measurement.status,
         "device_clock_offset_s": reading.clock_offset_s,
         "subject": reading.subject_id,
         "company": reading.company_id,
-        "birth_date": reading.birth_date.isoformat(),
-        "age_band": age_band(age_on(reading.birth_date, when.date())),
+        "birth_date": birth_date,
+        "age_band": band,
         "device_address": reading.device_address,
         "device_model": reading.device_model,
         "sex": reading.sex,

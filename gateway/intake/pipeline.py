@@ -24,7 +24,7 @@ import structlog
 from devices.source import Received
 from filters.chain import ChainContext, Item
 from filters.minimise import FieldLeak, enforce_allow_list
-from gateway.activity import Activity
+from gateway.activity import Activity, Blocked, IntakeRecord
 from gateway.exporters.base import Route
 from gateway.intake.acknowledgements import Acknowledgements
 from gateway.intake.alerts import AlertEngine, AlertEvent
@@ -58,10 +58,11 @@ DISK_RETRY_S = 1.0
 
 
 # A route compiled (``Pipeline._compile``): (reading_id, subject_ref, kind, category, payload,
-# vital interest, report in the activity feed) -> (the item as the chain left it, payload), or
-# None when it may not go.
+# vital interest, where to note a refusal with its key, or None) -> (the item as the chain left
+# it, payload), or None when it may not go.
 Decide = Callable[
-    [str, str, str, str, dict[str, Any], bool, bool], "tuple[Item, dict[str, Any]] | None"
+    [str, str, str, str, dict[str, Any], bool, "tuple[list[Blocked], str] | None"],
+    "tuple[Item, dict[str, Any]] | None",
 ]
 
 
@@ -91,14 +92,6 @@ class _Origin(NamedTuple):
     reading_id: str
     subject_ref: str
     kind: str
-
-
-@dataclass(slots=True)
-class _Prepared:
-    reading: BoundReading
-    event: dict[str, Any]
-    items: list[NewItem]
-    alerts: list[AnyAlert] = field(default_factory=list)
 
 
 class Pipeline:
@@ -219,11 +212,12 @@ class Pipeline:
         bound = [reading for reading in map(self._bind, batch) if reading is not None]
         if not bound:
             return
+        taken_at = time.time()
         ids = [reading.reading_id for reading in bound]
         known = await self._database.call(
             lambda c: readings.existing(c, ids), priority=Priority.INTAKE
         )
-        prepared: list[_Prepared] = []
+        prepared: list[IntakeRecord] = []
         for reading in bound:
             if reading.reading_id in known:
                 self.stats.duplicates += 1
@@ -237,7 +231,7 @@ class Pipeline:
                 log.error(
                     "reading_fanout_failed", reading=reading.reading_id, error=type(exc).__name__
                 )
-                prepared.append(_Prepared(reading, reading_event(reading), []))
+                prepared.append(IntakeRecord(reading, reading_event(reading), []))
         if not prepared:
             return
         now = time.time()
@@ -253,19 +247,37 @@ class Pipeline:
         if self.disk_full:
             self._space_returned()
         log.debug("readings_stored", count=len(prepared))
-        for entry in prepared:
-            self._activity.emit(
-                "stored", reading_id=entry.reading.reading_id, subject_ref=entry.reading.subject_ref
-            )
         if refused:
             self._report_full(refused)
+        queued = self.stats.queued
+        passed: dict[str, int] = {}
+        blocked: dict[str, int] = {}
         woken: set[str] = set()
-        for entry in prepared:
-            for item in entry.items:
-                if item in refused:
+        for record in prepared:
+            for item in record.items:
+                destination = item.destination
+                if item.category == "reading":
+                    passed[destination] = passed.get(destination, 0) + 1
+                if refused and item in refused:
                     continue
-                self.stats.queued[item.destination] = self.stats.queued.get(item.destination, 0) + 1
-                woken.add(item.destination)
+                queued[destination] = queued.get(destination, 0) + 1
+                woken.add(destination)
+            for refusal in record.blocked:
+                if refusal.category == "reading":
+                    blocked[refusal.destination] = blocked.get(refusal.destination, 0) + 1
+        # One entry for the whole batch: the feed's readers count, they do not replay steps.
+        self._activity.emit_batch(
+            "stored",
+            items=len(prepared),
+            taken_at=taken_at,
+            subject_refs=frozenset([record.reading.subject_ref for record in prepared]),
+            passed=passed,
+            blocked=blocked,
+            records=prepared,
+        )
+        for record in prepared:
+            for alert in record.alerts:
+                self._announce_alert(alert, record.items, record.blocked)
         for route in self._routes:
             if route.name in woken:
                 route.wake()
@@ -370,32 +382,52 @@ class Pipeline:
         index = received.measurement.user_index
         return None if index is None else device.user_subjects.get(index)
 
-    def _prepare(self, reading: BoundReading) -> _Prepared:
+    def _prepare(self, reading: BoundReading) -> IntakeRecord:
         event = reading_event(reading)
-        values = {name: (q.value, q.unit) for name, q in reading.measurement.values.items()}
-        self._activity.emit(
-            "reading",
-            device=reading.device_ref,
-            subject_ref=reading.subject_ref,
-            kind=reading.measurement.kind,
-            values=values,
-            reading_id=reading.reading_id,
-        )
         origin = _Origin(reading.reading_id, reading.subject_ref, reading.measurement.kind)
+        refusals: list[Blocked] = []
         items = [
             item
             for route in self._routes
             if route.category == "reading"
-            for item in [self._through(route, origin, "reading", dict(event), vital=False)]
+            for item in [
+                self._through(route, origin, "reading", dict(event), refusals, vital=False)
+            ]
             if item is not None
         ]
         alerts = self._alerts.evaluate(reading)
         for alert in alerts:
-            items += self._alert_items(alert)
-        return _Prepared(reading, event, items, alerts)
+            items += self._alert_items(alert, refusals)
+        return IntakeRecord(reading, event, items, alerts, refusals)
 
-    def _alert_items(self, alert: AnyAlert) -> list[NewItem]:
+    def _alert_items(self, alert: AnyAlert, refusals: list[Blocked]) -> list[NewItem]:
         self.stats.alerts += 1
+        origin = _Origin(alert.reading_id, alert.subject_ref, alert.kind)
+        payload = {"alert": alert, "subject_id": alert.subject_id}
+        return [
+            item
+            for route in self._routes
+            if route.category == "alert"
+            for item in [
+                self._through(
+                    route,
+                    origin,
+                    "alert",
+                    payload,
+                    refusals,
+                    vital=alert.vital_interest,
+                    key=alert.alert_id,
+                )
+            ]
+            if item is not None
+        ]
+
+    def _announce_alert(
+        self, alert: AnyAlert, items: list[NewItem], refusals: list[Blocked]
+    ) -> None:
+        """Report one alert and its destinations' decisions, once it is stored (alerts are
+        rare, so each is its own entry: the page's alert view and the demo show them one by
+        one)."""
         self._activity.emit(
             alert.type,
             subject_ref=alert.subject_ref,
@@ -410,19 +442,29 @@ class Pipeline:
             rule_type=alert.rule.settings.rule_type,
             phrase=alert.phrase(),
         )
-        origin = _Origin(alert.reading_id, alert.subject_ref, alert.kind)
-        payload = {"alert": alert, "subject_id": alert.subject_id}
-        return [
-            item
-            for route in self._routes
-            if route.category == "alert"
-            for item in [
-                self._through(
-                    route, origin, "alert", payload, vital=alert.vital_interest, key=alert.alert_id
+        key = alert.alert_id
+        for item in items:
+            if item.category == "alert" and item.idempotency_key == key:
+                self._activity.emit(
+                    "filtered",
+                    destination=item.destination,
+                    purpose=item.purpose,
+                    category="alert",
+                    reading_id=alert.reading_id,
+                    passed=True,
+                    legal_basis=item.legal_basis,
                 )
-            ]
-            if item is not None
-        ]
+        for refusal in refusals:
+            if refusal.category == "alert" and refusal.key == key:
+                self._activity.emit(
+                    "filtered",
+                    destination=refusal.destination,
+                    purpose=refusal.purpose,
+                    category="alert",
+                    reading_id=alert.reading_id,
+                    passed=False,
+                    reason=refusal.reason,
+                )
 
     async def check_missing(self, now: datetime) -> int:
         """Raise the missing-readings alerts due at ``now`` and queue them; returns how many.
@@ -434,7 +476,8 @@ class Pipeline:
         changes = self._alerts.take_changes()
         if not alerts and not changes:
             return 0
-        items = [item for alert in alerts for item in self._alert_items(alert)]
+        refusals: list[Blocked] = []
+        items = [item for alert in alerts for item in self._alert_items(alert, refusals)]
         state = self._alert_state.seal(changes)
         entries = [(alert.type, alert_audit_record(alert), alert.subject_ref) for alert in alerts]
 
@@ -446,6 +489,8 @@ class Pipeline:
                     audit.append_many(connection, entries)
 
         await self._database.call(store, priority=Priority.INTAKE)
+        for alert in alerts:
+            self._announce_alert(alert, items, refusals)
         woken = {item.destination for item in items}
         for item in items:
             self.stats.queued[item.destination] = self.stats.queued.get(item.destination, 0) + 1
@@ -460,10 +505,12 @@ class Pipeline:
         origin: _Origin,
         category: str,
         payload: dict[str, Any],
+        refusals: list[Blocked],
         *,
         vital: bool,
         key: str | None = None,
     ) -> NewItem | None:
+        key = key or origin.reading_id
         passed = self._decide[route.name](
             origin.reading_id,
             origin.subject_ref,
@@ -471,7 +518,7 @@ class Pipeline:
             category,
             payload,
             vital,
-            True,
+            (refusals, key),
         )
         if passed is None:
             return None
@@ -483,7 +530,7 @@ class Pipeline:
             priority=route.priority,
             subject_ref=origin.subject_ref,
             reading_id=origin.reading_id,
-            idempotency_key=key or origin.reading_id,
+            idempotency_key=key,
             legal_basis=result.legal_basis or "consent",
             fields=result.fields,
             payload=body,
@@ -496,13 +543,14 @@ class Pipeline:
         bound in advance. Used at intake and again when a queued reading is rebuilt to be sent.
 
         The steps list is the route's own, so a step added to ``route.steps`` later runs too.
+        A refusal is noted (for the activity feed) only at intake, where ``refusals`` is given.
         """
         name, purpose, steps = route.name, route.purpose, route.steps
         context = self._contexts[name]
         make_payload, allowed = route.format, route.allowed
         checks_payload = route.payload_is_event
         guard = self._identifier_guard.search if route.forbid_identifiers else None
-        emit, stats = self._activity.emit, self.stats
+        stats = self.stats
 
         def decide(
             reading_id: str,
@@ -511,32 +559,24 @@ class Pipeline:
             category: str,
             payload: dict[str, Any],
             vital: bool,
-            report: bool,
+            refusals: tuple[list[Blocked], str] | None,
         ) -> tuple[Item, dict[str, Any]] | None:
-            def verdict(passed: bool, **detail: Any) -> None:
-                if report:  # at intake; not when a queued item is rebuilt to be sent
-                    emit(
-                        "filtered",
-                        destination=name,
-                        purpose=purpose,
-                        category=category,
-                        reading_id=reading_id,
-                        passed=passed,
-                        **detail,
-                    )
+            def refuse(reason: str) -> None:
+                if refusals is not None:
+                    refusals[0].append(Blocked(name, purpose, category, refusals[1], reason))
 
             result = Item(reading_id, subject_ref, category, payload, vital_interest=vital)
             for step in steps:
                 stepped = step(result, context)
                 if stepped is None:
-                    verdict(False, reason="no consent for this purpose, or processing restricted")
+                    refuse("no consent for this purpose, or processing restricted")
                     return None
                 result = stepped
             try:
                 body = make_payload(result)
             except ValueError as exc:  # e.g. a kind this destination's format cannot express
                 log.warning("destination_cannot_take", destination=name, kind=kind, reason=str(exc))
-                verdict(False, reason="this destination cannot take this kind of reading")
+                refuse("this destination cannot take this kind of reading")
                 return None
             try:
                 # Event-shaped payloads are checked on the keys actually about to leave, so a
@@ -545,14 +585,13 @@ class Pipeline:
             except FieldLeak as exc:
                 stats.identifier_blocked += 1
                 log.error("field_blocked", destination=name, reason=str(exc))
-                verdict(False, reason="a field outside the allow-list would have left; blocked")
+                refuse("a field outside the allow-list would have left; blocked")
                 return None
             if guard is not None and guard(orjson.dumps(body).lower()):
                 stats.identifier_blocked += 1
                 log.error("identifier_blocked", destination=name, kind=kind)
-                verdict(False, reason="an identifier would have left; blocked")
+                refuse("an identifier would have left; blocked")
                 return None
-            verdict(True, legal_basis=result.legal_basis)
             return result, body
 
         return decide
@@ -570,7 +609,7 @@ class Pipeline:
             event = orjson.loads(item.event)
             kind = str(event.get("kind"))
             passed = decide(
-                item.reading_id, item.subject_ref, kind, item.category, event, False, False
+                item.reading_id, item.subject_ref, kind, item.category, event, False, None
             )
             return None if passed is None else orjson.dumps(passed[1])
 
@@ -593,7 +632,7 @@ class Pipeline:
     def _store(
         self,
         connection: sqlite3.Connection,
-        prepared: list[_Prepared],
+        prepared: list[IntakeRecord],
         now: float,
         alert_state: list[tuple[str, str, bytes | None]],
     ) -> list[NewItem]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
+
 from filters.chain import Item
 from filters.consent import consent_gate
 from filters.minimise import allow_fields
 from gateway.exporters.base import Built, ExportContext, Route
 from gateway.exporters.fhir.config import FhirDestination
-from gateway.exporters.fhir.payload import hub_source, reading_entries
+from gateway.exporters.fhir.payload import hub_source, reading_entries_json
 from gateway.exporters.fhir.sender import FhirSink
 from gateway.secrets import read_secret
 from gateway.storage.outbox import PRIORITY_CARE, PRIORITY_OTHER
@@ -39,7 +41,9 @@ def build(destination: FhirDestination, context: ExportContext) -> Built:
     source = hub_source(context.hub_id) if context.hub_id else None
 
     def to_fhir(item: Item) -> dict[str, object]:
-        return {"entries": reading_entries(item.payload, system, source)}
+        # Written as JSON at once (a fragment orjson copies as it is): the payload is only ever
+        # serialised, into the queue's bytes, so its dicts would be built for nothing.
+        return {"entries": orjson.Fragment(reading_entries_json(item.payload, system, source))}
 
     route = Route(
         name=destination.name,

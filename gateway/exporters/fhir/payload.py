@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -133,14 +134,19 @@ def quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": value, "unit": UNIT_DISPLAY.get(unit, unit), "system": UCUM, "code": unit}
 
 
+# SHA-1 already fed with the namespace: each name UUID copies it and adds only the name.
+_NAMESPACE_SHA1 = hashlib.sha1(_NAMESPACE_BYTES)  # noqa: S324 (RFC 4122 version 5 is SHA-1)
+# The variant's hex digit, by the digest's digit there: (digit & 0b0011) | 0b1000.
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def _uuid5(name: str) -> str:
-    """``str(uuid.uuid5(NAMESPACE, name))``, without building a ``UUID`` (a quarter of the cost;
-    three per blood-pressure reading)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])  # noqa: S324
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """``str(uuid.uuid5(NAMESPACE, name))``, without building a ``UUID`` or the digest's bytes
+    (four per blood-pressure reading): the version and variant are set on the hex digits."""
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(name.encode())
+    h = digest.hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def observation_uuid(reading_id: str, part: str) -> str:
@@ -169,11 +175,41 @@ def effective_time(event: dict[str, Any]) -> str:
     measured = event.get("measured_at")
     if not measured:
         return str(event["received_at"])
-    local = datetime.fromisoformat(measured).astimezone()
+    device_time = datetime.fromisoformat(measured)
     offset = event.get("device_clock_offset_s")
+    local_offset = None
+    # A device time is naive, written by ``isoformat``: its first 13 characters are its hour.
+    if device_time.tzinfo is None and measured[10:11] == "T" and measured[13:14] == ":":
+        local_offset = _local_offset_in_hour(
+            measured[:13], time.timezone, time.altzone, time.tzname
+        )
+    if local_offset is None:  # near a clock change, or a stamp with its own zone
+        local = device_time.astimezone()
+        if offset:
+            local -= timedelta(seconds=offset)
+        return local.astimezone(UTC).isoformat(timespec="seconds")
+    instant = device_time - local_offset
     if offset:
-        local -= timedelta(seconds=offset)
-    return local.astimezone(UTC).isoformat(timespec="seconds")
+        instant -= timedelta(seconds=offset)
+    return instant.isoformat(timespec="seconds") + "+00:00"
+
+
+@functools.lru_cache(maxsize=256)
+def _local_offset_in_hour(
+    hour: str, _timezone: int, _altzone: int, _tzname: tuple[str, str]
+) -> timedelta | None:
+    """The local zone's UTC offset for every device time in this (naive) hour, ``YYYY-MM-DDTHH``,
+    or None when the clocks may change near it. Asking the zone costs more than the rest of the
+    mapping, and a reading's hour almost always repeats. The zone's settings are part of the
+    key, so a changed zone (``time.tzset``) is asked again.
+
+    The hour is answered only when times 3 hours before and 4 after it have the same offset: no
+    clock change lies between them (changes are months apart), and none of the skipped or
+    repeated wall-clock times of a change (at most 2 hours of them) reaches into the hour."""
+    start = datetime.fromisoformat(hour + ":00:00")
+    before = (start - timedelta(hours=3)).astimezone().utcoffset()
+    after = (start + timedelta(hours=4)).astimezone().utcoffset()
+    return before if before == after else None
 
 
 def hub_source(hub_id: str) -> str:
@@ -274,6 +310,123 @@ def reading_entries(
     if not observations:
         raise FhirMappingError(f"no FHIR mapping for a {kind} reading with {sorted(values)}")
     return [device, *observations]
+
+
+# The same entries written straight to JSON (``reading_entries_json``): the route builds them at
+# intake only to serialise them, so the dicts are skipped. Every constant part is serialised once;
+# every variable string and number goes through ``orjson.dumps`` as it would inside the dict, so
+# the bytes are those of ``orjson.dumps(reading_entries(...))`` (tests/test_fhir.py compares them).
+_dumps = orjson.dumps
+_VITAL_SIGNS_JSON = _dumps(_VITAL_SIGNS)
+_OBSERVATION_TAIL_HEAD = b',"request":{"method":"POST","url":"Observation","ifNoneExist":'
+
+
+@functools.lru_cache(maxsize=1024)
+def _device_json(address: str, source: str | None) -> tuple[bytes, bytes]:
+    """(The Device entry, ``{"reference":...}`` pointing at it), serialised once per device."""
+    entry = device_entry(address, source)
+    return _dumps(entry), _dumps({"reference": entry["fullUrl"]})
+
+
+# Each code's CodeableConcept as JSON, looked up by what names the code (hashing a ``Code``
+# costs more than serialising it would).
+_BP_PANEL_JSON = _dumps(BP_PANEL.concept())
+_BP_COMPONENT_JSON = {name: _dumps(code.concept()) for name, code in BP_COMPONENTS.items()}
+_SIMPLE_JSON = {key: _dumps(code.concept()) for key, code in SIMPLE.items()}
+_GLUCOSE_JSON = {unit: _dumps(code.concept()) for unit, code in GLUCOSE_BY_UNIT.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _meta_json(source: str | None) -> bytes:
+    return b"" if source is None else b'"meta":' + _dumps({"source": source}) + b","
+
+
+@functools.lru_cache(maxsize=256)
+def _subject_json(system: str, value: str) -> bytes:
+    return _dumps({"identifier": {"system": system, "value": value}})
+
+
+def _quantity_json(value: dict[str, Any]) -> bytes:
+    return _dumps(quantity(value["value"], value["unit"]))
+
+
+def _observation_json(
+    reading_id: str,
+    part: str,
+    concept: bytes,
+    head: bytes,
+    tail: bytes,
+    extra: bytes,
+) -> bytes:
+    """One Observation entry: ``head`` holds what every Observation of the reading shares before
+    its code, ``tail`` what it shares after it; ``extra`` its own last key (value or components)."""
+    identifier_value = f"urn:uuid:{observation_uuid(reading_id, part)}"
+    return b"".join(
+        (
+            b'{"fullUrl":"urn:uuid:',
+            entry_uuid(reading_id, part).encode(),
+            b'","resource":{"resourceType":"Observation",',
+            head,
+            b'"identifier":[{"system":"' + URI_SYSTEM.encode() + b'","value":"',
+            identifier_value.encode(),
+            b'"}],"status":"final","category":',
+            _VITAL_SIGNS_JSON,
+            b',"code":',
+            concept,
+            tail,
+            extra,
+            b"}",
+            _OBSERVATION_TAIL_HEAD,
+            _dumps(f"identifier={URI_SYSTEM}|{identifier_value}"),
+            b"}}",
+        )
+    )
+
+
+def reading_entries_json(
+    event: dict[str, Any], identifier_system: str, source: str | None = None
+) -> bytes:
+    """``orjson.dumps(reading_entries(event, identifier_system, source))``, without the dicts."""
+    reading_id = str(event["reading_id"])
+    device, device_reference = _device_json(str(event["device_address"]), source)
+    head = _meta_json(source)
+    tail = b"".join(
+        (
+            b',"subject":',
+            _subject_json(identifier_system, str(event["subject"])),
+            b',"effectiveDateTime":',
+            _dumps(effective_time(event)),
+            b',"device":',
+            device_reference,
+        )
+    )
+    values: dict[str, dict[str, Any]] = event["values"]
+    kind = event["kind"]
+    observations: list[bytes] = []
+    if kind == "blood_pressure":
+        components = [
+            b'{"code":' + _BP_COMPONENT_JSON[name] + b',"valueQuantity":' + _quantity_json(v) + b"}"
+            for name, v in values.items()
+            if name in _BP_COMPONENT_JSON
+        ]
+        if components:
+            extra = b',"component":[' + b",".join(components) + b"]"
+            observations.append(
+                _observation_json(reading_id, "panel", _BP_PANEL_JSON, head, tail, extra)
+            )
+    for name, value in values.items():
+        concept = (
+            _GLUCOSE_JSON.get(value["unit"])
+            if kind == "glucose"
+            else _SIMPLE_JSON.get((kind, name))
+        )
+        if concept is None:
+            continue
+        extra = b',"valueQuantity":' + _quantity_json(value)
+        observations.append(_observation_json(reading_id, name, concept, head, tail, extra))
+    if not observations:
+        raise FhirMappingError(f"no FHIR mapping for a {kind} reading with {sorted(values)}")
+    return b"[" + device + b"," + b",".join(observations) + b"]"
 
 
 def transaction_bundle(entry_groups: list[list[dict[str, Any]]]) -> dict[str, Any]:
