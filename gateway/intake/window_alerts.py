@@ -20,12 +20,14 @@ reading of that kind resolves it.
 
 The state (series, raised episodes, the newest reading per kind) changes in memory and is handed
 to the pipeline by ``take_changes`` to be written with the readings in one transaction.
-Series keep what the longest window needs plus ``LATE_HORIZON_S`` for late readings; a reading
-measured before that is stored and sent as usual but not judged by window rules.
+Series keep what the longest window needs plus ``LATE_HORIZON_S`` for late readings (from the
+midnight before, so that whole days are dropped and the day kept first is never rewritten); a
+reading measured before that is stored and sent as usual but not judged by window rules.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,12 +39,10 @@ from gateway.intake.alert_windows import (
     Observation,
     Sample,
     Series,
-    change,
-    count,
-    mean,
 )
 from gateway.intake.events import BoundReading
 from gateway.intake.window_alert_event import Judgement, WindowAlertEvent, WindowRule
+from gateway.intake.window_judges import WindowJudge
 from gateway.units import UnitError, convert
 
 # How far before the newest reading a late reading may be measured and still be judged: a cuff
@@ -152,7 +152,12 @@ class WindowEngine:
         self.watched_kinds = frozenset(kind for _ref, kind in self._watch_rules)
         self._rules_cache: dict[tuple[str, str, str], dict[str, list[WindowRule]]] = {}
         self._series: dict[tuple[str, str, str], Series] = {}
-        self._days: dict[tuple[str, str, str], set[int]] = {}  # the days each series has on disk
+        # Per series: the series the judges were bound to, and its ladders of judges.
+        self._judges: dict[
+            tuple[str, str, str], tuple[Series, list[tuple[str, list[WindowJudge]]]]
+        ] = {}
+        # The days each series has on disk, oldest first.
+        self._days: dict[tuple[str, str, str], list[int]] = {}
         self._dirty_days: set[tuple[str, str, str, int]] = set()
         self._episodes: dict[tuple[str, str, str, str], Episode] = {}
         self._watches: dict[tuple[str, str], Watch] = {}
@@ -223,45 +228,74 @@ class WindowEngine:
         except UnitError:
             return []  # validated at start; a device in an unexpected unit is skipped
         t, day_s = instant
-        newest = max(series.latest, t)
-        if t < newest - self._keep_s:
-            return []  # older than the history kept: stored and sent, not judged
+        latest = series.latest
+        newest = latest if latest > t else t
         cut = newest - self._keep_s
-        if series.samples and series.samples[0].t < cut - DAY_S:  # about once a day, not always
-            series.trim(cut)
-            self._trimmed(key, cut)
+        if t < cut:
+            return []  # older than the history kept: stored and sent, not judged
+        # Whole days are forgotten, once a day, when the cut passes midnight: what is kept in
+        # memory stays what is kept on disk without rewriting the day the cut falls in.
+        first_day = cut // DAY_S * DAY_S
+        if series.times and series.times[0] < first_day:
+            series.trim(first_day)
+            self._trimmed(key, first_day)
+        judges = self._judges.get(key)
+        if judges is None or judges[0] is not series:
+            judges = self._judges[key] = (series, self._bind(ref, kind, name, series))
         index = series.insert(Sample(t, value, reading.reading_id, day_s))
         # Written by the day it was measured: a reading rewrites its day's few samples, never
         # the whole history (``take_changes``).
         self._dirty_days.add((ref, kind, name, int(t // DAY_S)))
         events: list[WindowAlertEvent] = []
-        for type_, rules in self._ladders(ref, kind, name).items():
+        newest_index = len(series) - 1
+        for type_, ladder in judges[1]:
             episode_key = (ref, kind, name, type_)
-            event = self._judge(episode_key, rules, series, index, reading)
+            event = self._judge(episode_key, ladder, series, index, reading)
             if event is not None:
                 events.append(event)
-            if index != len(series) - 1:
+            if index != newest_index:
                 # A late reading: the newest reading's window now holds it too.
-                event = self._judge(episode_key, rules, series, len(series) - 1, reading)
+                event = self._judge(episode_key, ladder, series, newest_index, reading)
                 if event is not None:
                     events.append(event)
         return events
 
+    def _bind(
+        self, ref: str, kind: str, name: str, series: Series
+    ) -> list[tuple[str, list[WindowJudge]]]:
+        """The person's ladders for a value, each rule made ready for this series' unit (and
+        the subsets it looks at kept by the series from now on)."""
+        return [
+            (type_, [WindowJudge(rule, series) for rule in rules])
+            for type_, rules in self._ladders(ref, kind, name).items()
+        ]
+
     def _judge(
         self,
         key: tuple[str, str, str, str],
-        rules: list[WindowRule],
+        ladder: list[WindowJudge],
         series: Series,
         index: int,
         reading: BoundReading,
     ) -> WindowAlertEvent | None:
-        judged = series.samples[index]
-        judgements = [j for j in (_judge(rule, series, index) for rule in rules) if j is not None]
-        held = [j for j in judgements if j.held]
+        judgements = []
+        held = []
+        for judge in ladder:
+            judgement = judge.quick(index)
+            if judgement is not None:
+                judgements.append(judgement)
+                if judgement.held:
+                    held.append(judgement)
         episode = self._episodes.get(key)
+        if episode is None and not held:
+            return None  # the usual case: nothing holds and nothing was raised
+        judged = series.samples[index]
         ref = key[0]
 
-        def event(type_: str, judgement: Judgement) -> WindowAlertEvent:
+        def event(type_: str, quick: Judgement) -> WindowAlertEvent:
+            # The same judgement again, with the readings that made it, for the alert body.
+            judge = next(judge for judge in ladder if judge.rule is quick.rule)
+            judgement = judge.judge(index) or quick
             return WindowAlertEvent(
                 type_,
                 judgement.rule,
@@ -287,7 +321,7 @@ class WindowEngine:
         if episode is not None:
             if judged.t < episode.raised_at:
                 return None  # older than the raising reading: says nothing new
-            current = next((r for r in rules if r.key == episode.rule), worst.rule)
+            current = next((j.rule for j in ladder if j.rule.key == episode.rule), worst.rule)
             within_cooldown = judged.t - episode.raised_at < current.settings.cooldown
             if within_cooldown and worst.rule.rank <= episode.rank:
                 return None
@@ -370,17 +404,17 @@ class WindowEngine:
             series = self._series.get((ref, kind, name))
             if series is None:
                 continue
-            days = self._days.setdefault((ref, kind, name), set())
+            days = self._days.setdefault((ref, kind, name), [])
             samples = series.between(day * DAY_S, (day + 1) * DAY_S)
             slot = _series_slot(kind, name, day)
             if samples:
-                days.add(day)
+                _add_day(days, day)
                 self._changed[(ref, slot)] = {
                     "unit": series.unit,
                     "samples": [[s.t, s.value, s.reading_id, s.day_s] for s in samples],
                 }
             else:
-                days.discard(day)
+                _drop_day(days, day)
                 self._changed[(ref, slot)] = None
         self._dirty_days.clear()
         changes = [(ref, slot, state) for (ref, slot), state in self._changed.items()]
@@ -388,18 +422,25 @@ class WindowEngine:
         return changes
 
     def _trimmed(self, key: tuple[str, str, str], cut: float) -> None:
-        """Days wholly before ``cut`` are deleted; the day ``cut`` falls in is rewritten."""
-        days = self._days.get(key, set())
-        for day in [day for day in days if day * DAY_S < cut]:
-            if (day + 1) * DAY_S <= cut:
-                days.discard(day)
-                self._changed[(key[0], _series_slot(key[1], key[2], day))] = None
-            else:
-                self._dirty_days.add((*key, day))
+        """Deletes the days before ``cut`` (a midnight) from disk."""
+        days = self._days.get(key)
+        if not days:
+            return
+        gone = bisect.bisect_left(days, int(cut // DAY_S))
+        for day in days[:gone]:
+            self._changed[(key[0], _series_slot(key[1], key[2], day))] = None
+        del days[:gone]
 
     def forget(self, subject_ref: str) -> None:
         """Drops everything held in memory about a person (after erasure)."""
-        stores = (self._series, self._days, self._episodes, self._watches, self._changed)
+        stores = (
+            self._series,
+            self._judges,
+            self._days,
+            self._episodes,
+            self._watches,
+            self._changed,
+        )
         for store in stores:
             for key in [key for key in store if key[0] == subject_ref]:
                 del store[key]
@@ -423,7 +464,7 @@ class WindowEngine:
                 series.setdefault((ref, kind, name), []).extend(
                     s for s in samples if not math.isnan(s.value)
                 )
-                self._days.setdefault((ref, kind, name), set()).add(int(day))
+                _add_day(self._days.setdefault((ref, kind, name), []), int(day))
             elif parts[0] == "episode" and len(parts) == 4:
                 _, kind, name, type_ = parts
                 rules = self._ladders(ref, kind, name).get(type_, [])
@@ -452,58 +493,26 @@ class WindowEngine:
             self._series[key] = Series(units[key], samples)
 
 
-def _judge(rule: WindowRule, series: Series, index: int) -> Judgement | None:
-    settings = rule.settings
-    unit = settings.unit or series.unit
-    try:
-        if rule.type == "change":
-            direction = "rise" if settings.rise is not None else "fall"
-            limit = float(settings.rise if settings.rise is not None else settings.fall or 0.0)
-            observation = change(series, index, rule.span, direction)
-            amount = _difference(observation.amount, series.unit, unit)
-            return Judgement(rule, amount > limit, direction, amount, limit, unit, observation)
-        if rule.type == "mean":
-            observation = mean(series, index, rule.span, rule.times, settings.min_readings)
-            if observation is None:
-                return None
-            amount = convert(observation.amount, series.unit, unit)
-            above, below = settings.mean_above, settings.mean_below
-            if above is not None and amount > above:
-                return Judgement(rule, True, "above", amount, above, unit, observation)
-            if below is not None and amount < below:
-                return Judgement(rule, True, "below", amount, below, unit, observation)
-            limit = settings.mean_above if settings.mean_above is not None else settings.mean_below
-            direction = "above" if settings.mean_above is not None else "below"
-            return Judgement(rule, False, direction, amount, float(limit or 0.0), unit, observation)
-        if rule.type == "count":
-            above = None if settings.above is None else convert(settings.above, unit, series.unit)
-            below = None if settings.below is None else convert(settings.below, unit, series.unit)
-            observation = count(series, index, rule.span, above, below)
-            needed = float(settings.count or 1)
-            return Judgement(
-                rule,
-                observation.amount >= needed,
-                "at_least",
-                observation.amount,
-                needed,
-                unit,
-                observation,
-            )
-    except UnitError:
-        return None
-    return None
-
-
-def _difference(amount: float, source: str, target: str) -> float:
-    """A difference of two values in another unit (an offset cancels: 1 Cel apart = 1.8 degF)."""
-    return convert(amount, source, target) - convert(0.0, source, target)
-
-
 def _convert_or_nan(value: float, source: str, target: str) -> float:
     try:
         return convert(value, source, target)
     except UnitError:
         return math.nan
+
+
+def _add_day(days: list[int], day: int) -> None:
+    if not days or day > days[-1]:  # the usual case: a new day
+        days.append(day)
+        return
+    at = bisect.bisect_left(days, day)
+    if at == len(days) or days[at] != day:
+        days.insert(at, day)
+
+
+def _drop_day(days: list[int], day: int) -> None:
+    at = bisect.bisect_left(days, day)
+    if at < len(days) and days[at] == day:
+        del days[at]
 
 
 def _series_slot(kind: str, name: str, day: int) -> str:
