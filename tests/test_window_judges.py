@@ -1,11 +1,11 @@
-"""A rule's quick judgement (what the engine asks per reading) agrees with its full definition.
+"""A rule's quick judgements (what the engine asks per reading) agree with its full definition.
 
-The engine judges every reading with ``WindowJudge.quick`` (no evidence built) and judges again
-with ``WindowJudge.judge`` only when an alert is raised or resolved; both must say the same
-thing. Random rules of every window type, in the series' unit or another, over random series
-that grow out of order (late readings) and forget their oldest days, judged at the reading that
-arrived and at the newest, as the engine does; the full judgement is also checked against a plain
-reference computed from the samples kept.
+The engine asks every reading ``WindowJudge.holds``, then ``quick`` (no evidence built) when a
+rule holds or an alert is raised, and judges again with ``judge`` only when an alert is raised or
+resolved; all must say the same thing. Random rules of every window type, in the series' unit
+or another, over random series that grow out of order (late readings) and forget their oldest
+days, judged at the reading that arrived and at the newest, as the engine does; the full
+judgement is also checked against a plain reference computed from the samples kept.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ def test_the_quick_judgement_agrees_with_the_full_one_and_the_reference(
         index = series.insert(sample)
         kept.append(sample)
         for at in {index, len(series) - 1}:  # the late reading's own time, and the newest
-            quick, full = judge.quick(at), judge.judge(at)
+            quick, full, holds = judge.quick(at), judge.judge(at), judge.holds(at)
+            assert holds == (quick is not None and quick.held)
             expected = reference(rule, sorted(kept, key=order), series.samples[at], series_unit)
             if expected is None:
                 assert quick is None and full is None

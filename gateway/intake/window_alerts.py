@@ -93,6 +93,20 @@ class Watch:
         }
 
 
+@dataclass(slots=True)
+class _Track:
+    """One person's value under window rules: its series and the rules bound to it."""
+
+    key: tuple[str, str, str]  # (subject ref, kind, value)
+    series: Series
+    ladders: list[tuple[tuple[str, str, str, str], list[WindowJudge]]]  # (episode key, rules)
+    dirty: set[int] | None = None  # days measured since the last ``take_changes``
+
+
+_new_sample = tuple.__new__  # a Sample without the named tuple's Python-level constructor
+_UNKNOWN = object()  # a value not looked at yet (``None``: no window rule judges it)
+
+
 def measured_instant(reading: BoundReading) -> tuple[float, int]:
     """(epoch seconds, seconds since local midnight) of when a reading was measured.
 
@@ -152,13 +166,11 @@ class WindowEngine:
         self.watched_kinds = frozenset(kind for _ref, kind in self._watch_rules)
         self._rules_cache: dict[tuple[str, str, str], dict[str, list[WindowRule]]] = {}
         self._series: dict[tuple[str, str, str], Series] = {}
-        # Per series: the series the judges were bound to, and its ladders of judges.
-        self._judges: dict[
-            tuple[str, str, str], tuple[Series, list[tuple[str, list[WindowJudge]]]]
-        ] = {}
+        # Per (person, kind, value) seen: its series with the rules bound, or None (no rules).
+        self._tracks: dict[tuple[str, str, str], _Track | None] = {}
         # The days each series has on disk, oldest first.
         self._days: dict[tuple[str, str, str], list[int]] = {}
-        self._dirty_days: set[tuple[str, str, str, int]] = set()
+        self._dirty: list[_Track] = []  # the series with days to write (``take_changes``)
         self._episodes: dict[tuple[str, str, str, str], Episode] = {}
         self._watches: dict[tuple[str, str], Watch] = {}
         self._changed: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -191,46 +203,60 @@ class WindowEngine:
 
     def evaluate(self, reading: BoundReading) -> list[WindowAlertEvent]:
         measurement = reading.measurement
-        ref = reading.subject_ref
+        ref, kind = reading.subject_ref, measurement.kind
         events: list[WindowAlertEvent] = []
         instant: tuple[float, int] | None = None
-        if (ref, measurement.kind) in self._watch_rules:
+        if (ref, kind) in self._watch_rules:
             instant = measured_instant(reading)
             event = self._seen(reading, instant[0])
             if event is not None:
                 events.append(event)
+        tracks = self._tracks
         for name, quantity in measurement.values.items():
-            if (measurement.kind, name) not in self.targets:
-                continue
-            ladders = self._ladders(ref, measurement.kind, name)
-            if not ladders:
-                continue
+            key = (ref, kind, name)
+            track = tracks.get(key, _UNKNOWN)
+            if track is _UNKNOWN:
+                track = tracks[key] = self._track(key, quantity.unit)
+            if track is None:
+                continue  # no window rule for this value of this person's
             instant = instant or measured_instant(reading)
-            events += self._judge_reading(reading, name, quantity.value, quantity.unit, instant)
+            events += self._judge_reading(track, reading, quantity.value, quantity.unit, instant)
         return events
 
-    def _judge_reading(
-        self,
-        reading: BoundReading,
-        name: str,
-        raw: float,
-        raw_unit: str,
-        instant: tuple[float, int],
-    ) -> list[WindowAlertEvent]:
-        ref, kind = reading.subject_ref, reading.measurement.kind
-        key = (ref, kind, name)
+    def _track(self, key: tuple[str, str, str], raw_unit: str) -> _Track | None:
+        """The person's series of a value with its rules bound to it; None without rules."""
+        ref, kind, name = key
+        if (kind, name) not in self.targets:
+            return None
+        ladders = self._ladders(ref, kind, name)
+        if not ladders:
+            return None
         series = self._series.get(key)
         if series is None:
             unit = self._series_units.get((kind, name)) or raw_unit
             series = self._series[key] = Series(unit)
+        bound = [
+            ((ref, kind, name, type_), [WindowJudge(rule, series) for rule in rules])
+            for type_, rules in ladders.items()
+        ]
+        return _Track(key, series, bound)
+
+    def _judge_reading(
+        self,
+        track: _Track,
+        reading: BoundReading,
+        raw: float,
+        raw_unit: str,
+        instant: tuple[float, int],
+    ) -> list[WindowAlertEvent]:
+        series = track.series
         try:
-            value = convert(raw, raw_unit, series.unit)
+            value = raw if raw_unit == series.unit else convert(raw, raw_unit, series.unit)
         except UnitError:
             return []  # validated at start; a device in an unexpected unit is skipped
         t, day_s = instant
         latest = series.latest
-        newest = latest if latest > t else t
-        cut = newest - self._keep_s
+        cut = (latest if latest > t else t) - self._keep_s
         if t < cut:
             return []  # older than the history kept: stored and sent, not judged
         # Whole days are forgotten, once a day, when the cut passes midnight: what is kept in
@@ -238,37 +264,28 @@ class WindowEngine:
         first_day = cut // DAY_S * DAY_S
         if series.times and series.times[0] < first_day:
             series.trim(first_day)
-            self._trimmed(key, first_day)
-        judges = self._judges.get(key)
-        if judges is None or judges[0] is not series:
-            judges = self._judges[key] = (series, self._bind(ref, kind, name, series))
-        index = series.insert(Sample(t, value, reading.reading_id, day_s))
+            self._trimmed(track.key, first_day)
+        index = series.insert(_new_sample(Sample, (t, value, reading.reading_id, day_s)))
         # Written by the day it was measured: a reading rewrites its day's few samples, never
         # the whole history (``take_changes``).
-        self._dirty_days.add((ref, kind, name, int(t // DAY_S)))
+        day = int(t // DAY_S)
+        if track.dirty is None:
+            track.dirty = {day}
+            self._dirty.append(track)
+        else:
+            track.dirty.add(day)
         events: list[WindowAlertEvent] = []
-        newest_index = len(series) - 1
-        for type_, ladder in judges[1]:
-            episode_key = (ref, kind, name, type_)
+        newest = len(series) - 1
+        for episode_key, ladder in track.ladders:
             event = self._judge(episode_key, ladder, series, index, reading)
             if event is not None:
                 events.append(event)
-            if index != newest_index:
+            if index != newest:
                 # A late reading: the newest reading's window now holds it too.
-                event = self._judge(episode_key, ladder, series, newest_index, reading)
+                event = self._judge(episode_key, ladder, series, newest, reading)
                 if event is not None:
                     events.append(event)
         return events
-
-    def _bind(
-        self, ref: str, kind: str, name: str, series: Series
-    ) -> list[tuple[str, list[WindowJudge]]]:
-        """The person's ladders for a value, each rule made ready for this series' unit (and
-        the subsets it looks at kept by the series from now on)."""
-        return [
-            (type_, [WindowJudge(rule, series) for rule in rules])
-            for type_, rules in self._ladders(ref, kind, name).items()
-        ]
 
     def _judge(
         self,
@@ -278,6 +295,15 @@ class WindowEngine:
         index: int,
         reading: BoundReading,
     ) -> WindowAlertEvent | None:
+        episode = self._episodes.get(key)
+        if episode is None:
+            for judge in ladder:
+                if judge.holds(index):
+                    break
+            else:
+                return None  # the usual case: nothing holds and nothing was raised
+        elif series.times[index] < episode.raised_at:
+            return None  # older than the raising reading: says nothing new
         judgements = []
         held = []
         for judge in ladder:
@@ -286,9 +312,6 @@ class WindowEngine:
                 judgements.append(judgement)
                 if judgement.held:
                     held.append(judgement)
-        episode = self._episodes.get(key)
-        if episode is None and not held:
-            return None  # the usual case: nothing holds and nothing was raised
         judged = series.samples[index]
         ref = key[0]
 
@@ -400,23 +423,24 @@ class WindowEngine:
 
     def take_changes(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """The state changed since the last call: (subject ref, slot, state or None)."""
-        for ref, kind, name, day in self._dirty_days:
-            series = self._series.get((ref, kind, name))
-            if series is None:
-                continue
-            days = self._days.setdefault((ref, kind, name), [])
-            samples = series.between(day * DAY_S, (day + 1) * DAY_S)
-            slot = _series_slot(kind, name, day)
-            if samples:
-                _add_day(days, day)
-                self._changed[(ref, slot)] = {
-                    "unit": series.unit,
-                    "samples": [[s.t, s.value, s.reading_id, s.day_s] for s in samples],
-                }
-            else:
-                _drop_day(days, day)
-                self._changed[(ref, slot)] = None
-        self._dirty_days.clear()
+        for track in self._dirty:
+            ref, kind, name = track.key
+            series = track.series
+            days = self._days.setdefault(track.key, [])
+            for day in track.dirty or ():
+                samples = series.between(day * DAY_S, (day + 1) * DAY_S)
+                slot = _series_slot(kind, name, day)
+                if samples:
+                    _add_day(days, day)
+                    self._changed[(ref, slot)] = {
+                        "unit": series.unit,
+                        "samples": [[s.t, s.value, s.reading_id, s.day_s] for s in samples],
+                    }
+                else:
+                    _drop_day(days, day)
+                    self._changed[(ref, slot)] = None
+            track.dirty = None
+        self._dirty.clear()
         changes = [(ref, slot, state) for (ref, slot), state in self._changed.items()]
         self._changed.clear()
         return changes
@@ -435,7 +459,7 @@ class WindowEngine:
         """Drops everything held in memory about a person (after erasure)."""
         stores = (
             self._series,
-            self._judges,
+            self._tracks,
             self._days,
             self._episodes,
             self._watches,
@@ -444,7 +468,10 @@ class WindowEngine:
         for store in stores:
             for key in [key for key in store if key[0] == subject_ref]:
                 del store[key]
-        self._dirty_days = {key for key in self._dirty_days if key[0] != subject_ref}
+        for track in self._dirty:
+            if track.key[0] == subject_ref:
+                track.dirty = None
+        self._dirty = [track for track in self._dirty if track.key[0] != subject_ref]
 
     def restore(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Loads state written by ``take_changes`` before a restart. State for a rule that is no
@@ -491,6 +518,7 @@ class WindowEngine:
                 self._watches[(ref, kind)] = watch
         for key, samples in series.items():
             self._series[key] = Series(units[key], samples)
+            self._tracks.pop(key, None)  # bound again to the restored series when next used
 
 
 def _convert_or_nan(value: float, source: str, target: str) -> float:

@@ -35,13 +35,13 @@ class WindowJudge:
     __slots__ = (
         "_above",
         "_below",
-        "_direction",
+        "_count_limits",
         "_limit",
-        "_needed",
         "_same_unit",
         "_series",
         "_subset",
-        "quick",
+        "amount",
+        "direction",
         "rule",
         "unit",
     )
@@ -53,77 +53,102 @@ class WindowJudge:
         self._series = series
         self._same_unit = self.unit == series.unit
         self._subset: Subset | None = None
+        # Held when the amount is above ``_above`` or below ``_below`` (a mean), or above or at
+        # least ``_limit`` (a change, a count).
         self._above: float | None = None
         self._below: float | None = None
-        self._limit = self._needed = 0.0
-        self._direction = ""
-        self.quick: Callable[[int], Judgement | None] = self._cannot
+        self._count_limits: tuple[float | None, float | None] = (None, None)
+        self._limit = 0.0
+        self.direction = ""
+        # The amount the rule judges at a sample, in its unit; None where it cannot judge.
+        self.amount: Callable[[int], float | None] = _cannot
         try:
             convert(0.0, series.unit, self.unit)
             if rule.type == "change":
-                self._direction = "rise" if settings.rise is not None else "fall"
+                self.direction = "rise" if settings.rise is not None else "fall"
                 self._limit = float(
                     settings.rise if settings.rise is not None else settings.fall or 0.0
                 )
-                self.quick = self._quick_change
+                self.amount = self._change
             elif rule.type == "mean":
+                self._above, self._below = settings.mean_above, settings.mean_below
                 self._subset = at_times(series, rule.times) if rule.times else None
-                self.quick = self._quick_mean
+                self.amount = self._mean
             elif rule.type == "count":
                 above, below = settings.above, settings.below
-                self._above = None if above is None else convert(above, self.unit, series.unit)
-                self._below = None if below is None else convert(below, self.unit, series.unit)
-                self._needed = float(settings.count or 1)
-                self._subset = beyond(series, self._above, self._below)
-                self.quick = self._quick_count
+                above = None if above is None else convert(above, self.unit, series.unit)
+                below = None if below is None else convert(below, self.unit, series.unit)
+                self._limit = float(settings.count or 1)
+                self._count_limits = (above, below)  # in the series' unit
+                self._subset = beyond(series, above, below)
+                self.amount = self._count
         except UnitError:
             pass  # the rule's unit and the series' do not convert: it cannot judge
 
+    def holds(self, index: int) -> bool:
+        """Whether the rule holds at the series' sample at ``index`` (what most readings need
+        to know: when no rule holds and none was raised, nothing else is asked)."""
+        amount = self.amount(index)
+        if amount is None:
+            return False
+        type_ = self.rule.type
+        if type_ == "count":
+            return amount >= self._limit
+        if type_ == "change":
+            return amount > self._limit
+        above, below = self._above, self._below
+        return (above is not None and amount > above) or (below is not None and amount < below)
+
+    def quick(self, index: int) -> Judgement | None:
+        """The rule judged at the series' sample at ``index``, without its evidence."""
+        amount = self.amount(index)
+        return None if amount is None else self._judgement(amount, None)
+
     def judge(self, index: int) -> Judgement | None:
-        """The rule judged at the series' sample at ``index``, with its evidence."""
-        if self.quick is self._cannot:
+        """The rule judged at the series' sample at ``index``, with its evidence (the rule's
+        definition, ``gateway/intake/alert_windows.py``)."""
+        if self.amount is _cannot:
             return None
         rule, series = self.rule, self._series
+        observation: Observation | None
         if rule.type == "change":
-            observation = change(series, index, rule.span, self._direction)
-            amount = self._difference(observation.amount)
-            limit = self._limit
-            return Judgement(
-                rule, amount > limit, self._direction, amount, limit, self.unit, observation
-            )
+            observation = change(series, index, rule.span, self.direction)
+            return self._judgement(self._difference(observation.amount), observation)
         if rule.type == "mean":
-            found = mean(series, index, rule.span, rule.times, rule.settings.min_readings)
-            if found is None:
+            observation = mean(series, index, rule.span, rule.times, rule.settings.min_readings)
+            if observation is None:
                 return None
-            return self._mean_judgement(found.amount, found)
-        observation = count(series, index, rule.span, self._above, self._below)
-        needed = self._needed
-        return Judgement(
-            rule,
-            observation.amount >= needed,
-            "at_least",
-            observation.amount,
-            needed,
-            self.unit,
-            observation,
-        )
+            return self._judgement(self._in_rule_unit(observation.amount), observation)
+        observation = count(series, index, rule.span, *self._count_limits)
+        return self._judgement(observation.amount, observation)
 
-    def _cannot(self, index: int) -> None:
-        return None
+    def _judgement(self, amount: float, observation: Observation | None) -> Judgement:
+        rule, unit = self.rule, self.unit
+        if rule.type == "change":
+            limit = self._limit
+            return Judgement(rule, amount > limit, self.direction, amount, limit, unit, observation)
+        if rule.type == "count":
+            limit = self._limit
+            return Judgement(rule, amount >= limit, "at_least", amount, limit, unit, observation)
+        above, below = self._above, self._below
+        if above is not None and amount > above:
+            return Judgement(rule, True, "above", amount, above, unit, observation)
+        if below is not None and amount < below:
+            return Judgement(rule, True, "below", amount, below, unit, observation)
+        limit = above if above is not None else below
+        direction = "above" if above is not None else "below"
+        return Judgement(rule, False, direction, amount, float(limit or 0.0), unit, observation)
 
-    def _quick_change(self, index: int) -> Judgement:
+    def _change(self, index: int) -> float:
         series = self._series
         values = series.values
         first = bisect.bisect_left(series.times, series.times[index] - self.rule.span, 0, index + 1)
         current = values[index]
-        if self._direction == "rise":
-            amount = self._difference(current - min(values[first : index + 1]))
-        else:
-            amount = self._difference(max(values[first : index + 1]) - current)
-        limit = self._limit
-        return Judgement(self.rule, amount > limit, self._direction, amount, limit, self.unit, None)
+        if self.direction == "rise":
+            return self._difference(current - min(values[first : index + 1]))
+        return self._difference(max(values[first : index + 1]) - current)
 
-    def _quick_mean(self, index: int) -> Judgement | None:
+    def _mean(self, index: int) -> float | None:
         series, subset = self._series, self._subset
         start = series.times[index] - self.rule.span
         if subset is None:
@@ -135,27 +160,16 @@ class WindowJudge:
         held = last - first
         if not held or held < self.rule.settings.min_readings:
             return None
-        return self._mean_judgement(math.fsum(values[first:last]) / held, None)
+        return self._in_rule_unit(math.fsum(values[first:last]) / held)
 
-    def _quick_count(self, index: int) -> Judgement:
+    def _count(self, index: int) -> float:
         series, subset = self._series, self._subset
         assert subset is not None
         first, last = _subset_window(series, subset, index, series.times[index] - self.rule.span)
-        amount, needed = float(last - first), self._needed
-        return Judgement(self.rule, amount >= needed, "at_least", amount, needed, self.unit, None)
+        return float(last - first)
 
-    def _mean_judgement(self, amount: float, observation: Observation | None) -> Judgement:
-        if not self._same_unit:
-            amount = convert(amount, self._series.unit, self.unit)
-        rule, unit = self.rule, self.unit
-        above, below = rule.settings.mean_above, rule.settings.mean_below
-        if above is not None and amount > above:
-            return Judgement(rule, True, "above", amount, above, unit, observation)
-        if below is not None and amount < below:
-            return Judgement(rule, True, "below", amount, below, unit, observation)
-        limit = above if above is not None else below
-        direction = "above" if above is not None else "below"
-        return Judgement(rule, False, direction, amount, float(limit or 0.0), unit, observation)
+    def _in_rule_unit(self, amount: float) -> float:
+        return amount if self._same_unit else convert(amount, self._series.unit, self.unit)
 
     def _difference(self, amount: float) -> float:
         """A difference of two values in the rule's unit (an offset cancels: 1 Cel apart is
@@ -164,6 +178,10 @@ class WindowJudge:
             return amount - 0.0  # what the conversion below gives within one unit, exactly
         source, target = self._series.unit, self.unit
         return convert(amount, source, target) - convert(0.0, source, target)
+
+
+def _cannot(index: int) -> None:
+    return None
 
 
 def _subset_window(series: Series, subset: Subset, index: int, start: float) -> tuple[int, int]:
