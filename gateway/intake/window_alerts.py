@@ -255,14 +255,14 @@ class WindowEngine:
         except UnitError:
             return []  # validated at start; a device in an unexpected unit is skipped
         t, day_s = instant
-        latest = series.latest
-        cut = (latest if latest > t else t) - self._keep_s
+        times = series.times
+        cut = (times[-1] if times and times[-1] > t else t) - self._keep_s
         if t < cut:
             return []  # older than the history kept: stored and sent, not judged
         # Whole days are forgotten, once a day, when the cut passes midnight: what is kept in
         # memory stays what is kept on disk without rewriting the day the cut falls in.
         first_day = cut // DAY_S * DAY_S
-        if series.times and series.times[0] < first_day:
+        if times and times[0] < first_day:
             series.trim(first_day)
             self._trimmed(track.key, first_day)
         index = series.insert(_new_sample(Sample, (t, value, reading.reading_id, day_s)))
@@ -434,7 +434,7 @@ class WindowEngine:
                     _add_day(days, day)
                     self._changed[(ref, slot)] = {
                         "unit": series.unit,
-                        "samples": [[s.t, s.value, s.reading_id, s.day_s] for s in samples],
+                        "samples": list(map(list, samples)),  # [t, value, reading id, day_s]
                     }
                 else:
                     _drop_day(days, day)

@@ -150,23 +150,32 @@ class WindowJudge:
 
     def _mean(self, index: int) -> float | None:
         series, subset = self._series, self._subset
-        start = series.times[index] - self.rule.span
+        times = series.times
+        start = times[index] - self.rule.span
         if subset is None:
             values = series.values
-            first, last = bisect.bisect_left(series.times, start, 0, index + 1), index + 1
+            first, last = bisect.bisect_left(times, start, 0, index + 1), index + 1
         else:
             values = subset.values
-            first, last = _subset_window(series, subset, index, start)
+            first = bisect.bisect_left(subset.times, start)
+            if index == len(times) - 1:  # the newest: every sample of the subset is before it
+                last = len(values)
+            else:
+                last = bisect.bisect_right(subset.keys, series.keys[index], first)
         held = last - first
         if not held or held < self.rule.settings.min_readings:
             return None
-        return self._in_rule_unit(math.fsum(values[first:last]) / held)
+        amount = math.fsum(values[first:last]) / held
+        return amount if self._same_unit else self._in_rule_unit(amount)
 
     def _count(self, index: int) -> float:
         series, subset = self._series, self._subset
         assert subset is not None
-        first, last = _subset_window(series, subset, index, series.times[index] - self.rule.span)
-        return float(last - first)
+        times = series.times
+        first = bisect.bisect_left(subset.times, times[index] - self.rule.span)
+        if index == len(times) - 1:  # the newest: every sample of the subset is before it
+            return float(len(subset.times) - first)
+        return float(bisect.bisect_right(subset.keys, series.keys[index], first) - first)
 
     def _in_rule_unit(self, amount: float) -> float:
         return amount if self._same_unit else convert(amount, self._series.unit, self.unit)
@@ -182,11 +191,3 @@ class WindowJudge:
 
 def _cannot(index: int) -> None:
     return None
-
-
-def _subset_window(series: Series, subset: Subset, index: int, start: float) -> tuple[int, int]:
-    """The subset's samples measured from ``start`` up to the series' sample at ``index``."""
-    first = bisect.bisect_left(subset.times, start)
-    if index == len(series.keys) - 1:  # the newest sample: every sample of the subset is before it
-        return first, len(subset.keys)
-    return first, bisect.bisect_right(subset.keys, series.keys[index], first)

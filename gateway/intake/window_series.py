@@ -102,7 +102,14 @@ class Series(_Ordered):
         for subset in self._subsets.values():
             if subset.accepts(sample):
                 subset._place(sample, key)
-        return self._place(sample, key)
+        keys = self.keys
+        if keys and key < keys[-1]:
+            return self._place(sample, key)  # a late sample
+        keys.append(key)  # the usual case, written out: it is most of the series' work
+        self.samples.append(sample)
+        self.times.append(sample.t)
+        self.values.append(sample.value)
+        return len(keys) - 1
 
     def trim(self, before: float) -> None:
         """Forgets samples measured before ``before``."""
