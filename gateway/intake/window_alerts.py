@@ -220,7 +220,7 @@ class WindowEngine:
             if track is None:
                 continue  # no window rule for this value of this person's
             instant = instant or measured_instant(reading)
-            events += self._judge_reading(track, reading, quantity.value, quantity.unit, instant)
+            self._judge_reading(track, reading, quantity.value, quantity.unit, instant, events)
         return events
 
     def _track(self, key: tuple[str, str, str], raw_unit: str) -> _Track | None:
@@ -248,17 +248,20 @@ class WindowEngine:
         raw: float,
         raw_unit: str,
         instant: tuple[float, int],
-    ) -> list[WindowAlertEvent]:
+        events: list[WindowAlertEvent],
+    ) -> None:
+        """Places the reading's value in its series and judges it; adds what it raised or
+        resolved to ``events``."""
         series = track.series
         try:
             value = raw if raw_unit == series.unit else convert(raw, raw_unit, series.unit)
         except UnitError:
-            return []  # validated at start; a device in an unexpected unit is skipped
+            return  # validated at start; a device in an unexpected unit is skipped
         t, day_s = instant
         times = series.times
         cut = (times[-1] if times and times[-1] > t else t) - self._keep_s
         if t < cut:
-            return []  # older than the history kept: stored and sent, not judged
+            return  # older than the history kept: stored and sent, not judged
         # Whole days are forgotten, once a day, when the cut passes midnight: what is kept in
         # memory stays what is kept on disk without rewriting the day the cut falls in.
         first_day = cut // DAY_S * DAY_S
@@ -274,9 +277,15 @@ class WindowEngine:
             self._dirty.append(track)
         else:
             track.dirty.add(day)
-        events: list[WindowAlertEvent] = []
         newest = len(series) - 1
+        episodes = self._episodes
         for episode_key, ladder in track.ladders:
+            if index == newest and episode_key not in episodes:
+                for judge in ladder:
+                    if judge.holds(index):
+                        break
+                else:
+                    continue  # the usual case: nothing holds and nothing was raised
             event = self._judge(episode_key, ladder, series, index, reading)
             if event is not None:
                 events.append(event)
@@ -285,7 +294,6 @@ class WindowEngine:
                 event = self._judge(episode_key, ladder, series, newest, reading)
                 if event is not None:
                     events.append(event)
-        return events
 
     def _judge(
         self,
