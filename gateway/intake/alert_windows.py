@@ -1,6 +1,7 @@
 """Window computations for alert rules: pure functions over a person's series of one value.
 
-A series is a list of ``Sample``s sorted by measured time (then reading id). Every rule is
+A series (``gateway/intake/window_series.py``) holds ``Sample``s sorted by measured time (then
+reading id), with the subsets the mean's times of day and the count's limits pick. Every rule is
 judged at one sample, the one at ``index``: its window holds that sample and every sample before
 it (in the sorted order) measured no more than ``span`` seconds earlier, both ends included. So a
 reading is always judged at its own measured time, whenever it arrived.

@@ -6,12 +6,14 @@ series'), is done when a series first meets the rule, not per reading. The sampl
 at in part (a mean's times of day, a count's readings beyond its limit) are kept by the series as
 a subset from then on.
 
-Two ways to judge, with the same outcome:
+Three ways to ask, with the same outcome:
 
-- ``quick``: what the engine asks for every reading: whether the rule holds, and by how much. It
-  builds no evidence (the readings that made it): most judgements change nothing.
-- ``judge``: the rule's definition (``gateway/intake/alert_windows.py``) with its evidence, for
-  the judgements that raise or resolve an alert.
+- ``holds``: what the engine asks for every reading: whether the rule holds. Most readings end
+  there (nothing holds and nothing was raised).
+- ``quick``: the judgement (whether it holds, by how much) without its evidence, to pick the rule
+  that speaks and to decide whether anything is raised or resolved.
+- ``judge``: the rule's definition (``gateway/intake/alert_windows.py``) with its evidence (the
+  readings that made it), for the judgements that raise or resolve an alert.
 
 ``tests/test_window_judges.py`` checks that they agree on random series that grow out of order
 and are trimmed.
