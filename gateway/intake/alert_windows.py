@@ -1,6 +1,7 @@
 """Window computations for alert rules: pure functions over a person's series of one value.
 
-A series is a list of ``Sample``s sorted by measured time (then reading id). Every rule is
+A series (``gateway/intake/window_series.py``) holds ``Sample``s sorted by measured time (then
+reading id), with the subsets the mean's times of day and the count's limits pick. Every rule is
 judged at one sample, the one at ``index``: its window holds that sample and every sample before
 it (in the sorted order) measured no more than ``span`` seconds earlier, both ends included. So a
 reading is always judged at its own measured time, whenever it arrived.
@@ -17,24 +18,18 @@ checks every function against a plain reference implementation on random series.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
+
+from gateway.intake.window_series import Sample, Series, Subset
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _TIME_RANGE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 DAY_S = 86_400
-
-
-class Sample(NamedTuple):
-    t: float  # measured instant (epoch seconds, device clock corrected by its offset)
-    value: float  # in the series' unit
-    reading_id: str
-    day_s: int  # seconds since local midnight at measurement (for times-of-day filters)
 
 
 class Observation(NamedTuple):  # a named tuple: one or more are made for every judgement
@@ -111,67 +106,16 @@ def minute_mask(ranges: tuple[tuple[int, int], ...]) -> bytes:
     return bytes(in_time_ranges(minute * 60, ranges) for minute in range(DAY_S // 60))
 
 
-class Series:
-    """One person's samples of one value, sorted, with their instants kept apart for bisecting."""
-
-    __slots__ = ("_keys", "samples", "unit")
-
-    def __init__(self, unit: str, samples: Sequence[Sample] = ()) -> None:
-        self.unit = unit
-        self.samples: list[Sample] = sorted(samples, key=_order)
-        self._keys = [_order(s) for s in self.samples]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    @property
-    def latest(self) -> float:
-        return self.samples[-1].t if self.samples else -math.inf
-
-    def insert(self, sample: Sample) -> int:
-        """Adds a sample in order; returns its index."""
-        key = _order(sample)
-        index = bisect.bisect_right(self._keys, key)
-        self._keys.insert(index, key)
-        self.samples.insert(index, sample)
-        return index
-
-    def trim(self, before: float) -> None:
-        """Forgets samples measured before ``before``."""
-        cut = bisect.bisect_left(self._keys, (before, ""))
-        if cut:
-            del self._keys[:cut]
-            del self.samples[:cut]
-
-    def between(self, start: float, end: float) -> list[Sample]:
-        """The samples measured from ``start`` up to (not including) ``end``."""
-        first = bisect.bisect_left(self._keys, (start, ""))
-        last = bisect.bisect_left(self._keys, (end, ""), first)
-        return self.samples[first:last]
-
-    def window_start(self, index: int, span: float) -> int:
-        return bisect.bisect_left(self._keys, (self.samples[index].t - span, ""), 0, index + 1)
-
-
-def _order(sample: Sample) -> tuple[float, str]:
-    return (sample.t, sample.reading_id)
-
-
 def change(series: Series, index: int, span: float, direction: str) -> Observation:
     """``rise``: the judged value minus the window's lowest; ``fall``: the highest minus it."""
-    samples = series.samples
+    values = series.values
     first = series.window_start(index, span)
-    current = samples[index]
-    extreme = samples[first]
-    for sample in samples[first + 1 : index + 1]:
-        if (
-            (sample.value < extreme.value)
-            if direction == "rise"
-            else (sample.value > extreme.value)
-        ):
-            extreme = sample
-    amount = current.value - extreme.value if direction == "rise" else extreme.value - current.value
-    evidence = (current,) if extreme is current else (extreme, current)
+    # min and max keep the first of equal values and compare as a loop with ``<`` / ``>`` would.
+    extreme = (min if direction == "rise" else max)(values[first : index + 1])
+    current = series.samples[index]
+    amount = current.value - extreme if direction == "rise" else extreme - current.value
+    at = values.index(extreme, first, index + 1)
+    evidence = (current,) if at == index else (series.samples[at], current)
     return Observation(amount, evidence, current.t - span, current.t)
 
 
@@ -183,27 +127,47 @@ def mean(
     min_readings: int = 1,
 ) -> Observation | None:
     """The mean of the window (of the samples taken at ``times``); None below ``min_readings``."""
-    window = series.samples[series.window_start(index, span) : index + 1]
+    end = series.samples[index]
     if times:
-        mask = minute_mask(times)
-        window = [sample for sample in window if mask[sample.day_s // 60]]
-    if not window or len(window) < min_readings:
+        subset = at_times(series, times)
+        first, last = subset.window(end.t - span, (end.t, end.reading_id))
+        values, samples = subset.values, subset.samples
+    else:
+        first, last = series.window_start(index, span), index + 1
+        values, samples = series.values, series.samples
+    held = last - first
+    if not held or held < min_readings:
         return None
-    end = series.samples[index].t
-    amount = math.fsum(sample.value for sample in window) / len(window)
-    return Observation(amount, tuple(window), end - span, end)
+    amount = math.fsum(values[first:last]) / held
+    return Observation(amount, tuple(samples[first:last]), end.t - span, end.t)
 
 
 def count(
     series: Series, index: int, span: float, above: float | None, below: float | None
 ) -> Observation:
     """How many samples in the window are above ``above`` or below ``below``."""
-    window = series.samples[series.window_start(index, span) : index + 1]
-    beyond = tuple(
-        sample
-        for sample in window
-        if (above is not None and sample.value > above)
-        or (below is not None and sample.value < below)
-    )
-    end = series.samples[index].t
-    return Observation(float(len(beyond)), beyond, end - span, end)
+    end = series.samples[index]
+    subset = beyond(series, above, below)
+    first, last = subset.window(end.t - span, (end.t, end.reading_id))
+    return Observation(float(last - first), tuple(subset.samples[first:last]), end.t - span, end.t)
+
+
+def at_times(series: Series, times: tuple[tuple[int, int], ...]) -> Subset:
+    """The series' samples taken at the given times of day."""
+    mask = minute_mask(times)
+    return series.subset(("times", times), lambda sample: bool(mask[sample.day_s // 60]))
+
+
+def beyond(series: Series, above: float | None, below: float | None) -> Subset:
+    """The series' samples above ``above`` or below ``below`` (in the series' unit)."""
+    return series.subset(("beyond", above, below), _beyond_test(above, below))
+
+
+def _beyond_test(above: float | None, below: float | None) -> Callable[[Sample], bool]:
+    if below is None:
+        if above is None:
+            return lambda sample: False
+        return lambda sample: sample.value > above
+    if above is None:
+        return lambda sample: sample.value < below
+    return lambda sample: sample.value > above or sample.value < below

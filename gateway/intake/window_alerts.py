@@ -20,12 +20,14 @@ reading of that kind resolves it.
 
 The state (series, raised episodes, the newest reading per kind) changes in memory and is handed
 to the pipeline by ``take_changes`` to be written with the readings in one transaction.
-Series keep what the longest window needs plus ``LATE_HORIZON_S`` for late readings; a reading
-measured before that is stored and sent as usual but not judged by window rules.
+Series keep what the longest window needs plus ``LATE_HORIZON_S`` for late readings (from the
+midnight before, so that whole days are dropped and the day kept first is never rewritten); a
+reading measured before that is stored and sent as usual but not judged by window rules.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,12 +39,10 @@ from gateway.intake.alert_windows import (
     Observation,
     Sample,
     Series,
-    change,
-    count,
-    mean,
 )
 from gateway.intake.events import BoundReading
 from gateway.intake.window_alert_event import Judgement, WindowAlertEvent, WindowRule
+from gateway.intake.window_judges import WindowJudge
 from gateway.units import UnitError, convert
 
 # How far before the newest reading a late reading may be measured and still be judged: a cuff
@@ -91,6 +91,20 @@ class Watch:
             "gap_from": self.gap_from,
             "phrase": self.phrase if self.active else {},
         }
+
+
+@dataclass(slots=True)
+class _Track:
+    """One person's value under window rules: its series and the rules bound to it."""
+
+    key: tuple[str, str, str]  # (subject ref, kind, value)
+    series: Series
+    ladders: list[tuple[tuple[str, str, str, str], list[WindowJudge]]]  # (episode key, rules)
+    dirty: set[int] | None = None  # days measured since the last ``take_changes``
+
+
+_new_sample = tuple.__new__  # a Sample without the named tuple's Python-level constructor
+_UNKNOWN = object()  # a value not looked at yet (``None``: no window rule judges it)
 
 
 def measured_instant(reading: BoundReading) -> tuple[float, int]:
@@ -152,8 +166,11 @@ class WindowEngine:
         self.watched_kinds = frozenset(kind for _ref, kind in self._watch_rules)
         self._rules_cache: dict[tuple[str, str, str], dict[str, list[WindowRule]]] = {}
         self._series: dict[tuple[str, str, str], Series] = {}
-        self._days: dict[tuple[str, str, str], set[int]] = {}  # the days each series has on disk
-        self._dirty_days: set[tuple[str, str, str, int]] = set()
+        # Per (person, kind, value) seen: its series with the rules bound, or None (no rules).
+        self._tracks: dict[tuple[str, str, str], _Track | None] = {}
+        # The days each series has on disk, oldest first.
+        self._days: dict[tuple[str, str, str], list[int]] = {}
+        self._dirty: list[_Track] = []  # the series with days to write (``take_changes``)
         self._episodes: dict[tuple[str, str, str, str], Episode] = {}
         self._watches: dict[tuple[str, str], Watch] = {}
         self._changed: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -186,82 +203,130 @@ class WindowEngine:
 
     def evaluate(self, reading: BoundReading) -> list[WindowAlertEvent]:
         measurement = reading.measurement
-        ref = reading.subject_ref
+        ref, kind = reading.subject_ref, measurement.kind
         events: list[WindowAlertEvent] = []
         instant: tuple[float, int] | None = None
-        if (ref, measurement.kind) in self._watch_rules:
+        if (ref, kind) in self._watch_rules:
             instant = measured_instant(reading)
             event = self._seen(reading, instant[0])
             if event is not None:
                 events.append(event)
+        tracks = self._tracks
         for name, quantity in measurement.values.items():
-            if (measurement.kind, name) not in self.targets:
-                continue
-            ladders = self._ladders(ref, measurement.kind, name)
-            if not ladders:
-                continue
+            key = (ref, kind, name)
+            track = tracks.get(key, _UNKNOWN)
+            if track is _UNKNOWN:
+                track = tracks[key] = self._track(key, quantity.unit)
+            if track is None:
+                continue  # no window rule for this value of this person's
             instant = instant or measured_instant(reading)
-            events += self._judge_reading(reading, name, quantity.value, quantity.unit, instant)
+            self._judge_reading(track, reading, quantity.value, quantity.unit, instant, events)
         return events
 
-    def _judge_reading(
-        self,
-        reading: BoundReading,
-        name: str,
-        raw: float,
-        raw_unit: str,
-        instant: tuple[float, int],
-    ) -> list[WindowAlertEvent]:
-        ref, kind = reading.subject_ref, reading.measurement.kind
-        key = (ref, kind, name)
+    def _track(self, key: tuple[str, str, str], raw_unit: str) -> _Track | None:
+        """The person's series of a value with its rules bound to it; None without rules."""
+        ref, kind, name = key
+        if (kind, name) not in self.targets:
+            return None
+        ladders = self._ladders(ref, kind, name)
+        if not ladders:
+            return None
         series = self._series.get(key)
         if series is None:
             unit = self._series_units.get((kind, name)) or raw_unit
             series = self._series[key] = Series(unit)
+        bound = [
+            ((ref, kind, name, type_), [WindowJudge(rule, series) for rule in rules])
+            for type_, rules in ladders.items()
+        ]
+        return _Track(key, series, bound)
+
+    def _judge_reading(
+        self,
+        track: _Track,
+        reading: BoundReading,
+        raw: float,
+        raw_unit: str,
+        instant: tuple[float, int],
+        events: list[WindowAlertEvent],
+    ) -> None:
+        """Places the reading's value in its series and judges it; adds what it raised or
+        resolved to ``events``."""
+        series = track.series
         try:
-            value = convert(raw, raw_unit, series.unit)
+            value = raw if raw_unit == series.unit else convert(raw, raw_unit, series.unit)
         except UnitError:
-            return []  # validated at start; a device in an unexpected unit is skipped
+            return  # validated at start; a device in an unexpected unit is skipped
         t, day_s = instant
-        newest = max(series.latest, t)
-        if t < newest - self._keep_s:
-            return []  # older than the history kept: stored and sent, not judged
-        cut = newest - self._keep_s
-        if series.samples and series.samples[0].t < cut - DAY_S:  # about once a day, not always
-            series.trim(cut)
-            self._trimmed(key, cut)
-        index = series.insert(Sample(t, value, reading.reading_id, day_s))
+        times = series.times
+        cut = (times[-1] if times and times[-1] > t else t) - self._keep_s
+        if t < cut:
+            return  # older than the history kept: stored and sent, not judged
+        # Whole days are forgotten, once a day, when the cut passes midnight: what is kept in
+        # memory stays what is kept on disk without rewriting the day the cut falls in.
+        first_day = cut // DAY_S * DAY_S
+        if times and times[0] < first_day:
+            series.trim(first_day)
+            self._trimmed(track.key, first_day)
+        index = series.insert(_new_sample(Sample, (t, value, reading.reading_id, day_s)))
         # Written by the day it was measured: a reading rewrites its day's few samples, never
         # the whole history (``take_changes``).
-        self._dirty_days.add((ref, kind, name, int(t // DAY_S)))
-        events: list[WindowAlertEvent] = []
-        for type_, rules in self._ladders(ref, kind, name).items():
-            episode_key = (ref, kind, name, type_)
-            event = self._judge(episode_key, rules, series, index, reading)
+        day = int(t // DAY_S)
+        if track.dirty is None:
+            track.dirty = {day}
+            self._dirty.append(track)
+        else:
+            track.dirty.add(day)
+        newest = len(series) - 1
+        episodes = self._episodes
+        for episode_key, ladder in track.ladders:
+            if index == newest and episode_key not in episodes:
+                for judge in ladder:
+                    if judge.holds(index):
+                        break
+                else:
+                    continue  # the usual case: nothing holds and nothing was raised
+            event = self._judge(episode_key, ladder, series, index, reading)
             if event is not None:
                 events.append(event)
-            if index != len(series) - 1:
+            if index != newest:
                 # A late reading: the newest reading's window now holds it too.
-                event = self._judge(episode_key, rules, series, len(series) - 1, reading)
+                event = self._judge(episode_key, ladder, series, newest, reading)
                 if event is not None:
                     events.append(event)
-        return events
 
     def _judge(
         self,
         key: tuple[str, str, str, str],
-        rules: list[WindowRule],
+        ladder: list[WindowJudge],
         series: Series,
         index: int,
         reading: BoundReading,
     ) -> WindowAlertEvent | None:
-        judged = series.samples[index]
-        judgements = [j for j in (_judge(rule, series, index) for rule in rules) if j is not None]
-        held = [j for j in judgements if j.held]
         episode = self._episodes.get(key)
+        if episode is None:
+            for judge in ladder:
+                if judge.holds(index):
+                    break
+            else:
+                return None  # the usual case: nothing holds and nothing was raised
+        elif series.times[index] < episode.raised_at:
+            return None  # older than the raising reading: says nothing new
+        judgements = []
+        held = []
+        for judge in ladder:
+            judgement = judge.quick(index)
+            if judgement is not None:
+                judgements.append(judgement)
+                if judgement.held:
+                    held.append(judgement)
+        judged = series.samples[index]
         ref = key[0]
 
-        def event(type_: str, judgement: Judgement) -> WindowAlertEvent:
+        def event(type_: str, quick: Judgement) -> WindowAlertEvent:
+            # The same judgement again, with the readings that made it, for the alert body.
+            judge = next(judge for judge in ladder if judge.rule is quick.rule)
+            judgement = judge.judge(index) or quick
             return WindowAlertEvent(
                 type_,
                 judgement.rule,
@@ -287,7 +352,7 @@ class WindowEngine:
         if episode is not None:
             if judged.t < episode.raised_at:
                 return None  # older than the raising reading: says nothing new
-            current = next((r for r in rules if r.key == episode.rule), worst.rule)
+            current = next((j.rule for j in ladder if j.rule.key == episode.rule), worst.rule)
             within_cooldown = judged.t - episode.raised_at < current.settings.cooldown
             if within_cooldown and worst.rule.rank <= episode.rank:
                 return None
@@ -366,44 +431,55 @@ class WindowEngine:
 
     def take_changes(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """The state changed since the last call: (subject ref, slot, state or None)."""
-        for ref, kind, name, day in self._dirty_days:
-            series = self._series.get((ref, kind, name))
-            if series is None:
-                continue
-            days = self._days.setdefault((ref, kind, name), set())
-            samples = series.between(day * DAY_S, (day + 1) * DAY_S)
-            slot = _series_slot(kind, name, day)
-            if samples:
-                days.add(day)
-                self._changed[(ref, slot)] = {
-                    "unit": series.unit,
-                    "samples": [[s.t, s.value, s.reading_id, s.day_s] for s in samples],
-                }
-            else:
-                days.discard(day)
-                self._changed[(ref, slot)] = None
-        self._dirty_days.clear()
+        for track in self._dirty:
+            ref, kind, name = track.key
+            series = track.series
+            days = self._days.setdefault(track.key, [])
+            for day in track.dirty or ():
+                samples = series.between(day * DAY_S, (day + 1) * DAY_S)
+                slot = _series_slot(kind, name, day)
+                if samples:
+                    _add_day(days, day)
+                    self._changed[(ref, slot)] = {
+                        "unit": series.unit,
+                        "samples": list(map(list, samples)),  # [t, value, reading id, day_s]
+                    }
+                else:
+                    _drop_day(days, day)
+                    self._changed[(ref, slot)] = None
+            track.dirty = None
+        self._dirty.clear()
         changes = [(ref, slot, state) for (ref, slot), state in self._changed.items()]
         self._changed.clear()
         return changes
 
     def _trimmed(self, key: tuple[str, str, str], cut: float) -> None:
-        """Days wholly before ``cut`` are deleted; the day ``cut`` falls in is rewritten."""
-        days = self._days.get(key, set())
-        for day in [day for day in days if day * DAY_S < cut]:
-            if (day + 1) * DAY_S <= cut:
-                days.discard(day)
-                self._changed[(key[0], _series_slot(key[1], key[2], day))] = None
-            else:
-                self._dirty_days.add((*key, day))
+        """Deletes the days before ``cut`` (a midnight) from disk."""
+        days = self._days.get(key)
+        if not days:
+            return
+        gone = bisect.bisect_left(days, int(cut // DAY_S))
+        for day in days[:gone]:
+            self._changed[(key[0], _series_slot(key[1], key[2], day))] = None
+        del days[:gone]
 
     def forget(self, subject_ref: str) -> None:
         """Drops everything held in memory about a person (after erasure)."""
-        stores = (self._series, self._days, self._episodes, self._watches, self._changed)
+        stores = (
+            self._series,
+            self._tracks,
+            self._days,
+            self._episodes,
+            self._watches,
+            self._changed,
+        )
         for store in stores:
             for key in [key for key in store if key[0] == subject_ref]:
                 del store[key]
-        self._dirty_days = {key for key in self._dirty_days if key[0] != subject_ref}
+        for track in self._dirty:
+            if track.key[0] == subject_ref:
+                track.dirty = None
+        self._dirty = [track for track in self._dirty if track.key[0] != subject_ref]
 
     def restore(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Loads state written by ``take_changes`` before a restart. State for a rule that is no
@@ -423,7 +499,7 @@ class WindowEngine:
                 series.setdefault((ref, kind, name), []).extend(
                     s for s in samples if not math.isnan(s.value)
                 )
-                self._days.setdefault((ref, kind, name), set()).add(int(day))
+                _add_day(self._days.setdefault((ref, kind, name), []), int(day))
             elif parts[0] == "episode" and len(parts) == 4:
                 _, kind, name, type_ = parts
                 rules = self._ladders(ref, kind, name).get(type_, [])
@@ -450,53 +526,7 @@ class WindowEngine:
                 self._watches[(ref, kind)] = watch
         for key, samples in series.items():
             self._series[key] = Series(units[key], samples)
-
-
-def _judge(rule: WindowRule, series: Series, index: int) -> Judgement | None:
-    settings = rule.settings
-    unit = settings.unit or series.unit
-    try:
-        if rule.type == "change":
-            direction = "rise" if settings.rise is not None else "fall"
-            limit = float(settings.rise if settings.rise is not None else settings.fall or 0.0)
-            observation = change(series, index, rule.span, direction)
-            amount = _difference(observation.amount, series.unit, unit)
-            return Judgement(rule, amount > limit, direction, amount, limit, unit, observation)
-        if rule.type == "mean":
-            observation = mean(series, index, rule.span, rule.times, settings.min_readings)
-            if observation is None:
-                return None
-            amount = convert(observation.amount, series.unit, unit)
-            above, below = settings.mean_above, settings.mean_below
-            if above is not None and amount > above:
-                return Judgement(rule, True, "above", amount, above, unit, observation)
-            if below is not None and amount < below:
-                return Judgement(rule, True, "below", amount, below, unit, observation)
-            limit = settings.mean_above if settings.mean_above is not None else settings.mean_below
-            direction = "above" if settings.mean_above is not None else "below"
-            return Judgement(rule, False, direction, amount, float(limit or 0.0), unit, observation)
-        if rule.type == "count":
-            above = None if settings.above is None else convert(settings.above, unit, series.unit)
-            below = None if settings.below is None else convert(settings.below, unit, series.unit)
-            observation = count(series, index, rule.span, above, below)
-            needed = float(settings.count or 1)
-            return Judgement(
-                rule,
-                observation.amount >= needed,
-                "at_least",
-                observation.amount,
-                needed,
-                unit,
-                observation,
-            )
-    except UnitError:
-        return None
-    return None
-
-
-def _difference(amount: float, source: str, target: str) -> float:
-    """A difference of two values in another unit (an offset cancels: 1 Cel apart = 1.8 degF)."""
-    return convert(amount, source, target) - convert(0.0, source, target)
+            self._tracks.pop(key, None)  # bound again to the restored series when next used
 
 
 def _convert_or_nan(value: float, source: str, target: str) -> float:
@@ -504,6 +534,21 @@ def _convert_or_nan(value: float, source: str, target: str) -> float:
         return convert(value, source, target)
     except UnitError:
         return math.nan
+
+
+def _add_day(days: list[int], day: int) -> None:
+    if not days or day > days[-1]:  # the usual case: a new day
+        days.append(day)
+        return
+    at = bisect.bisect_left(days, day)
+    if at == len(days) or days[at] != day:
+        days.insert(at, day)
+
+
+def _drop_day(days: list[int], day: int) -> None:
+    at = bisect.bisect_left(days, day)
+    if at < len(days) and days[at] == day:
+        del days[at]
 
 
 def _series_slot(kind: str, name: str, day: int) -> str:
