@@ -7,9 +7,10 @@ work (lazy imports done, HTTP connections open), then stays connected and silent
 are connected and their readings delivered, RSS (``VmRSS``) and CPU (utime + stime) are read
 from /proc over an idle window; CPU% is of one core.
 
-The simulated BlueZ and the device models run inside the gateway process (the private
-dbus-daemon is a child process, reported separately), so the gateway's RSS here includes
-them; on a Pi with real devices, bluetoothd and the system bus are outside it.
+The simulated BlueZ and the device models run in a process of their own (the gateway's child,
+``gateway.simulation_host``), as bluetoothd and the devices are outside the gateway on a Pi;
+it and the private dbus-daemon are reported apart. The gateway's RSS is also split into its
+anonymous part (its own heap) and its file-backed part (shared libraries' pages in use).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench.harness import (
     command_name,
     cpu_seconds,
     memory_kib,
+    thread_count,
 )
 from bench.workload import gateway_config, webhook_secret_file
 from gateway.settings import parse_settings
@@ -59,7 +61,11 @@ class IdleResult:
     rss_max_kib: int
     peak_rss_kib: int  # VmHWM since start
     cpu_percent: float
+    rss_anon_kib: int  # at the end of the window
+    rss_file_kib: int
+    threads: int
     dbus_daemon_rss_kib: int
+    simulator_rss_kib: int  # the simulated BlueZ and devices' process
     startup_s: float  # process start -> all devices connected and their readings delivered
 
 
@@ -129,9 +135,12 @@ async def measure_idle(workdir: Path, *, window_s: float) -> IdleResult:
                 samples.append(memory_kib(gateway.pid)["VmRSS"])
             elapsed = time.monotonic() - window_began
             cpu = cpu_seconds(gateway.pid) - cpu_before
-            peak = memory_kib(gateway.pid)["VmHWM"]
-            daemons = [p for p in children(gateway.pid) if command_name(p) == "dbus-daemon"]
+            memory = memory_kib(gateway.pid)
+            threads = thread_count(gateway.pid)
+            below = children(gateway.pid)
+            daemons = [p for p in below if command_name(p) == "dbus-daemon"]
             daemon_rss = sum(memory_kib(p)["VmRSS"] for p in daemons)
+            simulator_rss = sum(memory_kib(p)["VmRSS"] for p in below if p not in daemons)
         finally:
             await gateway.stop()
         return IdleResult(
@@ -140,9 +149,13 @@ async def measure_idle(workdir: Path, *, window_s: float) -> IdleResult:
             window_s=elapsed,
             rss_kib=int(statistics.median(samples)),
             rss_max_kib=max(samples),
-            peak_rss_kib=peak,
+            peak_rss_kib=memory["VmHWM"],
             cpu_percent=cpu / elapsed * 100,
+            rss_anon_kib=memory["RssAnon"],
+            rss_file_kib=memory["RssFile"],
+            threads=threads,
             dbus_daemon_rss_kib=daemon_rss,
+            simulator_rss_kib=simulator_rss,
             startup_s=startup_s,
         )
     finally:

@@ -41,14 +41,20 @@ def cpu_seconds(pid: int) -> float:
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS (resident now) and VmHWM (peak resident) in KiB."""
+    """VmRSS (resident now), VmHWM (peak resident) in KiB, and VmRSS's two main parts:
+    RssAnon (the process's own heap and stacks) and RssFile (mapped files, mostly the shared
+    libraries' pages in use, which other processes of the same libraries share)."""
     values: dict[str, int] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
         for line in handle:
             name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
+            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 values[name] = int(rest.split()[0])
     return values
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def children(pid: int) -> list[int]:
