@@ -5,7 +5,8 @@ whichever ``gateway.simulation.SIMULATORS`` supports, cycled, so a mixed househo
 them). Each device sends one scripted reading, so the idle state measured is the one after real
 work (lazy imports done, HTTP connections open), then stays connected and silent. Once all six
 are connected and their readings delivered, RSS (``VmRSS``) and CPU (utime + stime) are read
-from /proc over an idle window; CPU% is of one core.
+from /proc over an idle window; CPU% is of one core. The gateway gets the ``Environment=`` of
+``config/health-gateway.service``, as on a hub (``PYTHONOPTIMIZE=2``).
 
 The simulated BlueZ and the device models run in a process of their own (the gateway's child,
 ``gateway.simulation_host``), as bluetoothd and the devices are outside the gateway on a Pi;
@@ -16,6 +17,7 @@ anonymous part (its own heap) and its file-backed part (shared libraries' pages 
 from __future__ import annotations
 
 import asyncio
+import configparser
 import shutil
 import statistics
 import time
@@ -38,6 +40,7 @@ from gateway.simulation import SIMULATORS, check_simulation
 from tests.configs import write_config
 
 DEVICES = 6
+UNIT = Path(__file__).resolve().parent.parent / "config" / "health-gateway.service"
 
 # One reading per profile, in the profile's default units (``devices.sim.script`` rows).
 SCRIPT_ROWS: dict[str, dict[str, Any]] = {
@@ -61,6 +64,7 @@ class IdleResult:
     rss_max_kib: int
     peak_rss_kib: int  # VmHWM since start
     cpu_percent: float
+    environment: dict[str, str]  # what the systemd unit sets, as the gateway ran with it
     rss_anon_kib: int  # at the end of the window
     rss_file_kib: int
     threads: int
@@ -108,6 +112,14 @@ def _config(
     return config
 
 
+def unit_environment() -> dict[str, str]:
+    """The ``Environment=`` of the systemd unit: the gateway is measured as a hub runs it."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # keys are case-sensitive in systemd
+    parser.read(UNIT)
+    return dict(item.split("=", 1) for item in parser["Service"].get("Environment", "").split())
+
+
 def _connected(events: list[dict[str, Any]]) -> int:
     return len({e.get("device") for e in events if e.get("event") == "ble.connected"})
 
@@ -120,7 +132,8 @@ async def measure_idle(workdir: Path, *, window_s: float) -> IdleResult:
     try:
         profiles = device_profiles()
         config = _config(workdir, receiver.url, secret_file, profiles)
-        gateway = GatewayProcess(write_config(workdir / "gateway.toml", config))
+        environment = unit_environment()
+        gateway = GatewayProcess(write_config(workdir / "gateway.toml", config), environment)
         began = time.monotonic()
         await gateway.start()
         try:
@@ -151,6 +164,7 @@ async def measure_idle(workdir: Path, *, window_s: float) -> IdleResult:
             rss_max_kib=max(samples),
             peak_rss_kib=memory["VmHWM"],
             cpu_percent=cpu / elapsed * 100,
+            environment=environment,
             rss_anon_kib=memory["RssAnon"],
             rss_file_kib=memory["RssFile"],
             threads=threads,

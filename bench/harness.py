@@ -273,8 +273,9 @@ async def wait_until(predicate: Callable[[], bool], within_s: float, step: float
 class GatewayProcess:
     """``python -m gateway run --config FILE``; its JSON log lines are kept as they arrive."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, environment: dict[str, str] | None = None) -> None:
         self.config = config
+        self.environment = environment or {}  # on top of this process's own
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self.process: asyncio.subprocess.Process | None = None
@@ -296,7 +297,7 @@ class GatewayProcess:
             str(self.config),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self.environment, "PYTHONUNBUFFERED": "1"},
             cwd=REPO,
         )
         self._reader = asyncio.create_task(self._read(), name="gateway-lines")

@@ -182,7 +182,8 @@ def render(results: Results) -> str:
             "## Footprint, idle",
             "",
             f"Profiles: {', '.join(i.profiles)}. Window {i.window_s:.0f} s; start-up to all "
-            f"connected and delivered {i.startup_s:.1f} s.",
+            f"connected and delivered {i.startup_s:.1f} s. The systemd unit's environment: "
+            f"{' '.join(f'{k}={v}' for k, v in i.environment.items()) or 'none'}.",
             "",
             "| RSS (median) | RSS (max) | peak RSS (VmHWM) | of it anon / file | threads | CPU "
             "| apart: simulator process RSS | apart: private dbus-daemon RSS |",
