@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -153,6 +154,9 @@ def run_child(
 ) -> None:
     """The child's ``main``: ``build`` turns the spec into the devices to put in range."""
     die_with_parent(int(sys.argv[1]))
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides when the
+    # simulation stops (it closes stdin), so the devices are not cut off before it has.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     spec = sys.stdin.buffer.readline()
     peripherals = build(spec)
     asyncio.run(_serve(peripherals, advertising_interval_s))
