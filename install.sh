@@ -39,6 +39,9 @@ PY
 if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".${extra}"
+# The service runs with PYTHONOPTIMIZE=2 (config/health-gateway.service) and may not write to
+# this folder: compile the matching bytecode now, or each start compiles every module again.
+.venv/bin/python -m compileall -q -j 0 -o 2 .venv/lib gateway devices filters >/dev/null
 if [[ -n "$extra" ]]; then
   # axe-core, pinned by tests/a11y/package-lock.json (the browser tests load it into the page).
   (cd tests/a11y && npm ci --no-audit --no-fund --silent)

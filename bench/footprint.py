@@ -5,16 +5,19 @@ whichever ``gateway.simulation.SIMULATORS`` supports, cycled, so a mixed househo
 them). Each device sends one scripted reading, so the idle state measured is the one after real
 work (lazy imports done, HTTP connections open), then stays connected and silent. Once all six
 are connected and their readings delivered, RSS (``VmRSS``) and CPU (utime + stime) are read
-from /proc over an idle window; CPU% is of one core.
+from /proc over an idle window; CPU% is of one core. The gateway gets the ``Environment=`` of
+``config/health-gateway.service``, as on a hub (``PYTHONOPTIMIZE=2``).
 
-The simulated BlueZ and the device models run inside the gateway process (the private
-dbus-daemon is a child process, reported separately), so the gateway's RSS here includes
-them; on a Pi with real devices, bluetoothd and the system bus are outside it.
+The simulated BlueZ and the device models run in a process of their own (the gateway's child,
+``gateway.simulation_host``), as bluetoothd and the devices are outside the gateway on a Pi;
+it and the private dbus-daemon are reported apart. The gateway's RSS is also split into its
+anonymous part (its own heap) and its file-backed part (shared libraries' pages in use).
 """
 
 from __future__ import annotations
 
 import asyncio
+import configparser
 import shutil
 import statistics
 import time
@@ -29,6 +32,7 @@ from bench.harness import (
     command_name,
     cpu_seconds,
     memory_kib,
+    thread_count,
 )
 from bench.workload import gateway_config, webhook_secret_file
 from gateway.settings import parse_settings
@@ -36,6 +40,7 @@ from gateway.simulation import SIMULATORS, check_simulation
 from tests.configs import write_config
 
 DEVICES = 6
+UNIT = Path(__file__).resolve().parent.parent / "config" / "health-gateway.service"
 
 # One reading per profile, in the profile's default units (``devices.sim.script`` rows).
 SCRIPT_ROWS: dict[str, dict[str, Any]] = {
@@ -59,7 +64,12 @@ class IdleResult:
     rss_max_kib: int
     peak_rss_kib: int  # VmHWM since start
     cpu_percent: float
+    environment: dict[str, str]  # what the systemd unit sets, as the gateway ran with it
+    rss_anon_kib: int  # at the end of the window
+    rss_file_kib: int
+    threads: int
     dbus_daemon_rss_kib: int
+    simulator_rss_kib: int  # the simulated BlueZ and devices' process
     startup_s: float  # process start -> all devices connected and their readings delivered
 
 
@@ -102,6 +112,14 @@ def _config(
     return config
 
 
+def unit_environment() -> dict[str, str]:
+    """The ``Environment=`` of the systemd unit: the gateway is measured as a hub runs it."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # keys are case-sensitive in systemd
+    parser.read(UNIT)
+    return dict(item.split("=", 1) for item in parser["Service"].get("Environment", "").split())
+
+
 def _connected(events: list[dict[str, Any]]) -> int:
     return len({e.get("device") for e in events if e.get("event") == "ble.connected"})
 
@@ -114,7 +132,8 @@ async def measure_idle(workdir: Path, *, window_s: float) -> IdleResult:
     try:
         profiles = device_profiles()
         config = _config(workdir, receiver.url, secret_file, profiles)
-        gateway = GatewayProcess(write_config(workdir / "gateway.toml", config))
+        environment = unit_environment()
+        gateway = GatewayProcess(write_config(workdir / "gateway.toml", config), environment)
         began = time.monotonic()
         await gateway.start()
         try:
@@ -129,9 +148,12 @@ async def measure_idle(workdir: Path, *, window_s: float) -> IdleResult:
                 samples.append(memory_kib(gateway.pid)["VmRSS"])
             elapsed = time.monotonic() - window_began
             cpu = cpu_seconds(gateway.pid) - cpu_before
-            peak = memory_kib(gateway.pid)["VmHWM"]
-            daemons = [p for p in children(gateway.pid) if command_name(p) == "dbus-daemon"]
+            memory = memory_kib(gateway.pid)
+            threads = thread_count(gateway.pid)
+            below = children(gateway.pid)
+            daemons = [p for p in below if command_name(p) == "dbus-daemon"]
             daemon_rss = sum(memory_kib(p)["VmRSS"] for p in daemons)
+            simulator_rss = sum(memory_kib(p)["VmRSS"] for p in below if p not in daemons)
         finally:
             await gateway.stop()
         return IdleResult(
@@ -140,9 +162,14 @@ async def measure_idle(workdir: Path, *, window_s: float) -> IdleResult:
             window_s=elapsed,
             rss_kib=int(statistics.median(samples)),
             rss_max_kib=max(samples),
-            peak_rss_kib=peak,
+            peak_rss_kib=memory["VmHWM"],
             cpu_percent=cpu / elapsed * 100,
+            environment=environment,
+            rss_anon_kib=memory["RssAnon"],
+            rss_file_kib=memory["RssFile"],
+            threads=threads,
             dbus_daemon_rss_kib=daemon_rss,
+            simulator_rss_kib=simulator_rss,
             startup_s=startup_s,
         )
     finally:

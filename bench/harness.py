@@ -41,14 +41,20 @@ def cpu_seconds(pid: int) -> float:
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS (resident now) and VmHWM (peak resident) in KiB."""
+    """VmRSS (resident now), VmHWM (peak resident) in KiB, and VmRSS's two main parts:
+    RssAnon (the process's own heap and stacks) and RssFile (mapped files, mostly the shared
+    libraries' pages in use, which other processes of the same libraries share)."""
     values: dict[str, int] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
         for line in handle:
             name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
+            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 values[name] = int(rest.split()[0])
     return values
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def children(pid: int) -> list[int]:
@@ -267,8 +273,9 @@ async def wait_until(predicate: Callable[[], bool], within_s: float, step: float
 class GatewayProcess:
     """``python -m gateway run --config FILE``; its JSON log lines are kept as they arrive."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, environment: dict[str, str] | None = None) -> None:
         self.config = config
+        self.environment = environment or {}  # on top of this process's own
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self.process: asyncio.subprocess.Process | None = None
@@ -290,7 +297,7 @@ class GatewayProcess:
             str(self.config),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self.environment, "PYTHONUNBUFFERED": "1"},
             cwd=REPO,
         )
         self._reader = asyncio.create_task(self._read(), name="gateway-lines")

@@ -182,13 +182,16 @@ def render(results: Results) -> str:
             "## Footprint, idle",
             "",
             f"Profiles: {', '.join(i.profiles)}. Window {i.window_s:.0f} s; start-up to all "
-            f"connected and delivered {i.startup_s:.1f} s.",
+            f"connected and delivered {i.startup_s:.1f} s. The systemd unit's environment: "
+            f"{' '.join(f'{k}={v}' for k, v in i.environment.items()) or 'none'}.",
             "",
-            "| RSS (median) | RSS (max) | peak RSS (VmHWM) | CPU | private dbus-daemon RSS |",
-            "|---|---|---|---|---|",
+            "| RSS (median) | RSS (max) | peak RSS (VmHWM) | of it anon / file | threads | CPU "
+            "| apart: simulator process RSS | apart: private dbus-daemon RSS |",
+            "|---|---|---|---|---|---|---|---|",
             f"| {_mb(i.rss_kib):.1f} MB | {_mb(i.rss_max_kib):.1f} MB | "
-            f"{_mb(i.peak_rss_kib):.1f} MB | {i.cpu_percent:.2f}% | "
-            f"{_mb(i.dbus_daemon_rss_kib):.1f} MB |",
+            f"{_mb(i.peak_rss_kib):.1f} MB | {_mb(i.rss_anon_kib):.1f} / "
+            f"{_mb(i.rss_file_kib):.1f} MB | {i.threads} | {i.cpu_percent:.2f}% | "
+            f"{_mb(i.simulator_rss_kib):.1f} MB | {_mb(i.dbus_daemon_rss_kib):.1f} MB |",
             "",
         ]
     if results.drain is not None:

@@ -515,8 +515,8 @@ class Gateway:
         if not self.settings.uses_simulated_radio:
             yield
             return
-        # Imported here: a hub with real devices never loads the simulator.
-        from gateway.simulation import simulated_radio
+        # Imported here: a hub with real devices never starts the simulator.
+        from gateway.simulated_radio import simulated_radio
 
         async with simulated_radio(self.settings, self.paths.simulation):
             yield

@@ -110,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from devices.sim.radio import SYSTEM_BUS_ENV
+    from devices.sim.system_bus import SYSTEM_BUS_ENV
     from gateway.scan import scan
 
     try:

@@ -1,15 +1,19 @@
 """The hub page's languages: one gettext catalogue per language, and Babel for the CLDR rules.
 
-Messages live in ``gateway/locale/<language>.po`` (standard PO files, read with Babel at start:
-no compile step, and translators' tools open them as they are). The message ids are stable keys
-(``alert.instructions.default``), so every text, English included, lives in a catalogue and a
-test can check that both languages carry every message. Placeholders are ``{name}``; a message
-that depends on a count has a ``.one`` and an ``.other`` form, chosen by CLDR's plural rules
-(Babel here, ``Intl.PluralRules`` on the page).
+Messages live in ``gateway/locale/<language>.po`` (standard PO files, read with Babel when a
+language is first needed: no compile step, and translators' tools open them as they are). The
+message ids are stable keys (``alert.instructions.default``), so every text, English included,
+lives in a catalogue and a test can check that both languages carry every message. Placeholders
+are ``{name}``; a message that depends on a count has a ``.one`` and an ``.other`` form, chosen
+by CLDR's plural rules (Babel here, ``Intl.PluralRules`` on the page).
 
 Dates, times and numbers follow the language's CLDR conventions (Babel) in the hub's time zone,
 never the browser's: the page shows the hub's formatted strings, so an sv-SE browser reading an
 English page does not mix "18.04" or "idag" into it, and the other way round.
+
+Babel (about 0.8 MB of a running hub's memory) is imported where it is first used, not with this
+module: the API server imports this module for ``choose_language``, and a hub whose page is
+never opened has no texts to format.
 """
 
 from __future__ import annotations
@@ -20,11 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from importlib import resources
 from typing import Any
-
-from babel import Locale
-from babel.dates import format_date, format_time
-from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
 
 LANGUAGES = ("sv", "en")
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -39,6 +38,8 @@ def catalogue(language: str) -> dict[str, str]:
     """The messages of one language: message id -> text (header and fuzzy entries left out)."""
     if language not in LANGUAGES:
         raise ValueError(f"unsupported language {language!r}; use one of {', '.join(LANGUAGES)}")
+    from babel.messages.pofile import read_po
+
     source = resources.files("gateway").joinpath("locale", f"{language}.po")
     with source.open("rb") as handle:
         parsed = read_po(handle, locale=language)
@@ -94,6 +95,8 @@ class Translator:
         return text.format(**params) if params else text
 
     def plural(self, key: str, count: int, **params: Any) -> str:
+        from babel import Locale
+
         form = Locale.parse(self.language).plural_form(count)
         found = catalogue(self.language).get(f"{key}.{form}")
         text = found if found is not None else self.t(f"{key}.other")
@@ -101,6 +104,8 @@ class Translator:
 
     def number(self, value: float) -> str:
         """One decimal at most, in the language's notation (128,5 in Swedish)."""
+        from babel.numbers import format_decimal
+
         return format_decimal(round(value, 1), "#,##0.#", locale=self.language)
 
     def local(self, moment: datetime) -> datetime:
@@ -109,10 +114,14 @@ class Translator:
         return moment.astimezone(self.zone)
 
     def clock(self, moment: datetime) -> str:
+        from babel.dates import format_time
+
         return format_time(self.local(moment), "HH:mm", locale=self.language)
 
     def day(self, moment: datetime | date) -> str:
         """A short day for chart axes: "30 nov." / "30 Nov"."""
+        from babel.dates import format_date
+
         return format_date(moment, "d MMM", locale=self.language)
 
     def when(self, value: str | datetime | None, now: datetime, inline: bool = False) -> str:
@@ -127,6 +136,8 @@ class Translator:
             return self.t("time.today_at.inline" if inline else "time.today_at", time=time)
         if local.date() == today - timedelta(days=1):
             return self.t("time.yesterday_at.inline" if inline else "time.yesterday_at", time=time)
+        from babel.dates import format_date
+
         day = format_date(local, self.t("time.day_pattern"), locale=self.language)
         return self.t("time.day_at", day=day, time=time)
 

@@ -26,13 +26,13 @@ from devices.state import write_bytes_atomically
 from gateway.app import Gateway
 from gateway.errors import GatewayError
 from gateway.fleet.identity import HubIdError, load_or_create_hub_id
-from gateway.fleet.remote_config import RemoteConfig, RemoteConfigRefused, open_remote_config
 from gateway.fleet.status import ConfigState
 from gateway.preflight import preflight
 from gateway.settings import ConfigError, Settings, parse_settings
 
 if TYPE_CHECKING:
     from gateway.fleet.link import FleetLink
+    from gateway.fleet.remote_config import RemoteConfig
 
 log = structlog.get_logger("gateway.service")
 
@@ -90,7 +90,9 @@ class Service:
         """Run the remote config accepted before, if it still verifies and validates."""
         if self.base.fleet is None or not self._kept.exists():
             return
-        from gateway.fleet.link import read_config_key  # the MQTT client only where a fleet is
+        # Only where a fleet is: the MQTT client, the JWS check and its key formats.
+        from gateway.fleet.link import read_config_key
+        from gateway.fleet.remote_config import RemoteConfigRefused, open_remote_config
 
         key = read_config_key(self.base.fleet)
         if key is None:

@@ -1,18 +1,19 @@
 """Simulated devices for the demo and tests: config -> device models on a simulated BlueZ.
 
-The gateway's BLE code is not told about any of this: ``SimulatedRadio`` points the system bus
-at a private dbus-daemon that hosts a simulated BlueZ, and bleak talks to it as to the real one.
+The gateway's BLE code is not told about any of this: ``gateway.simulated_radio`` points the
+system bus at a private dbus-daemon where a process of its own (``gateway.simulation_host``, as
+bluetoothd is on a hub) hosts a simulated BlueZ with these models, and bleak talks to it as to
+the real one.
 Every profile has a model (``SIMULATORS``); ``[devices.simulation]`` (``SimulationSettings``)
 sets its script, clock, behaviour and faults.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from devices.profiles import BROADCAST_PROFILES
 from devices.sim.blood_pressure_cuff import SimulatedBloodPressureCuff
@@ -23,7 +24,6 @@ from devices.sim.health_device import Faults, SimulatedHealthDevice
 from devices.sim.heart_rate_strap import SimulatedHeartRateStrap
 from devices.sim.peripheral import Peripheral
 from devices.sim.pulse_oximeter import SimulatedPulseOximeter
-from devices.sim.radio import SimulatedRadio
 from devices.sim.script import script_to_measurements
 from devices.sim.thermometer import SimulatedThermometer
 from devices.sim.weight_scale import SimulatedWeightScale
@@ -172,18 +172,25 @@ def check_simulation(settings: Settings) -> None:
                 raise ConfigError(f"{key}.simulation: {exc}") from None
 
 
-@contextlib.asynccontextmanager
-async def simulated_radio(settings: Settings, state_dir: Path) -> AsyncIterator[SimulatedRadio]:
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    peripherals = [
-        peripheral_for(device, index, state_dir)
-        for index, device in enumerate(settings.devices)
-        if device.simulated
-    ]
-    async with SimulatedRadio(state_dir, peripherals) as radio:
-        try:
-            yield radio
-        finally:
-            # Stopping the simulated bus makes bleak's BlueZ manager report "D-Bus connection to
-            # BlueZ was lost"; here that is the expected end of the simulation, not a fault.
-            logging.getLogger("bleak.backends.bluezdbus.manager").setLevel(logging.ERROR)
+def peripherals_from_spec(spec: bytes) -> list[Peripheral]:
+    """The simulator process's side of ``gateway.simulated_radio.simulation_spec``: the device
+    models to put in range.
+
+    The gateway validated the whole device table before it wrote the spec; the device is
+    rebuilt from the four fields the models read (its other checks need fields, such as the
+    subject, that stay in the gateway), its simulation table parsed as usual.
+    """
+    loaded = orjson.loads(spec)
+    state_dir = Path(loaded["state_dir"])
+    peripherals = []
+    for device in loaded["devices"]:
+        simulation = device["simulation"]
+        settings = DeviceSettings.model_construct(
+            address=device["address"],
+            profile=device["profile"],
+            name=device["name"],
+            simulated=True,
+            simulation=None if simulation is None else SimulationSettings(**simulation),
+        )
+        peripherals.append(peripheral_for(settings, device["index"], state_dir))
+    return peripherals

@@ -15,7 +15,7 @@ import structlog
 
 from devices.sim.bluez import SimulatedBlueZ
 from devices.sim.dbus_daemon import PrivateDbusDaemon
-from devices.sim.radio import SYSTEM_BUS_ENV, simulated_bluez_version
+from devices.sim.system_bus import SYSTEM_BUS_ENV, simulated_bluez_version
 from devices.source import BleSource, Received
 from tests.medplum import Medplum, MedplumServer, MedplumUnavailable
 from tests.receivers import Receiver

@@ -20,7 +20,7 @@ from devices.sim.blood_pressure_cuff import SimulatedBloodPressureCuff
 from devices.sim.bluez import SimulatedBlueZ
 from devices.sim.glucose_meter import SimulatedGlucoseMeter
 from devices.sim.peripheral import Characteristic, Peripheral, Service
-from devices.sim.radio import SYSTEM_BUS_ENV
+from devices.sim.system_bus import SYSTEM_BUS_ENV
 from devices.sim.weight_scale import SimulatedWeightScale
 from gateway.scan import ScannedDevice, scan
 

@@ -28,8 +28,9 @@ from devices.sim.blood_pressure_cuff import SimulatedBloodPressureCuff
 from devices.sim.bluez import BlueZNameTaken, SimulatedBlueZ
 from devices.sim.dbus_daemon import MAX_SOCKET_PATH, DbusDaemonMissing, PrivateDbusDaemon
 from devices.sim.peripheral import AttError, Characteristic, Peripheral, Service
-from devices.sim.radio import SYSTEM_BUS_ENV, SimulatedRadio
+from devices.sim.radio import SimulatedRadio
 from devices.sim.script import script_to_measurements
+from devices.sim.system_bus import SYSTEM_BUS_ENV
 from gateway.models import Measurement, Quantity
 
 CUFF_ADDRESS = "C4:7C:8D:6A:12:34"

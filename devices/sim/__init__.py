@@ -14,5 +14,10 @@
   A&D-style cuff whose clock is Date Time 0x2A08), ``beurer_cuff`` (a BM85's quirky bytes),
   ``omron_cuff`` (an Omron cuff that hands out its history from EEPROM).
 * ``script.script_to_measurements``: config rows -> the readings a model plays back.
-* ``radio.SimulatedRadio``: all of the above for the running gateway (sets the system bus).
+* ``simulator_process.SimulatorProcess``: the private bus and the simulated BlueZ with its
+  devices in a process of their own, as bluetoothd is on a hub (what the gateway runs; sets the
+  system bus, ``system_bus``); ``radio.SimulatedRadio``: the same inside the calling process,
+  for tests that drive the devices themselves.
+* ``lifeline``: the simulation's processes die with the process that started them, SIGKILL
+  included (the parent-death signal).
 """

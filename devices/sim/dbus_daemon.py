@@ -1,4 +1,8 @@
-"""A private ``dbus-daemon`` for the simulated BlueZ: no root, no system bus, gone on exit."""
+"""A private ``dbus-daemon`` for the simulated BlueZ: no root, no system bus, gone on exit.
+
+Gone on exit includes an exit by SIGKILL: the daemon is started to die with this process
+(``lifeline``), so a killed gateway or test leaves no daemon behind.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 from xml.sax.saxutils import escape
+
+from devices.sim.lifeline import argv_dying_with_parent
 
 # sockaddr_un.sun_path is 108 bytes on Linux, but libdbus refuses paths longer than 99 bytes
 # ("Socket name too long", _DBUS_MAX_SUN_PATH_LENGTH) for portability.
@@ -94,13 +100,16 @@ class PrivateDbusDaemon:
             config.write_text(_CONFIG.format(socket=escape(str(socket_path))), encoding="utf-8")
             log_path = rundir / "dbus-daemon.log"
             with log_path.open("wb") as log:
-                self._process = await asyncio.create_subprocess_exec(
-                    executable,
+                command = [
+                    os.path.abspath(executable),
                     "--config-file",
                     str(config),
                     "--print-address",
                     "--nofork",
                     "--nopidfile",
+                ]
+                self._process = await asyncio.create_subprocess_exec(
+                    *argv_dying_with_parent(command),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=log,

@@ -16,7 +16,6 @@ from devices.profiles import BROADCAST_PROFILES
 from gateway.api.alert_view import window_text
 from gateway.api.context import ApiContext, context_of, page_language, principal_of
 from gateway.api.noticed import noticed
-from gateway.api.openapi import document
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
 from gateway.exporters.fhir.config import FhirDestination
@@ -58,6 +57,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
+    from gateway.api.openapi import document  # a large module, for the rare client that asks
+
     return json_response(document())
 
 

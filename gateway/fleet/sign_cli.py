@@ -14,12 +14,8 @@ import tomllib
 from pathlib import Path
 
 import orjson
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.fleet.identity import valid_hub_id
-from gateway.fleet.jws import sign
-from gateway.fleet.remote_config import REMOTE_SECTIONS
 from gateway.settings import ConfigError
 
 
@@ -35,6 +31,14 @@ def _json_ready(value: object) -> object:
 
 
 def signed_config(sections_file: Path, key_file: Path, hub_id: str, version: int) -> str:
+    # Imported here: every command builds the parser (add_commands), `run` included, and the
+    # running hub has no use for the signing side and its key formats.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.fleet.jws import sign
+    from gateway.fleet.remote_config import REMOTE_SECTIONS
+
     if not valid_hub_id(hub_id):
         raise ConfigError(f"--hub: {hub_id!r} is not a hub id")
     if version < 1:
