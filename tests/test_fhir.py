@@ -1,7 +1,11 @@
 """FHIR mapping, validated by an independent implementation (fhir.resources, R4B models)."""
 
+import os
+import subprocess
+import sys
 from datetime import datetime
 
+import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from gateway.exporters.fhir.payload import (
@@ -175,3 +179,42 @@ def test_no_entry_full_url_is_an_identifier_of_any_resource_in_the_bundle():
     assert len(full_urls) == len(bundle["entry"])
     assert full_urls.isdisjoint(identifiers)
     assert all(url.startswith("urn:uuid:") for url in full_urls)
+
+
+_SAME_AS_ASTIMEZONE = """
+import sys
+from datetime import UTC, datetime, timedelta
+
+from gateway.exporters.fhir.payload import effective_time
+
+start = datetime(2026, 1, 1)
+checked = 0
+for step in range(0, 366 * 24 * 60, 7):  # every 7 minutes of a year, both changes included
+    local = start + timedelta(minutes=step, seconds=step % 60)
+    for offset in (None, 3600.0, -90.5):
+        event = {"measured_at": local.isoformat(), "device_clock_offset_s": offset}
+        expected = local.astimezone() - timedelta(seconds=offset or 0)
+        assert effective_time(event) == expected.astimezone(UTC).isoformat(timespec="seconds"), (
+            local,
+            offset,
+        )
+        checked += 1
+print(checked)
+"""
+
+
+@pytest.mark.parametrize("zone", ["Europe/Stockholm", "Australia/Lord_Howe", "UTC"])
+def test_effective_time_matches_the_zone_rules_across_a_year_of_daylight_saving_changes(zone):
+    """The hub's UTC offset is looked up once per hour of stamps: every stamp of a year (the
+    spring gap, the autumn hour that repeats, Lord Howe's half-hour change) still maps to the
+    instant ``datetime.astimezone`` gives it alone."""
+    run = subprocess.run(
+        [sys.executable, "-c", _SAME_AS_ASTIMEZONE],
+        env={**os.environ, "TZ": zone},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert int(run.stdout) == 366 * 24 * 60 // 7 * 3 + 3
