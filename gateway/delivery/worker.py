@@ -166,6 +166,9 @@ class DeliveryWorker:
         self._round = sink.max_batch
         if priority is Priority.BULK and sink.max_bytes is None and sink.max_batch > 1:
             self._round = max(sink.max_batch, ROUND_ITEMS // sink.max_batch * sink.max_batch)
+        # The next round's first batch, built while this round's last was on the wire:
+        # (its items' ids, the batch as ``_prepare`` left it).
+        self._carried: tuple[list[int], _Sent] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -208,7 +211,11 @@ class DeliveryWorker:
             self._wake.clear()  # before looking, so an enqueue after the look still wakes us
             # A full round read ahead during the previous send is used as it is; anything less
             # is read again, so lingering and waking behave as if nothing had been read ahead.
-            batch = ahead if len(ahead) >= self._round else await self._due()
+            if len(ahead) >= self._round:
+                batch = ahead
+            else:
+                self._carried = None  # built for a round read ahead, which is read again
+                batch = await self._due()
             ahead = []
             if batch and len(batch) < self.sink.max_batch and self.sink.linger_s > 0:
                 await self._linger()
@@ -324,7 +331,7 @@ class DeliveryWorker:
             exclude = [item.id for item in batch]
             read_ahead = asyncio.ensure_future(self._due(exclude))
         try:
-            sent = await self._send_round(self._batches(batch))
+            sent = await self._send_round(self._batches(batch), read_ahead)
             # The bookkeeping (remove, audit, reschedule; one commit) runs while the next round
             # is sent. The worker's database work is taken in order, so whatever it reads next
             # already sees this round settled; at most one round is ever unsettled.
@@ -336,17 +343,29 @@ class DeliveryWorker:
                 read_ahead.cancel()
             raise
         if self._held_until > time.time():
+            self._carried = None
             if read_ahead is not None:
                 read_ahead.cancel()  # the destination failed: what was read stays queued
             return []
         return await read_ahead if read_ahead is not None else []
 
-    async def _send_round(self, batches: list[list[QueuedItem]]) -> list[_Sent]:
+    async def _send_round(
+        self,
+        batches: list[list[QueuedItem]],
+        read_ahead: asyncio.Future[list[QueuedItem]] | None = None,
+    ) -> list[_Sent]:
         """Send a round's batches one request at a time, building each next batch while the
-        one before it is on the wire. Stops after a batch that holds the destination (down,
-        credentials refused): the batches after it are not sent, and stay queued untouched."""
+        one before it is on the wire (and, when the next round has been read by then, its
+        first batch while this round's last is). Stops after a batch that holds the
+        destination (down, credentials refused): the batches after it are not sent, and stay
+        queued untouched."""
         sent: list[_Sent] = []
-        prepared = await self._prepare(batches[0])
+        carried, self._carried = self._carried, None
+        first = [item.id for item in batches[0]]
+        if carried is not None and carried[0] == first:
+            prepared = carried[1]
+        else:
+            prepared = await self._prepare(batches[0])
         for index in range(len(batches)):
             sending = (
                 asyncio.ensure_future(self.sink.deliver(prepared.sendable))
@@ -358,18 +377,33 @@ class DeliveryWorker:
                 if index + 1 < len(batches):
                     await asyncio.sleep(0)  # let the request start before building the next
                     following = await self._prepare(batches[index + 1], yielding=True)
+                elif read_ahead is not None and read_ahead.done() and not read_ahead.cancelled():
+                    await asyncio.sleep(0)
+                    await self._carry(read_ahead)
                 if sending is not None:
                     prepared.outcome = await sending
                     self._note_outcome(prepared.outcome)
             except BaseException:
                 if sending is not None:
                     sending.cancel()
+                self._carried = None
                 raise
             sent.append(prepared)
             if following is None or self._held_until > time.time():
                 break
             prepared = following
         return sent
+
+    async def _carry(self, read_ahead: asyncio.Future[list[QueuedItem]]) -> None:
+        """Build the first batch of the round read ahead, for ``_send_round`` to start with
+        when that round comes next (it is matched by its items' ids)."""
+        if read_ahead.exception() is not None:
+            return  # raised again where the round read ahead is awaited
+        items = read_ahead.result()
+        if len(items) >= self._round:
+            batch = items[: self.sink.max_batch]
+            prepared = await self._prepare(batch, yielding=True)
+            self._carried = ([item.id for item in batch], prepared)
 
     async def _settle(self, applied: asyncio.Future[None], sent: list[_Sent]) -> None:
         try:
