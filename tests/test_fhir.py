@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import uuid
 from datetime import datetime
 
 import pytest
@@ -68,6 +69,19 @@ def test_conditional_create_uses_the_reading_derived_identifier():
         )
     other = reading_entries(reading_event(bound(reading_id="r-2")), SYSTEM)
     assert {e["fullUrl"] for e in other[1:]}.isdisjoint({e["fullUrl"] for e in first[1:]})
+
+
+def test_an_entry_is_never_named_by_its_identifiers_value_and_each_name_is_a_uuid():
+    """A transaction rewrites every string equal to an entry's fullUrl (Medplum does), so the
+    Observation's identifier must never equal any entry's fullUrl in the Bundle."""
+    groups = [reading_entries(reading_event(bound(reading_id=f"r-{i}")), SYSTEM) for i in range(50)]
+    bundle = transaction_bundle(groups)
+    names = {entry["fullUrl"] for entry in bundle["entry"]}
+    values = {e["resource"]["identifier"][0]["value"] for e in bundle["entry"][1:]}
+    assert names.isdisjoint(values) and len(names) == len(bundle["entry"])
+    for name in names:
+        parsed = uuid.UUID(name.removeprefix("urn:uuid:"))
+        assert parsed.variant == uuid.RFC_4122 and str(parsed) == name.removeprefix("urn:uuid:")
 
 
 def test_effective_time_keeps_the_instant_with_an_offset():

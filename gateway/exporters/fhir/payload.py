@@ -158,7 +158,17 @@ def entry_uuid(reading_id: str, part: str) -> str:
     every string equal to an entry's ``fullUrl`` into the created resource's reference,
     identifiers included (Medplum does), and a rewritten identifier no longer matches the
     ``ifNoneExist`` search, so a resend would create the Observation again."""
-    return _uuid5(f"{reading_id}/{part}/entry")
+    return _entry_of(observation_uuid(reading_id, part))
+
+
+# An entry's id is its Observation's UUID with the first 32 bits (``time_low``) flipped: as
+# unique as the Observation's, never equal to it, still a version 5 UUID in form, and without
+# a second SHA-1 per Observation. Only a name inside one transaction: a resend may use any.
+_ENTRY_MASK = 0x9E3779B9
+
+
+def _entry_of(observation: str) -> str:
+    return f"{int(observation[:8], 16) ^ _ENTRY_MASK:08x}{observation[8:]}"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -259,7 +269,7 @@ def _observation(
         "device": {"reference": device_url},
     }
     return {
-        "fullUrl": f"urn:uuid:{entry_uuid(event['reading_id'], part)}",
+        "fullUrl": f"urn:uuid:{_entry_of(obs_uuid)}",
         "resource": resource,
         "request": {
             "method": "POST",
