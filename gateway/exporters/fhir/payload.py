@@ -249,25 +249,25 @@ def _observation(
     event: dict[str, Any],
     part: str,
     code: Code,
-    subject: dict[str, str],
-    device_url: str,
+    subject: dict[str, Any],
+    device: dict[str, str],
     effective: str,
     meta: dict[str, str] | None,
 ) -> dict[str, Any]:
+    """One Observation entry; ``subject`` and ``device`` are the reference objects, shared by
+    the reading's Observations (only ever serialised)."""
     obs_uuid = observation_uuid(event["reading_id"], part)
     identifier_value = f"urn:uuid:{obs_uuid}"
     resource: dict[str, Any] = {"resourceType": "Observation"}
     if meta is not None:
         resource["meta"] = meta
-    resource |= {
-        "identifier": [{"system": URI_SYSTEM, "value": identifier_value}],
-        "status": "final",
-        "category": _VITAL_SIGNS,
-        "code": code.concept(),
-        "subject": {"identifier": subject},
-        "effectiveDateTime": effective,
-        "device": {"reference": device_url},
-    }
+    resource["identifier"] = [{"system": URI_SYSTEM, "value": identifier_value}]
+    resource["status"] = "final"
+    resource["category"] = _VITAL_SIGNS
+    resource["code"] = code.concept()
+    resource["subject"] = subject
+    resource["effectiveDateTime"] = effective
+    resource["device"] = device
     return {
         "fullUrl": f"urn:uuid:{_entry_of(obs_uuid)}",
         "resource": resource,
@@ -295,10 +295,10 @@ def reading_entries(
     """The transaction entries for one reading event: its Device and its Observations
     (``source``: their ``meta.source``, the hub that made them). The Device entry and the
     ``meta`` objects are shared between calls: serialise them, never change them."""
-    subject = {"system": identifier_system, "value": str(event["subject"])}
+    subject = {"identifier": {"system": identifier_system, "value": str(event["subject"])}}
     meta = None if source is None else _meta(source)
     device = _shared_device_entry(str(event["device_address"]), source)
-    device_url = device["fullUrl"]
+    device_url = {"reference": device["fullUrl"]}
     effective = effective_time(event)
     values: dict[str, dict[str, Any]] = event["values"]
     kind = event["kind"]
