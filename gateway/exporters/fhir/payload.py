@@ -54,7 +54,7 @@ UNIT_DISPLAY = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Code:
     mdc: str
     mdc_display: str
@@ -63,15 +63,16 @@ class Code:
 
     def concept(self) -> dict[str, Any]:
         """The CodeableConcept, built once per code and shared: callers only serialise it."""
-        return _concept(self)
+        return self._concept
 
-
-@functools.cache
-def _concept(code: Code) -> dict[str, Any]:
-    coding = [{"system": MDC, "code": code.mdc, "display": code.mdc_display}]
-    if code.loinc:
-        coding.append({"system": LOINC, "code": code.loinc, "display": code.loinc_display})
-    return {"coding": coding}
+    @functools.cached_property
+    def _concept(self) -> dict[str, Any]:
+        # Kept on the instance (no slots, so it has a __dict__): five per blood-pressure
+        # reading, where a cache keyed by the code hashed its four fields each time.
+        coding = [{"system": MDC, "code": self.mdc, "display": self.mdc_display}]
+        if self.loinc:
+            coding.append({"system": LOINC, "code": self.loinc, "display": self.loinc_display})
+        return {"coding": coding}
 
 
 BP_PANEL = Code(
@@ -191,7 +192,7 @@ def effective_time(event: dict[str, Any]) -> str:
     if stamp.tzinfo is None:
         # A device stamp is local time. Asking the C library for the zone's offset was most of
         # the mapping's cost; the offset is the same for every stamp of an hour (checked).
-        zone = _local_offset(stamp.replace(minute=0, second=0, microsecond=0))
+        zone = _local_offset(stamp.year, stamp.month, stamp.day, stamp.hour)
         if zone is not None:
             utc = stamp - zone
             if offset:
@@ -204,13 +205,14 @@ def effective_time(event: dict[str, Any]) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _local_offset(hour: datetime) -> timedelta | None:
-    """The hub's UTC offset for the local (naive) times of the hour starting at ``hour``, as
+def _local_offset(year: int, month: int, day: int, hour_of_day: int) -> timedelta | None:
+    """The hub's UTC offset for the local (naive) times of that hour, as
     ``datetime.astimezone()`` finds it; None when it differs within the hour (a zone whose
     change falls inside it): then each stamp is converted on its own.
 
     The offset is the one the conversion applied (local time minus the instant in UTC), not
     the offset of the instant it lands on: they differ for a time in the spring gap."""
+    hour = datetime(year, month, day, hour_of_day)
     last = hour + timedelta(minutes=59, seconds=59)
     first_offset, last_offset = (
         stamp - stamp.astimezone(UTC).replace(tzinfo=None) for stamp in (hour, last)
