@@ -5,7 +5,9 @@ no polling loop. Failures that may pass (connection errors, timeouts, 408, 425, 
 retried forever with exponential backoff and full jitter, honouring ``Retry-After``; other 4xx
 answers move the item to the dead-letter table, where an operator can see and re-queue it.
 A delivered batch leaves the outbox in the same transaction that audits its disclosure: one
-audit entry per batch, naming its readings and their people (``audit.batch_entry``).
+audit entry per batch, naming its readings and their people (``audit.batch_entry``). With a
+backlog, a bulk destination batched by count works in rounds (``ROUND_ITEMS``): several of its
+batches read at once, sent one request at a time, and recorded in one transaction.
 
 Readings are queued as small rows naming the stored reading; a batch's payloads are those built
 at intake when still in memory, otherwise built here from the stored readings by the
