@@ -362,3 +362,35 @@ async def test_a_backlog_read_ahead_is_delivered_once_even_when_a_send_fails(dat
     assert await database.call(Outbox.depth) == {}
     entries = await database.call(lambda c: audit.entries(c))
     assert sorted(e.data["reading_id"] for e in entries) == sorted(f"r-{i}" for i in range(40))
+
+
+@pytest.mark.parametrize(
+    "status",
+    ['" 404 Not Found"', "409", '"412"', '"\\u0034\\u0030\\u0030"'],
+)
+async def test_a_failing_entry_status_in_any_spelling_is_judged_per_reading(
+    database, receiver, status
+):
+    """A transaction-response with no failing status is taken whole without parsing it; one
+    written pretty-printed, with spaces, as a number, with four digits or with JSON escapes
+    is still read entry by entry, and only the refused reading goes to the dead letters."""
+    outbox = Outbox(Sealer(b"k" * 32))
+    created = '"201 Created"'
+
+    def respond(request):
+        ids = [e["resource"]["id"] for e in request.json()["entry"]]
+        entries = ",\n".join(
+            f'  {{"response": {{"status": {status if i == "o2" else created}}}}}' for i in ids
+        )
+        text = '{\n "resourceType": "Bundle", "type": "transaction-response",\n "entry": [\n'
+        return Answer(200, body=(text + entries + "\n ]\n}").encode())
+
+    receiver.responder = respond
+    await enqueue(database, outbox, [fhir_item(i) for i in range(1, 4)])
+    async with aiohttp.ClientSession() as session:
+        watcher = Watcher()
+        worker = worker_for(fhir_sink(session, receiver.url), database, outbox, watcher=watcher)
+        await run_until(worker, lambda: watcher.until("dead_letter", 1))
+    assert worker.stats.delivered == 2
+    [letter] = await database.call(Outbox.dead_letters)
+    assert letter["reading_id"] == "r-2"

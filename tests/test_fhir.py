@@ -1,6 +1,9 @@
 """FHIR mapping, validated by an independent implementation (fhir.resources, R4B models)."""
 
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -74,6 +77,19 @@ def test_conditional_create_uses_the_reading_derived_identifier():
         )
     other = reading_entries(reading_event(bound(reading_id="r-2")), SYSTEM)
     assert {e["fullUrl"] for e in other[1:]}.isdisjoint({e["fullUrl"] for e in first[1:]})
+
+
+def test_an_entry_is_never_named_by_its_identifiers_value_and_each_name_is_a_uuid():
+    """A transaction rewrites every string equal to an entry's fullUrl (Medplum does), so the
+    Observation's identifier must never equal any entry's fullUrl in the Bundle."""
+    groups = [reading_entries(reading_event(bound(reading_id=f"r-{i}")), SYSTEM) for i in range(50)]
+    bundle = transaction_bundle(groups)
+    names = {entry["fullUrl"] for entry in bundle["entry"]}
+    values = {e["resource"]["identifier"][0]["value"] for e in bundle["entry"][1:]}
+    assert names.isdisjoint(values) and len(names) == len(bundle["entry"])
+    for name in names:
+        parsed = uuid.UUID(name.removeprefix("urn:uuid:"))
+        assert parsed.variant == uuid.RFC_4122 and str(parsed) == name.removeprefix("urn:uuid:")
 
 
 def test_effective_time_keeps_the_instant_with_an_offset():
@@ -244,3 +260,42 @@ def test_entries_written_as_json_are_the_serialised_entries(source):
     with pytest.raises(FhirMappingError):
         event = reading_event(bound(bp_measurement()))
         reading_entries_json(event | {"kind": "unknown"}, SYSTEM, source)
+
+
+_SAME_AS_ASTIMEZONE = """
+import sys
+from datetime import UTC, datetime, timedelta
+
+from gateway.exporters.fhir.payload import effective_time
+
+start = datetime(2026, 1, 1)
+checked = 0
+for step in range(0, 366 * 24 * 60, 7):  # every 7 minutes of a year, both changes included
+    local = start + timedelta(minutes=step, seconds=step % 60)
+    for offset in (None, 3600.0, -90.5):
+        event = {"measured_at": local.isoformat(), "device_clock_offset_s": offset}
+        expected = local.astimezone() - timedelta(seconds=offset or 0)
+        assert effective_time(event) == expected.astimezone(UTC).isoformat(timespec="seconds"), (
+            local,
+            offset,
+        )
+        checked += 1
+print(checked)
+"""
+
+
+@pytest.mark.parametrize("zone", ["Europe/Stockholm", "Australia/Lord_Howe", "UTC"])
+def test_effective_time_matches_the_zone_rules_across_a_year_of_daylight_saving_changes(zone):
+    """The hub's UTC offset is looked up once per hour of stamps: every stamp of a year (the
+    spring gap, the autumn hour that repeats, Lord Howe's half-hour change) still maps to the
+    instant ``datetime.astimezone`` gives it alone."""
+    run = subprocess.run(
+        [sys.executable, "-c", _SAME_AS_ASTIMEZONE],
+        env={**os.environ, "TZ": zone},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert int(run.stdout) == 366 * 24 * 60 // 7 * 3 + 3

@@ -5,7 +5,9 @@ no polling loop. Failures that may pass (connection errors, timeouts, 408, 425, 
 retried forever with exponential backoff and full jitter, honouring ``Retry-After``; other 4xx
 answers move the item to the dead-letter table, where an operator can see and re-queue it.
 A delivered batch leaves the outbox in the same transaction that audits its disclosure: one
-audit entry per batch, naming its readings and their people (``audit.batch_entry``).
+audit entry per batch, naming its readings and their people (``audit.batch_entry``). With a
+backlog, a bulk destination batched by count works in rounds (``ROUND_ITEMS``): several of its
+batches read at once, sent one request at a time, and recorded in one transaction.
 
 Readings are queued as small rows naming the stored reading; a batch's payloads are those built
 at intake when still in memory, otherwise built here from the stored readings by the
@@ -19,7 +21,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -59,6 +61,28 @@ class WorkerStats:
         ):
             return "failing"
         return "ok"
+
+
+# With a backlog, a bulk destination's items are taken this many at a time (a "round"): read and
+# opened in one database job, sent in the sink's own batches one request at a time (the next
+# batch built while the one before it is on the wire), and settled in one transaction with one
+# audit entry per batch sent. A commit, an anchor fsync and the thread hand-overs per 100
+# readings were most of a drain's fixed cost; a round bounds what a kill -9 resends (same
+# identifiers) and how long an alert's database job can wait behind a round's read (a few ms).
+ROUND_ITEMS = 500
+# A batch being built while the one before it is on the wire yields to the event loop after
+# this many items, so the request in flight is written and its answer read meanwhile.
+BUILD_SLICE = 25
+
+
+@dataclass(slots=True)
+class _Sent:
+    """One batch of a round: what was sent, withheld or found unreadable, and the outcome."""
+
+    sendable: list[QueuedItem]
+    withheld: list[tuple[QueuedItem, str]]
+    unreadable: list[QueuedItem]
+    outcome: Outcome = field(default_factory=Outcome)
 
 
 # Why a queued item was not sent (the audit log's ``withheld`` entries say it).
@@ -137,8 +161,16 @@ class DeliveryWorker:
         self._draining = False
         self._drain_requested = asyncio.Event()
         self._failures = 0  # consecutive batches the destination failed entirely
-        self._settling: asyncio.Future[None] | None = None  # the last batch's bookkeeping
+        self._settling: asyncio.Future[None] | None = None  # the last round's bookkeeping
         self._held_until = 0.0
+        # Items taken per round (``ROUND_ITEMS``): whole batches of the sink. Alerts are sent
+        # and settled one batch at a time, and so is a sink whose batches are cut by size.
+        self._round = sink.max_batch
+        if priority is Priority.BULK and sink.max_bytes is None and sink.max_batch > 1:
+            self._round = max(sink.max_batch, ROUND_ITEMS // sink.max_batch * sink.max_batch)
+        # The next round's first batch, built while this round's last was on the wire:
+        # (its items' ids, the batch as ``_prepare`` left it).
+        self._carried: tuple[list[int], _Sent] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -166,7 +198,7 @@ class DeliveryWorker:
         try:
             await self._run()
         finally:
-            await self._settled()  # the last batch's bookkeeping is done before we return
+            await self._settled()  # the last round's bookkeeping is done before we return
 
     async def _run(self) -> None:
         name = self.sink.name
@@ -179,9 +211,13 @@ class DeliveryWorker:
                 await self._hold()
                 continue
             self._wake.clear()  # before looking, so an enqueue after the look still wakes us
-            # A full batch read ahead during the previous send is used as it is; anything less
+            # A full round read ahead during the previous send is used as it is; anything less
             # is read again, so lingering and waking behave as if nothing had been read ahead.
-            batch = ahead if len(ahead) >= self.sink.max_batch else await self._due()
+            if len(ahead) >= self._round:
+                batch = ahead
+            else:
+                self._carried = None  # built for a round read ahead, which is read again
+                batch = await self._due()
             ahead = []
             if batch and len(batch) < self.sink.max_batch and self.sink.linger_s > 0:
                 await self._linger()
@@ -249,145 +285,220 @@ class DeliveryWorker:
         now = time.time()
         return await self._database.call(
             lambda c: self._outbox.due(
-                c, self.sink.name, self.sink.max_batch, now, self.sink.max_bytes, exclude
+                c, self.sink.name, self._round, now, self.sink.max_bytes, exclude
             ),
             priority=self._priority,
         )
 
-    async def _deliver(self, batch: list[QueuedItem]) -> list[QueuedItem]:
-        """Send one batch; returns the next batch when a full one was read ahead meanwhile.
+    def _batches(self, items: list[QueuedItem]) -> list[list[QueuedItem]]:
+        """A round cut into the sink's own batches, in queue order."""
+        size = self.sink.max_batch
+        return [items[start : start + size] for start in range(0, len(items), size)]
 
-        With a backlog, the next batch is read (and opened) on the database thread while this
-        one is on the wire, instead of after it. What is read ahead stays in the outbox until
-        it is sent and audited; consent is checked when it is sent, not when it is read.
-        """
-        sendable: list[QueuedItem] = []
-        withheld: list[tuple[QueuedItem, str]] = []
-        unreadable: list[QueuedItem] = []
-        for item in batch:  # one pass: a membership test per item was quadratic in the batch
+    async def _prepare(self, batch: list[QueuedItem], *, yielding: bool = False) -> _Sent:
+        """Sort a batch into what may be sent (built when not in memory), what is withheld
+        (consent withdrawn or restricted, or the reading is gone) and what cannot be opened.
+        ``yielding``: give the event loop a turn every few items (a request is in flight)."""
+        prepared = _Sent([], [], [])
+        may_send, build = self._may_send, self.build
+        for index, item in enumerate(batch):  # one pass: a membership test per item was
+            if yielding and index and not index % BUILD_SLICE:  # quadratic in the batch
+                await asyncio.sleep(0)
             if item.unreadable is not None:
-                unreadable.append(item)
+                prepared.unreadable.append(item)
                 continue
-            if not self._may_send(item):
-                withheld.append((item, WITHDRAWN))
+            if not may_send(item):
+                prepared.withheld.append((item, WITHDRAWN))
                 continue
             if item.needs_build:
-                body = None if self.build is None else self.build(item)
+                body = None if build is None else build(item)
                 if body is None:
                     reason = GONE if item.event is None else WITHDRAWN
-                    withheld.append((item, reason))
+                    prepared.withheld.append((item, reason))
                     continue
                 item.body = body
-            sendable.append(item)
+            prepared.sendable.append(item)
+        return prepared
+
+    async def _deliver(self, batch: list[QueuedItem]) -> list[QueuedItem]:
+        """Send one round; returns the next round when a full one was read ahead meanwhile.
+
+        With a backlog, the next round is read (and opened) on the database thread while this
+        one is on the wire, instead of after it. What is read ahead stays in the outbox until
+        it is sent and audited; consent is checked when a batch is built to be sent (the batch
+        after the one in flight is built while that one is on the wire), not when it is read.
+        """
         read_ahead = None
-        if len(batch) >= self.sink.max_batch and not self._draining:
+        if len(batch) >= self._round and not self._draining:
             exclude = [item.id for item in batch]
             read_ahead = asyncio.ensure_future(self._due(exclude))
         try:
-            outcome = await self.sink.deliver(sendable) if sendable else Outcome()
-            if sendable:
-                self._note_outcome(outcome)
-            # The bookkeeping (remove, audit, reschedule; one commit) runs while the next batch
+            sent = await self._send_round(self._batches(batch), read_ahead)
+            # The bookkeeping (remove, audit, reschedule; one commit) runs while the next round
             # is sent. The worker's database work is taken in order, so whatever it reads next
-            # already sees this batch settled; at most one batch is ever unsettled.
+            # already sees this round settled; at most one round is ever unsettled.
             await self._settled()
-            applied = self._database.submit(
-                lambda c: self._apply(c, sendable, withheld, outcome, unreadable),
-                priority=self._priority,
-            )
-            settle = self._settle(applied, sendable, withheld, outcome, unreadable)
-            self._settling = asyncio.ensure_future(settle)
+            applied = self._database.submit(lambda c: self._apply(c, sent), priority=self._priority)
+            self._settling = asyncio.ensure_future(self._settle(applied, sent))
         except BaseException:
             if read_ahead is not None:
                 read_ahead.cancel()
             raise
+        if self._held_until > time.time():
+            self._carried = None
+            if read_ahead is not None:
+                read_ahead.cancel()  # the destination failed: what was read stays queued
+            return []
         return await read_ahead if read_ahead is not None else []
 
-    async def _settle(
+    async def _send_round(
         self,
-        applied: asyncio.Future[None],
-        sendable: list[QueuedItem],
-        withheld: list[tuple[QueuedItem, str]],
-        outcome: Outcome,
-        unreadable: list[QueuedItem],
-    ) -> None:
+        batches: list[list[QueuedItem]],
+        read_ahead: asyncio.Future[list[QueuedItem]] | None = None,
+    ) -> list[_Sent]:
+        """Send a round's batches one request at a time, building each next batch while the
+        one before it is on the wire (and, when the next round has been read by then, its
+        first batch while this round's last is). Stops after a batch that holds the
+        destination (down, credentials refused): the batches after it are not sent, and stay
+        queued untouched."""
+        sent: list[_Sent] = []
+        carried, self._carried = self._carried, None
+        first = [item.id for item in batches[0]]
+        if carried is not None and carried[0] == first:
+            prepared = carried[1]
+        else:
+            prepared = await self._prepare(batches[0])
+        for index in range(len(batches)):
+            sending = (
+                asyncio.ensure_future(self.sink.deliver(prepared.sendable))
+                if prepared.sendable
+                else None
+            )
+            try:
+                following = None
+                if index + 1 < len(batches):
+                    await asyncio.sleep(0)  # let the request start before building the next
+                    following = await self._prepare(batches[index + 1], yielding=True)
+                elif read_ahead is not None and read_ahead.done() and not read_ahead.cancelled():
+                    await asyncio.sleep(0)
+                    await self._carry(read_ahead)
+                if sending is not None:
+                    prepared.outcome = await sending
+                    self._note_outcome(prepared.outcome)
+            except BaseException:
+                if sending is not None:
+                    sending.cancel()
+                self._carried = None
+                raise
+            sent.append(prepared)
+            if following is None or self._held_until > time.time():
+                break
+            prepared = following
+        return sent
+
+    async def _carry(self, read_ahead: asyncio.Future[list[QueuedItem]]) -> None:
+        """Build the first batch of the round read ahead, for ``_send_round`` to start with
+        when that round comes next (it is matched by its items' ids)."""
+        if read_ahead.exception() is not None:
+            return  # raised again where the round read ahead is awaited
+        items = read_ahead.result()
+        if len(items) >= self._round:
+            batch = items[: self.sink.max_batch]
+            prepared = await self._prepare(batch, yielding=True)
+            self._carried = ([item.id for item in batch], prepared)
+
+    async def _settle(self, applied: asyncio.Future[None], sent: list[_Sent]) -> None:
         try:
             await applied
         except sqlite3.OperationalError as exc:
             if not is_disk_full(exc):
                 raise
-            # Rolled back: the batch stays queued and is sent again (same idempotency keys)
+            # Rolled back: the round stays queued and is sent again (same idempotency keys)
             # once there is room to record it. Hold off meanwhile instead of resending at once.
             self._held_until = time.time() + self._retry_max_s
             log.error(
                 "delivery_bookkeeping_deferred", destination=self.sink.name, reason="disk full"
             )
             return
-        self._report(sendable, withheld, outcome, unreadable)
+        for batch in sent:
+            self._report(batch.sendable, batch.withheld, batch.outcome, batch.unreadable)
 
     async def _settled(self) -> None:
-        """Wait for the previous batch's bookkeeping (and raise what it raised)."""
+        """Wait for the previous round's bookkeeping (and raise what it raised)."""
         if self._settling is not None:
             settling, self._settling = self._settling, None
             await settling
 
-    def _apply(
-        self,
-        connection: sqlite3.Connection,
-        sent: list[QueuedItem],
-        withheld: list[tuple[QueuedItem, str]],
-        outcome: Outcome,
-        unreadable: list[QueuedItem] | None = None,
-    ) -> None:
-        by_id = {item.id: item for item in sent}
+    def _apply(self, connection: sqlite3.Connection, sent: list[_Sent]) -> None:
+        """A round's bookkeeping in one transaction: one audit entry per batch delivered."""
         now = time.time()
+        entries: list[tuple[str, dict[str, Any], str | None]] = []
         with Transaction(connection):
-            if unreadable:
-                quarantine.from_outbox(
-                    connection, [(item.id, item.unreadable or "") for item in unreadable], now
-                )
-            self._outbox.remove(connection, outcome.delivered + [item.id for item, _ in withheld])
-            entries = disclosure_entries([by_id[item_id] for item_id in outcome.delivered])
-            for item, reason in withheld:
-                withheld_entry = {
-                    "destination": item.destination,
-                    "purpose": item.purpose,
-                    "reading_id": item.reading_id,
-                    "reason": reason,
-                }
-                entries.append(("withheld", withheld_entry, item.subject_ref))
-            for item in unreadable or ():
-                quarantined_entry = {
-                    "destination": item.destination,
-                    "purpose": item.purpose,
-                    "reading_id": item.reading_id,
-                    "reason": item.unreadable,
-                }
-                entries.append(("quarantined", quarantined_entry, item.subject_ref))
-            if entries:
-                audit.append_many(connection, entries)
-            retries = []
-            for item_id in outcome.retry:
-                delay = backoff_delay(
-                    by_id[item_id].attempts, self._retry_initial_s, self._retry_max_s, self._rng
-                )
-                if outcome.retry_after_s is not None:
-                    delay = max(delay, outcome.retry_after_s)
-                retries.append((item_id, now + delay, outcome.reason or "retry"))
-            self._outbox.reschedule(connection, retries)
-            self._outbox.dead_letter(
-                connection,
-                [(item_id, status, self._scrub(text)) for item_id, status, text in outcome.failed],
-            )
+            for batch in sent:
+                entries += self._apply_batch(connection, batch, now)
         if entries and self._anchor is not None:
             self._anchor(connection)  # after the commit: it names only what is on disk
-        # Settled for good: their payloads need not be kept (a retry keeps its payload).
-        settled = outcome.delivered + [item_id for item_id, _status, _text in outcome.failed]
-        self._outbox.cache.drop(
-            self.sink.name,
-            [by_id[item_id].idempotency_key for item_id in settled]
-            + [item.idempotency_key for item, _ in withheld],
+        for batch in sent:
+            # Settled for good: their payloads need not be kept (a retry keeps its payload).
+            by_id = {item.id: item for item in batch.sendable}
+            outcome = batch.outcome
+            settled = outcome.delivered + [item_id for item_id, _status, _text in outcome.failed]
+            self._outbox.cache.drop(
+                self.sink.name,
+                [by_id[item_id].idempotency_key for item_id in settled]
+                + [item.idempotency_key for item, _ in batch.withheld],
+            )
+
+    def _apply_batch(
+        self, connection: sqlite3.Connection, batch: _Sent, now: float
+    ) -> list[tuple[str, dict[str, Any], str | None]]:
+        """One batch's bookkeeping inside the round's transaction; returns its audit entries
+        (appended here)."""
+        sent, withheld, outcome, unreadable = (
+            batch.sendable,
+            batch.withheld,
+            batch.outcome,
+            batch.unreadable,
         )
+        by_id = {item.id: item for item in sent}
+        if unreadable:
+            quarantine.from_outbox(
+                connection, [(item.id, item.unreadable or "") for item in unreadable], now
+            )
+        self._outbox.remove(connection, outcome.delivered + [item.id for item, _ in withheld])
+        entries = disclosure_entries([by_id[item_id] for item_id in outcome.delivered])
+        for item, reason in withheld:
+            withheld_entry = {
+                "destination": item.destination,
+                "purpose": item.purpose,
+                "reading_id": item.reading_id,
+                "reason": reason,
+            }
+            entries.append(("withheld", withheld_entry, item.subject_ref))
+        for item in unreadable:
+            quarantined_entry = {
+                "destination": item.destination,
+                "purpose": item.purpose,
+                "reading_id": item.reading_id,
+                "reason": item.unreadable,
+            }
+            entries.append(("quarantined", quarantined_entry, item.subject_ref))
+        if entries:
+            audit.append_many(connection, entries)
+        retries = []
+        for item_id in outcome.retry:
+            delay = backoff_delay(
+                by_id[item_id].attempts, self._retry_initial_s, self._retry_max_s, self._rng
+            )
+            if outcome.retry_after_s is not None:
+                delay = max(delay, outcome.retry_after_s)
+            retries.append((item_id, now + delay, outcome.reason or "retry"))
+        self._outbox.reschedule(connection, retries)
+        self._outbox.dead_letter(
+            connection,
+            [(item_id, status, self._scrub(text)) for item_id, status, text in outcome.failed],
+        )
+        return entries
 
     def _report(
         self,

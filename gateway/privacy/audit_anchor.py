@@ -2,7 +2,8 @@
 
 The chain inside ``gateway.db`` finds an edited entry (each hash is a keyed MAC over the entry
 and the one before), but on its own it cannot find its last entries cut off: a shorter chain
-is still a valid chain. So after every delivered batch and every rights change the log's head
+is still a valid chain. So after every commit of delivered batches (one batch, or a round of a
+backlog: ``gateway.delivery.worker``) and every rights change the log's head
 (sequence number and hash) is appended to ``audit.anchor`` beside the database, and fsynced:
 a file opened for appending only, which someone holding the database alone (a copied or
 replaced file, SQL access) cannot rewrite. ``audit verify`` compares the database against the

@@ -13,6 +13,7 @@ queued once.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable
@@ -95,6 +96,12 @@ _DUE_SORTED = _DUE_COLUMNS + " INDEXED BY outbox_due" + _DUE_WHERE
 _DUE_IN_ORDER = _DUE_COLUMNS + " INDEXED BY outbox_order" + _DUE_WHERE
 _DUE_PROBE = 4  # this many batches due or more: walk the delivery order instead of sorting
 _IDS_PER_STATEMENT = 500  # well under SQLite's limit on bound parameters
+
+
+@functools.lru_cache(maxsize=64)
+def _fields(joined: str) -> tuple[str, ...]:
+    """A row's ``fields`` column as a tuple: a destination's rows share one allow-list."""
+    return tuple(joined.split(",")) if joined else ()
 
 
 def _associated(destination: str, idempotency_key: str) -> bytes:
@@ -295,7 +302,7 @@ class Outbox:
             reading_id,
             key,
             basis,
-            tuple(fields.split(",")) if fields else (),
+            _fields(fields),
             body,
             attempts,
             created_at,
