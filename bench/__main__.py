@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bench import machine, report
+from bench import machine, report, workload
 from bench.alerts import measure_alert_latency
 from bench.drain import measure_drain
 from bench.floor import run_floor
@@ -134,7 +134,13 @@ def main() -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the data directories in bench/results/work"
     )
+    parser.add_argument(
+        "--window-rules",
+        action="store_true",
+        help="the gateways also judge the example window alert rules (config/example.toml)",
+    )
     args = parser.parse_args()
+    workload.WITH_WINDOW_RULES = args.window_rules
     stages = {name.strip() for name in args.only.split(",") if name.strip()}
     unknown = stages - set(STAGES)
     if unknown:

@@ -101,6 +101,17 @@ def webhook_secret_file(directory: Path) -> Path:
     return path
 
 
+# ``python -m bench --window-rules``: the gateways also judge config/example.toml's window rules
+# (their cost with a year of history is bench/alert_rules.py's; this shows the pipeline with them).
+WITH_WINDOW_RULES = False
+
+
+def window_rules() -> list[dict[str, Any]]:
+    from bench.alert_rules import WINDOW_RULES
+
+    return [{"severity": "warning", **rule} for rule in WINDOW_RULES]
+
+
 def gateway_config(
     data_dir: Path,
     receiver_url: str,
@@ -188,6 +199,7 @@ def gateway_config(
                 "unit": MMHG,
                 "severity": "critical",
                 "cooldown_s": alert_cooldown_s,
-            }
+            },
+            *(window_rules() if WITH_WINDOW_RULES else []),
         ],
     }
