@@ -19,12 +19,15 @@ from unittest import mock
 import orjson
 
 import gateway.app as app_module
+import gateway.trouble as trouble_module
 from bench.workload import BLOOD_PRESSURE_MEASUREMENT
+from devices.adapter import BluetoothState
 from devices.gatt import decode
 from devices.source import DeviceTarget, Received
 from gateway.app import Gateway
 from gateway.delivery.worker import DeliveryWorker
 from gateway.settings import ConfigError, Settings, parse_settings
+from gateway.trouble import NOT_USED
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REPO = Path(__file__).resolve().parent.parent
@@ -231,12 +234,20 @@ def supports_destination_kind(kind: str, config: dict[str, Any]) -> bool:
     return True
 
 
+async def _no_radio() -> BluetoothState:
+    return NOT_USED
+
+
 @contextlib.asynccontextmanager
 async def gateway_in_process(settings: Settings) -> AsyncIterator[Gateway]:
     """``Gateway.run`` in this event loop with ``InjectedSource`` instead of the BLE source."""
     stop = asyncio.Event()
     gateway = Gateway(settings)
-    with mock.patch.object(app_module, "BleSource", InjectedSource):
+    # No radio here, so nothing to watch: the injector stands in for the Bluetooth stack.
+    with (
+        mock.patch.object(app_module, "BleSource", InjectedSource),
+        mock.patch.object(trouble_module, "check_bluetooth", _no_radio),
+    ):
         task = asyncio.create_task(gateway.run(stop), name="gateway")
         ready = asyncio.create_task(gateway.ready.wait())
         await asyncio.wait([task, ready], timeout=60, return_when=asyncio.FIRST_COMPLETED)
