@@ -22,8 +22,8 @@ from gateway.models import Measurement, Quantity
 from gateway.privacy import audit
 from gateway.settings import Settings, parse_settings
 from gateway.storage.database import Transaction
-from gateway.storage.schema import SCHEMA_VERSION
 from gateway.storage.outbox import Outbox, PayloadCache
+from gateway.storage.schema import SCHEMA_VERSION
 from tests.configs import ADULT, REFUSER, base_config, free_port, webhook_secret, write_config
 from tests.gateway_harness import ActivityWatcher, inject, queued, running_gateway
 from tests.receivers import Answer, Receiver, fhir_transaction_response
