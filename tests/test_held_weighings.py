@@ -244,3 +244,20 @@ def test_a_database_made_before_held_weighings_gets_the_table_when_opened(tmp_pa
 
     columns = asyncio.run(open_it())
     assert columns == ["id", "held_key", "received_at", "decision", "decided_at", "payload"]
+
+
+def test_a_database_holding_only_a_held_weighing_counts_as_sealed_data(tmp_path: Path) -> None:
+    """Then a missing storage key is a lost key (the gateway refuses to mint a new one), not a
+    fresh start that would leave the weighing unreadable."""
+    from gateway.storage.database import holds_sealed_data
+
+    path = tmp_path / "gateway.db"
+    connection = sqlite3.connect(path)
+    connection.executescript(SCHEMA)
+    assert not holds_sealed_data(path)
+    connection.execute(
+        "INSERT INTO held_weighings (held_key, received_at, payload) VALUES ('h-1', '2026', x'00')"
+    )
+    connection.commit()
+    connection.close()
+    assert holds_sealed_data(path)
