@@ -123,7 +123,7 @@ class HeldWeighings:
         return rows
 
     def keep(self, connection: sqlite3.Connection, rows: list[held_weighings.NewRow]) -> None:
-        """Store them inside the caller's transaction (intake's, beside its readings)."""
+        """Store them inside the caller's transaction (intake's, on the database thread)."""
         held_weighings.insert(connection, rows)
 
     async def kept(self, batch: list[Received]) -> None:
