@@ -69,6 +69,10 @@ class Received:
     # gateway, whole seconds), when known from a clock read on connect; None when the device
     # has no readable clock.
     clock_offset_s: float | None = None
+    # A weighing of a shared scale that fits nobody or more than one of its people
+    # (``devices.drivers.people``): it has no user index, and the consumer keeps it aside until
+    # someone says whose it is. The source never guesses a person.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +90,9 @@ class DeviceStatus:
     clock_offset_s: float | None = None  # device clock - gateway clock now, when known
     pairing_required: bool = False  # the device demands pairing and has not paired yet
     dropped: int = 0  # values not passed on: intermediate, orphan contexts, records seen before
-    # Weighings of a shared scale that matched nobody or more than one person: held back,
-    # never guessed. ``held_at`` is when the last one was held (UTC).
+    # Weighings of a shared scale that matched nobody or more than one person since the source
+    # started: handed over as held (``Received.held``), never guessed. ``held_at`` is when the
+    # last one was held (UTC).
     held_ambiguous: int = 0
     held_at: datetime | None = None
     consent_refused: bool = False  # a UDS scale did not take a configured consent code

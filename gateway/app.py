@@ -38,6 +38,7 @@ from gateway.hub import DestinationStats
 from gateway.intake.alerts import AlertEngine
 from gateway.intake.device_targets import device_targets
 from gateway.intake.events import age_on
+from gateway.intake.held import HeldWeighings
 from gateway.intake.pipeline import ADULT_AGE, Pipeline, PipelineStats
 from gateway.logging import personal_strings
 from gateway.privacy import audit, consent_guard
@@ -317,6 +318,7 @@ class Gateway:
         alerts = self._alert_engine(references)
         alerts.restore(await self.database.call(AlertStateStore(sealer).load))
         self.rights.on_erased.append(alerts.forget)
+        targets = device_targets(self.settings)
         self.pipeline = Pipeline(
             self.settings,
             self.database,
@@ -329,12 +331,14 @@ class Gateway:
             self.activity,
             is_restricted=self.restrictions.is_restricted,
             space=self.space,
+            targets=targets,
         )
+        await self.pipeline.held.recount()
         for destination, worker in zip(built, self.workers, strict=False):
             if destination.route.category == "reading":
                 worker.build = self.pipeline.builder(destination.route.name)
         self.source = BleSource(
-            device_targets(self.settings),
+            targets,
             self.pipeline.submit,
             state_dir=self.paths.data_dir / "devices",
         )
@@ -351,7 +355,11 @@ class Gateway:
             source_task = asyncio.create_task(self.source.run(), name="ble-source")
             self._background = [
                 asyncio.create_task(
-                    Retention(self.settings.gateway.retention_days, self.database).run(),
+                    Retention(
+                        self.settings.gateway.retention_days,
+                        self.database,
+                        self.pipeline.held,
+                    ).run(),
                     name="retention",
                 ),
                 *(
@@ -403,6 +411,9 @@ class Gateway:
 
     def device_status(self) -> list[DeviceStatus]:
         return self.source.status() if self.source is not None else []
+
+    def held_weighings(self) -> HeldWeighings | None:
+        return None if self.pipeline is None else self.pipeline.held
 
     def pipeline_stats(self) -> tuple[PipelineStats, int] | None:
         return None if self.pipeline is None else (self.pipeline.stats, self.pipeline.pending)
@@ -479,10 +490,13 @@ class Gateway:
                     "last_success_at": _iso(stats.last_delivery_at),
                 }
             )
+        held = self.held_weighings()
         devices = [
             {
                 **asdict(device),
                 "last_seen": device.last_seen.isoformat() if device.last_seen else None,
+                # Weighings waiting for an operator's decision (kept across restarts).
+                "held_ambiguous": held.waiting_on(device.address) if held else 0,
             }
             for device in self.device_status()
         ]

@@ -98,6 +98,14 @@ def _retention(data: dict[str, Any]) -> str:
     return f"older than {data.get('retention_days')} days deleted: {counts}"
 
 
+def _held_assigned(data: dict[str, Any]) -> str:
+    return f"held weighing {data['held_id']} assigned by {data.get('source')}"
+
+
+def _held_discarded(data: dict[str, Any]) -> str:
+    return f"held weighing {data['held_id']} discarded by {data.get('source')}"
+
+
 _DESCRIBERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "consent.changed": _consent,
     "consent.withdrawn.purged": _purged,
@@ -109,6 +117,8 @@ _DESCRIBERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "alert.resolved": _alert("resolved"),
     "dead_letters.requeued": _requeued,
     "retention.deleted": _retention,
+    "held_weighing.assigned": _held_assigned,
+    "held_weighing.discarded": _held_discarded,
 }
 
 

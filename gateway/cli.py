@@ -342,6 +342,38 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_held(args: argparse.Namespace) -> int:
+    from gateway.client import held_text
+
+    if args.action == "list":
+        if args.id is not None or args.user is not None:
+            raise UsageError("held: to decide, write held assign ID --user N or held discard ID")
+        rows = _ask(args, "GET", "/api/held-weighings").json()
+        if args.json:
+            _print_json(rows)
+        else:
+            print(held_text(rows["held_weighings"]))
+        return 0
+    if args.id is None:
+        raise UsageError(f"held {args.action}: name the weighing's id (see held list)")
+    if args.action == "assign":
+        if args.user is None:
+            raise UsageError("held assign: --user N, the user index of a person of that scale")
+        body: dict[str, Any] | None = {"user": args.user}
+    elif args.user is not None:
+        raise UsageError("held discard: --user goes with assign")
+    else:
+        body = None
+    result = _ask(args, "POST", f"/api/held-weighings/{args.id}/{args.action}", body=body).json()
+    if args.json:
+        _print_json(result)
+    elif args.action == "assign":
+        print(f"held weighing {args.id} assigned to user {args.user}: stored and sent as usual")
+    else:
+        print(f"held weighing {args.id} discarded")
+    return 0
+
+
 def cmd_audit_show(args: argparse.Namespace) -> int:
     from gateway.client import audit_text
 
@@ -477,6 +509,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_quarantine,
     )
     quarantined.add_argument("action", choices=["requeue"])
+    held = _operator(
+        commands,
+        "held",
+        "a shared scale's weighings that fit no one person: list, assign or discard them",
+        cmd_held,
+    )
+    held.add_argument("action", nargs="?", choices=["list", "assign", "discard"], default="list")
+    held.add_argument("id", nargs="?", type=int, metavar="ID")
+    held.add_argument("--user", type=int, help="assign: the person's user index on that scale")
     return parser
 
 

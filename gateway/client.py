@@ -325,6 +325,27 @@ def dead_letters_text(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def held_text(rows: list[dict[str, Any]]) -> str:
+    """The weighings waiting for a decision: whose is each (``held assign ID --user N``)."""
+    if not rows:
+        return "No weighings wait for a decision."
+    return table(
+        ["ID", "DEVICE", "MEASURED", "RECEIVED", "VALUES", "USERS"],
+        [
+            [
+                r["id"],
+                r["device"],
+                r.get("measured_at"),
+                short_time(r.get("received_at")),
+                ", ".join(f"{name} {q['value']:g} {q['unit']}" for name, q in r["values"].items()),
+                ", ".join(map(str, r.get("users", []))),
+            ]
+            for r in rows
+        ],
+        numeric={0},
+    )
+
+
 def audit_text(answer: dict[str, Any], person: str | None = None) -> str:
     """The entries as a table; ``person`` is the id the operator asked about, shown as is."""
     from gateway.audit_wording import describe_entry

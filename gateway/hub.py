@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from devices.source import DeviceStatus
     from gateway.activity import Activity
     from gateway.delivery.worker import WorkerStats
+    from gateway.intake.held import HeldWeighings
     from gateway.intake.pipeline import PipelineStats
     from gateway.privacy.rights import Rights
     from gateway.settings import Settings
@@ -47,6 +48,11 @@ class Hub(Protocol):
     def is_restricted(self, subject_ref: str) -> bool: ...
 
     def device_status(self) -> list[DeviceStatus]: ...
+
+    def held_weighings(self) -> HeldWeighings | None:
+        """A shared scale's weighings that wait for an operator's decision (None before
+        start)."""
+        ...
 
     def pipeline_stats(self) -> tuple[PipelineStats, int] | None:
         """Intake's counters and how many readings wait to be stored (None before start)."""

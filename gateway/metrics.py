@@ -286,12 +286,25 @@ class GatewayMetrics(Collector):
         )
         held = CounterMetricFamily(
             "health_gateway_weighings_held",
-            "Weighings of a shared scale held back: they fit nobody or more than one person.",
+            "Weighings of a shared scale held since start: they fit nobody or more than one"
+            " person.",
             labels=labels,
         )
+        waiting = GaugeMetricFamily(
+            "health_gateway_weighings_waiting",
+            "Held weighings kept until an operator assigns or discards them.",
+            labels=labels,
+        )
+        keeper = self._hub.held_weighings()
+        expired = CounterMetricFamily(
+            "health_gateway_held_weighings_expired",
+            "Held weighings nobody decided on, deleted by retention since start.",
+        )
+        expired.add_metric([], keeper.expired if keeper is not None else 0)
         for status in statuses:
             key = [status.ref, status.profile]
             held.add_metric(key, status.held_ambiguous)
+            waiting.add_metric(key, keeper.waiting_on(status.address) if keeper else 0)
             connected.add_metric(key, 1 if status.connected else 0)
             readings.add_metric(key, status.readings)
             errors.add_metric(key, status.decode_errors)
@@ -299,4 +312,4 @@ class GatewayMetrics(Collector):
             level = getattr(status, "battery_level", None)
             if level is not None:
                 battery.add_metric(key, level)
-        yield from (connected, readings, errors, connects, battery, held)
+        yield from (connected, readings, errors, connects, battery, held, waiting, expired)

@@ -221,6 +221,7 @@ async def test_retention_deletes_old_readings_and_audits_the_count(tmp_path):
             "readings": 2,
             "dead_letters": 0,
             "alert_state": 0,
+            "held_weighings": 0,
         }
         left = await database.call(
             lambda c: c.execute("SELECT reading_id FROM readings").fetchall()

@@ -23,6 +23,7 @@ from gateway.privacy import audit
 from gateway.settings import Settings, parse_settings
 from gateway.storage.database import Transaction
 from gateway.storage.outbox import Outbox, PayloadCache
+from gateway.storage.schema import SCHEMA_VERSION
 from tests.configs import ADULT, REFUSER, base_config, free_port, webhook_secret, write_config
 from tests.gateway_harness import ActivityWatcher, inject, queued, running_gateway
 from tests.receivers import Answer, Receiver, fhir_transaction_response
@@ -495,7 +496,7 @@ async def test_a_database_from_before_store_once_is_read_as_it_is_and_marked_as_
     finally:
         await database.close()
     assert item.payload == {"entries": []} and not item.needs_build  # its payload, as stored
-    assert version == 2
+    assert version == SCHEMA_VERSION  # and every table this gateway knows is there
 
 
 async def test_a_database_from_a_newer_gateway_is_refused_with_a_clear_error(tmp_path):
@@ -503,7 +504,7 @@ async def test_a_database_from_a_newer_gateway_is_refused_with_a_clear_error(tmp
 
     path = tmp_path / "gateway.db"
     connection = sqlite3.connect(path)
-    connection.execute("PRAGMA user_version=3")
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     connection.close()
     database = Database(path)
     with pytest.raises(StoreError, match="written by a newer gateway"):

@@ -257,7 +257,8 @@ class Driver:
             self.drop("intermediate value")
             return False
         offset = self.clock.offsets.stamped_by(measurement.measured_at, arrived)
-        reading = Received(device.target, char_uuid, measurement, received_at, offset)
+        held = self.is_held(measurement)
+        reading = Received(device.target, char_uuid, measurement, received_at, offset, held=held)
         try:
             self.last_stored = self.hooks.on_reading(reading)
         except Exception as exc:
@@ -269,8 +270,14 @@ class Driver:
                 error=type(exc).__name__,
             )
             return False
-        device.readings += 1
+        if not held:  # a held weighing is counted in ``held_ambiguous``, not as a reading
+            device.readings += 1
         return True
+
+    def is_held(self, measurement: Measurement) -> bool:
+        """Hook: whether this reading is a shared scale's weighing that fits no one person
+        (handed over as ``Received.held``); scale drivers with people say so."""
+        return False
 
     async def handed_over_stored(self) -> bool:
         """Whether everything handed over so far is on disk, waiting up to ``racp_timeout`` for

@@ -30,8 +30,9 @@ A weighing in the scale's object mode (``status["weighing_mode"] == "object"``: 
 is no body weight and is not handed over.
 
 On a scale shared by several people (``DeviceTarget.people``) each weighing is matched to a
-person by weight (``devices.drivers.people``); one that fits nobody or several people is held
-back and counted (``DeviceStatus.held_ambiguous``), never guessed.
+person by weight (``devices.drivers.people``); one that fits nobody or several people is handed
+over as held (``Received.held``, no user index) and counted (``DeviceStatus.held_ambiguous``),
+never guessed.
 """
 
 from __future__ import annotations
@@ -159,16 +160,19 @@ class BroadcastListener:
 
     def _hand_over(self, identity: str, measurement: Measurement, received_at: datetime) -> None:
         self._remember(self._handed(), identity)
+        held = False
         if self._people is not None and PersonFinder.applies_to(measurement):
-            found = self._people.assign(measurement)
-            if found is None:
-                return
-            measurement = found
-        reading = Received(self.device.target, self.profile.service, measurement, received_at)
+            measurement = self._people.assign(measurement)
+            held = PersonFinder.is_held(measurement)
+        reading = Received(
+            self.device.target, self.profile.service, measurement, received_at, held=held
+        )
         try:
             self.hooks.on_reading(reading)
         except Exception as exc:
             log.error("ble.on_reading_failed", device=self.ref, error=type(exc).__name__)
+            return
+        if held:  # counted in ``held_ambiguous``, not as a reading
             return
         self.device.readings += 1
         log.debug("ble.weighing_handed_over", device=self.ref)

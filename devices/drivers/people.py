@@ -3,8 +3,9 @@
 Used by every scale driver: broadcast scales never send a user index, and some connected scales
 send none either. The rule is the target's ``people`` (``devices.users``); the most recent
 weight per person (``nearest_weight``) is kept in the device memory across restarts. A weighing
-that fits nobody or several people is held back: counted in ``DeviceStatus.held_ambiguous``
-(with ``held_at``), logged without the weight, never guessed.
+that fits nobody or several people is held: it keeps no user index and is handed over marked
+``Received.held`` (the gateway keeps it until an operator says whose it is), counted in
+``DeviceStatus.held_ambiguous`` (with ``held_at``), logged without the weight, never guessed.
 """
 
 from __future__ import annotations
@@ -44,8 +45,13 @@ class PersonFinder:
             and "body_weight" in measurement.values
         )
 
-    def assign(self, measurement: Measurement) -> Measurement | None:
-        """The reading with its person's user index, or None when it is held back."""
+    @staticmethod
+    def is_held(measurement: Measurement) -> bool:
+        """Whether ``assign`` left this weighing without a person (it fits nobody or several)."""
+        return PersonFinder.applies_to(measurement)
+
+    def assign(self, measurement: Measurement) -> Measurement:
+        """The reading with its person's user index; unchanged (no user index) when it is held."""
         weight = measurement.values["body_weight"]
         kg = weight_in_kg(weight.value, weight.unit)
         recent = self._recent()
@@ -57,9 +63,10 @@ class PersonFinder:
                 "ble.weighing_held",
                 device=self._ref,
                 reason="fits nobody or more than one person of this scale",
-                action="adjust the weight ranges or usual weights in [devices.users]",
+                action="assign or discard it (health-gateway held); adjust the weight ranges"
+                " or usual weights in [devices.users]",
             )
-            return None
+            return measurement
         if self.people.learns and kg is not None:
             updated = {str(k): v for k, v in recent.items()} | {str(index): kg}
             self._memory.set(_RECENT, updated)

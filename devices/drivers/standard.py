@@ -104,21 +104,23 @@ class StandardDriver(Driver):
         kind = measurement.kind
         if kind == "body_composition":
             whole = self._assembler.feed(measurement)
-            return [(char_uuid, m) for m in map(self._person_of, whole) if m is not None]
+            return [(char_uuid, self._person_of(m)) for m in whole]
         if kind == "weight":
-            found = self._person_of(measurement)
-            return [] if found is None else [(char_uuid, found)]
+            return [(char_uuid, self._person_of(measurement))]
         if kind == "temperature" and self._temperature_type is not None:
             if "temperature_type" not in measurement.status:
                 status = {**measurement.status, "temperature_type": self._temperature_type}
                 return [(char_uuid, measurement.model_copy(update={"status": status}))]
         return super().complete(char_uuid, measurement)
 
-    def _person_of(self, measurement: Measurement) -> Measurement | None:
-        """A scale's weighing without user index, given to its person by weight (None: held)."""
+    def _person_of(self, measurement: Measurement) -> Measurement:
+        """A scale's weighing without user index, given to its person by weight (or held)."""
         if self._people is None or not PersonFinder.applies_to(measurement):
             return measurement
         return self._people.assign(measurement)
+
+    def is_held(self, measurement: Measurement) -> bool:
+        return self._people is not None and PersonFinder.is_held(measurement)
 
     def close(self) -> None:
         if self._assembler.flush():

@@ -33,6 +33,13 @@ AUTH_ERRORS = {
     "403": ERROR,
 }
 SUBJECT_ERRORS = {**AUTH_ERRORS, "404": ERROR}
+HELD_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The held weighing's id (from GET /api/held-weighings).",
+    "schema": {"type": "integer"},
+}
 
 
 def _op(
@@ -354,6 +361,68 @@ def _paths() -> dict[str, Any]:
                 tag="operator",
             )
         },
+        "/api/held-weighings": {
+            "get": _op(
+                "A shared scale's weighings that fit nobody or more than one of its people:"
+                " kept, never guessed, until an operator assigns or discards them (oldest"
+                " first; deleted by retention when nobody decides).",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "held_weighings": {"type": "array", "items": _ref("HeldWeighing")}
+                            },
+                        },
+                        "The waiting weighings.",
+                    ),
+                    "503": ERROR,
+                    **AUTH_ERRORS,
+                },
+                tag="operator",
+            )
+        },
+        "/api/held-weighings/{id}/assign": {
+            "post": _op(
+                "Give a held weighing to a person of its scale: it enters intake as if the scale"
+                " had named them (consent, restriction, alerts, destinations, audit; its measured"
+                " time kept).",
+                {
+                    "200": _json(_ref("HeldDecision"), "Assigned; `reading_id` is the reading."),
+                    "400": ERROR,
+                    "404": _json(_ref("Error"), "No held weighing with this id."),
+                    "409": _json(_ref("Error"), "Already assigned or discarded: nothing changed."),
+                    "503": _json(_ref("Error"), "Intake could not store it now; it still waits."),
+                    **AUTH_ERRORS,
+                },
+                tag="operator",
+                parameters=[HELD_ID],
+                body={
+                    "type": "object",
+                    "required": ["user"],
+                    "properties": {
+                        "user": {
+                            "type": "integer",
+                            "description": "The user index of a person of that scale"
+                            " ([devices.users]; the listing's `users`).",
+                        }
+                    },
+                },
+            )
+        },
+        "/api/held-weighings/{id}/discard": {
+            "post": _op(
+                "Delete a held weighing (audited).",
+                {
+                    "200": _json(_ref("HeldDecision"), "Discarded."),
+                    "404": _json(_ref("Error"), "No held weighing with this id."),
+                    "409": _json(_ref("Error"), "Already assigned or discarded: nothing changed."),
+                    **AUTH_ERRORS,
+                },
+                tag="operator",
+                parameters=[HELD_ID],
+            )
+        },
         "/api/dead-letters/requeue": {
             "post": _op(
                 "Move dead letters back into the outbox for another delivery attempt.",
@@ -598,6 +667,42 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "chain": {"type": "object"},
                 "entries": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "HeldWeighing": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "device": {"type": "string", "description": "The device's ref (device-N)."},
+                "profile": {"type": "string"},
+                "measured_at": {
+                    "type": ["string", "null"],
+                    "description": "The scale's own time stamp, as it sent it.",
+                },
+                "received_at": {"type": "string"},
+                "values": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {
+                            "value": {"type": "number"},
+                            "unit": {"type": "string"},
+                        },
+                    },
+                },
+                "users": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "description": "The user indexes of the scale's people.",
+                },
+            },
+        },
+        "HeldDecision": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "decision": {"type": "string", "enum": ["assigned", "discarded"]},
+                "reading_id": {"type": "string"},
             },
         },
         "DeadLetter": {

@@ -19,6 +19,7 @@ from gateway.api.noticed import noticed
 from gateway.api.responses import ApiError, json_object, json_response
 from gateway.api.summary import KIND_LABELS, device_readings
 from gateway.exporters.fhir.config import FhirDestination
+from gateway.intake.held import HeldError, HeldWeighings
 from gateway.metrics import CONTENT_TYPE
 from gateway.privacy import audit
 from gateway.settings import PURPOSES
@@ -68,6 +69,7 @@ async def openapi(request: web.Request) -> web.Response:
 async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
     hub = context.hub
     statuses = {s.address: s for s in hub.device_status()}
+    held = hub.held_weighings()
     sealer = context.summaries.sealer
     newest = await hub.on_database(lambda c: device_readings(c, sealer))
     devices = []
@@ -92,8 +94,9 @@ async def devices_of(context: ApiContext) -> list[dict[str, Any]]:
                 "connects": status.connects if status else 0,
                 "last_error": status.last_error if status else None,
                 "battery_level": getattr(status, "battery_level", None),
-                # A shared scale's weighings that fit nobody or several people: held, not guessed.
-                "held_ambiguous": status.held_ambiguous if status else 0,
+                # A shared scale's weighings that fit nobody or several people: kept, not
+                # guessed, and waiting here until an operator assigns or discards them.
+                "held_ambiguous": held.waiting_on(device.address) if held else 0,
                 "held_at": status.held_at.isoformat() if status and status.held_at else None,
                 "consent_refused": bool(status and status.consent_refused),
                 **newest.get(device.address, {"clock_offset_s": None, "last_reading_at": None}),
@@ -421,3 +424,50 @@ async def requeue_quarantined(request: web.Request) -> web.Response:
     context.hub.wake_delivery()
     log.info("quarantine_requeued", items=moved)
     return json_response({"requeued": moved})
+
+
+# A shared scale's held weighings ----------------------------------------------------------
+
+
+def _held(context: ApiContext) -> HeldWeighings:
+    held = context.hub.held_weighings()
+    if held is None:
+        raise ApiError(503, "the gateway is starting; try again")
+    return held
+
+
+def _held_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise ApiError(404, f"no held weighing {raw!r} (ids are numbers)")
+    return int(raw)
+
+
+async def held_weighings(request: web.Request) -> web.Response:
+    """The weighings that wait for an operator to say whose they are, oldest first."""
+    waiting = await _held(context_of(request)).listing()
+    return json_response({"held_weighings": [weighing.as_json() for weighing in waiting]})
+
+
+async def held_assign(request: web.Request) -> web.Response:
+    context = context_of(request)
+    id_ = _held_id(request)
+    body = await json_object(request)
+    user = body.get("user")
+    if not isinstance(user, int) or isinstance(user, bool):
+        raise ApiError(400, "user: must be the user index (a number) of a person of that scale")
+    try:
+        reading_id = await _held(context).assign(id_, user, principal_of(request).audit_source)
+    except HeldError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    return json_response({"id": id_, "decision": "assigned", "reading_id": reading_id})
+
+
+async def held_discard(request: web.Request) -> web.Response:
+    context = context_of(request)
+    id_ = _held_id(request)
+    try:
+        await _held(context).discard(id_, principal_of(request).audit_source)
+    except HeldError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    return json_response({"id": id_, "decision": "discarded"})

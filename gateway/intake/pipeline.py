@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import orjson
 import structlog
 
-from devices.source import Received
+from devices.source import DeviceTarget, Received
 from filters.chain import ChainContext, Item
 from filters.minimise import FieldLeak, enforce_allow_list
 from gateway.activity import Activity, Blocked, IntakeRecord
@@ -30,6 +30,7 @@ from gateway.intake.acknowledgements import Acknowledgements
 from gateway.intake.alerts import AlertEngine, AlertEvent
 from gateway.intake.device_time import stamped_at_receipt, unusable_device_time
 from gateway.intake.events import BoundReading, age_on, reading_event
+from gateway.intake.held import HeldWeighings
 from gateway.intake.window_alert_event import WindowAlertEvent
 from gateway.privacy import audit
 from gateway.privacy.consent import ConsentRegistry
@@ -108,6 +109,7 @@ class Pipeline:
         activity: Activity,
         is_restricted: Callable[[str], bool] = lambda _ref: False,
         space: DiskSpace | None = None,
+        targets: list[DeviceTarget] | None = None,
     ) -> None:
         self.stats = PipelineStats()
         self._space = space
@@ -139,6 +141,11 @@ class Pipeline:
             for route in routes
         }
         self._decide = {route.name: self._compile(route) for route in routes}
+        # A shared scale's weighing that fits no one person is kept aside, not bound to anyone;
+        # an operator's assignment comes back through ``submit`` with the person's user index.
+        self.held = HeldWeighings(
+            database, sealer, references, targets or [], self._devices, self.submit, activity
+        )
 
     def submit(self, received: Received) -> asyncio.Future[bool]:
         """Called from the BLE notification callback; never blocks. The future is set True
@@ -209,6 +216,9 @@ class Pipeline:
         if self._space is not None and self._space.is_low():
             # Refused before anything is bound, counted or written, rather than half-written.
             raise DiskFull
+        if any(received.held for received in batch):
+            await self._keep_held([received for received in batch if received.held])
+            batch = [received for received in batch if not received.held]
         bound = [reading for reading in map(self._bind, batch) if reading is not None]
         if not bound:
             return
@@ -281,6 +291,23 @@ class Pipeline:
         for route in self._routes:
             if route.name in woken:
                 route.wake()
+
+    async def _keep_held(self, held: list[Received]) -> None:
+        """Keep weighings no one person fits (``gateway.intake.held``); a resend of one already
+        kept or decided is recognised by its key and not kept twice."""
+        rows = self.held.rows(held)
+
+        def store(connection: sqlite3.Connection) -> None:
+            with Transaction(connection):
+                self.held.keep(connection, rows)
+
+        try:
+            await self._database.call(store, priority=Priority.INTAKE)
+        except sqlite3.OperationalError as exc:
+            if is_disk_full(exc):  # rolled back: the batch is held in memory and tried again
+                raise DiskFull from None
+            raise
+        await self.held.kept(held)
 
     # A full disk ---------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Retention: stored readings and dead letters older than ``retention_days`` are deleted, and
-alert state not written for as long (``gateway/storage/alert_state.py``)."""
+alert state not written for as long (``gateway/storage/alert_state.py``), and a shared scale's
+held weighing nobody decided on (``gateway/intake/held.py``) as old as such a reading."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import asyncio
 import sqlite3
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
 from gateway.privacy import audit
-from gateway.storage import readings
+from gateway.storage import held_weighings, readings
 from gateway.storage.alert_state import AlertStateStore
 from gateway.storage.database import Database, Transaction
 from gateway.storage.outbox import Outbox
+
+if TYPE_CHECKING:
+    from gateway.intake.held import HeldWeighings
 
 log = structlog.get_logger(__name__)
 
@@ -22,9 +27,10 @@ SWEEP_INTERVAL_S = 3600.0
 
 
 class Retention:
-    def __init__(self, days: int, database: Database) -> None:
+    def __init__(self, days: int, database: Database, held: HeldWeighings | None = None) -> None:
         self.days = days
         self._database = database
+        self._held = held  # told what was deleted, to count what still waits
 
     async def run(self) -> None:
         while True:
@@ -36,6 +42,9 @@ class Retention:
         counts = await self._database.call(lambda c: self._delete(c, cutoff))
         if any(counts.values()):
             log.info("retention_deleted", **counts)
+        if self._held is not None and counts["held_weighings"]:
+            self._held.expired += counts["held_weighings"]
+            await self._held.recount()
         return counts
 
     def _delete(self, connection: sqlite3.Connection, cutoff: float) -> dict[str, int]:
@@ -49,6 +58,7 @@ class Retention:
             counts["readings"] = readings.delete_received_before(
                 connection, datetime.fromtimestamp(cutoff, UTC).isoformat()
             )
+            counts["held_weighings"] = held_weighings.delete_before(connection, before)
             if any(counts.values()):
                 audit.append(
                     connection, "retention.deleted", {"retention_days": self.days, **counts}

@@ -42,15 +42,23 @@ def open_read_only(path: Path) -> sqlite3.Connection:
 
 def holds_sealed_data(path: Path) -> bool:
     """Whether the database at ``path`` holds anything sealed with the storage key (readings,
-    queued or dead-lettered items): then a missing key is a lost key, never a fresh start."""
+    queued or dead-lettered items, held weighings): then a missing key is a lost key, never a
+    fresh start."""
     if not path.exists() or path.stat().st_size == 0:
         return False
     try:
         connection = open_read_only(path)
         try:
+            tables = {
+                row[0] for row in connection.execute("SELECT name FROM sqlite_master")
+            }  # a database from before ``held_weighings`` has no such table
             return any(
                 connection.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0]  # noqa: S608
                 for table in ("readings", "outbox", "dead_letters")
+            ) or (
+                "held_weighings" in tables
+                and connection.execute("SELECT EXISTS (SELECT 1 FROM held_weighings)").fetchone()[0]
+                == 1
             )
         finally:
             connection.close()

@@ -4,7 +4,8 @@
 for a reading, a small row naming it (``payload`` empty: built from the stored reading when
 sent); for an alert or an aggregate report, its sealed payload. ``dead_letters`` is the same
 row given up on; ``quarantine`` a row that could not be opened. ``audit`` is the hash-chained
-log, ``audit_subjects`` its per-person index.
+log, ``audit_subjects`` its per-person index. ``held_weighings`` keeps a shared scale's
+weighings that fit no one person, sealed, until an operator says whose they are.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 # delivered batch is one audit entry indexed in ``audit_subjects``. A version 1 database is
 # used as it is (its queued rows carry their payloads); a gateway that knows only version 1
 # refuses a version 2 database instead of failing on rows it cannot open.
-SCHEMA_VERSION = 2
+# 3: ``held_weighings`` (created in an existing database when it is opened). A gateway that
+# knows only version 2 refuses it: it would neither list the waiting weighings nor ever delete
+# them, so an operator could never decide on them and retention would keep them for ever.
+SCHEMA_VERSION = 3
 
 # An empty ``payload`` in ``outbox`` / ``dead_letters``: the item is built from its reading.
 FROM_READING = b""
@@ -147,4 +151,19 @@ CREATE TABLE IF NOT EXISTS alert_state (
 -- of writing cost a quarter of each upsert; retention scans the table (a few hundred rows per
 -- person) once a day instead. Dropped from databases made before.
 DROP INDEX IF EXISTS alert_state_by_age;
+
+-- A shared scale's weighing that fits no one of its people (gateway/storage/held_weighings.py):
+-- kept sealed, without a person, until an operator assigns or discards it. ``held_key`` is a
+-- keyed id of the weighing (a resend after a restart is the same row); a decided row keeps
+-- only its decision (the payload is emptied), so a second decision is told apart from an
+-- unknown id.
+CREATE TABLE IF NOT EXISTS held_weighings (
+    id           INTEGER PRIMARY KEY,
+    held_key     TEXT NOT NULL UNIQUE,
+    received_at  TEXT NOT NULL,
+    decision     TEXT,
+    decided_at   TEXT,
+    payload      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_weighings_by_age ON held_weighings (received_at);
 """
