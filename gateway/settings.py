@@ -44,7 +44,6 @@ EEA_REGIONS = frozenset(
 )
 
 
-
 # A duration in the config: a string with its unit ("3d", "12h"), held as seconds.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
