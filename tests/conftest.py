@@ -17,6 +17,7 @@ from devices.sim.bluez import SimulatedBlueZ
 from devices.sim.dbus_daemon import PrivateDbusDaemon
 from devices.sim.system_bus import SYSTEM_BUS_ENV, simulated_bluez_version
 from devices.source import BleSource, Received
+from gateway.storage.database import Database
 from tests.medplum import Medplum, MedplumServer, MedplumUnavailable
 from tests.receivers import Receiver
 
@@ -158,6 +159,23 @@ def watch_logs() -> Iterator[LogWatcher]:
         processors.clear()
         processors.extend(saved)
         structlog.configure(processors=processors)
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    """The gateway's database, opened on a fresh file (closed after the test)."""
+    database = Database(tmp_path / "gateway.db")
+    await database.open()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A stand-in HTTP receiver on loopback, for fault injection."""
+    receiver = await Receiver().start()
+    yield receiver
+    await receiver.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,25 +18,10 @@ from gateway.exporters.webhook.sender import WebhookSink
 from gateway.exporters.webhook.signing import parse_secret
 from gateway.privacy import audit
 from gateway.storage.crypto import Sealer
-from gateway.storage.database import Database, Transaction
+from gateway.storage.database import Transaction
 from gateway.storage.outbox import NewItem, Outbox
 from tests.configs import webhook_secret
-from tests.receivers import Answer, Receiver
-
-
-@pytest.fixture
-async def database(tmp_path):
-    database = Database(tmp_path / "gateway.db")
-    await database.open()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-async def receiver():
-    receiver = await Receiver().start()
-    yield receiver
-    await receiver.stop()
+from tests.receivers import Answer
 
 
 def fhir_item(i: int) -> NewItem:

@@ -5,16 +5,14 @@ import asyncio
 
 import aiohttp
 import orjson
-import pytest
 
 from gateway.delivery.worker import ROUND_ITEMS
 from gateway.privacy import audit
 from gateway.privacy.audit_anchor import AuditAnchor
 from gateway.storage import audit_log
 from gateway.storage.crypto import Sealer
-from gateway.storage.database import Database
 from gateway.storage.outbox import Outbox
-from tests.receivers import Answer, Receiver
+from tests.receivers import Answer
 from tests.test_delivery import (
     Watcher,
     enqueue,
@@ -24,21 +22,6 @@ from tests.test_delivery import (
     run_until,
     worker_for,
 )
-
-
-@pytest.fixture
-async def database(tmp_path):
-    database = Database(tmp_path / "gateway.db")
-    await database.open()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-async def receiver():
-    receiver = await Receiver().start()
-    yield receiver
-    await receiver.stop()
 
 
 def disclosure_rows(connection):

@@ -286,25 +286,15 @@ def _observation(
     }
 
 
-# A hub has a few devices and one source: their Device entries and ``meta`` are built once
-# and shared by every reading's entries, like the code concepts (only ever serialised).
-_shared_device_entry = functools.lru_cache(maxsize=1024)(device_entry)
-
-
-@functools.lru_cache(maxsize=16)
-def _meta(source: str) -> dict[str, str]:
-    return {"source": source}
-
-
 def reading_entries(
     event: dict[str, Any], identifier_system: str, source: str | None = None
 ) -> list[dict[str, Any]]:
     """The transaction entries for one reading event: its Device and its Observations
-    (``source``: their ``meta.source``, the hub that made them). The Device entry and the
-    ``meta`` objects are shared between calls: serialise them, never change them."""
+    (``source``: their ``meta.source``, the hub that made them). Intake and delivery send
+    ``reading_entries_json`` (the same bytes); this form is for the person's FHIR export."""
     subject = {"identifier": {"system": identifier_system, "value": str(event["subject"])}}
-    meta = None if source is None else _meta(source)
-    device = _shared_device_entry(str(event["device_address"]), source)
+    meta = None if source is None else {"source": source}
+    device = device_entry(str(event["device_address"]), source)
     device_url = {"reference": device["fullUrl"]}
     effective = effective_time(event)
     values: dict[str, dict[str, Any]] = event["values"]
