@@ -137,9 +137,11 @@ async def running_hub(
     *,
     devices: list[dict[str, Any]] | None = None,
     care_answer: Answer | None = None,
+    care_platform: Receiver | None = None,
     tweak: Any = None,
 ) -> AsyncIterator[Hub]:
-    care = await Receiver(care_answer or Answer(200)).start()
+    # ``care_platform``: a receiver not yet started, e.g. one in front of the real FHIR server.
+    care = await (care_platform or Receiver(care_answer or Answer(200))).start()
     alerts = await Receiver(Answer(204, body=b"")).start()
     config = hub_config(tmp_path, care.url + "/fhir", alerts.url + "/hooks/alerts")
     config["devices"] = devices or []

@@ -20,6 +20,7 @@ import aiohttp
 from gateway.privacy.retention import Retention
 from gateway.storage.schema import SCHEMA
 from tests.configs import ADULT, REFUSER, write_config
+from tests.conftest import CarePlatform
 from tests.hub_harness import Hub, hub_config, running_hub
 from tests.receivers import Receiver
 from tests.test_cli_ops import cli, operator_config
@@ -70,7 +71,7 @@ def weights_for(care: Receiver) -> list[tuple[str, float, str]]:
 
 
 async def test_a_weighing_kept_across_a_kill_9_once_assigned_reaches_care_as_that_persons(
-    tmp_path: Path,
+    tmp_path: Path, care_platform: CarePlatform
 ) -> None:
     # First life: the gateway as a process, killed with SIGKILL once the weighing is kept.
     care = await Receiver().start()
@@ -88,7 +89,9 @@ async def test_a_weighing_kept_across_a_kill_9_once_assigned_reaches_care_as_tha
 
     # Second life, in this process: the scale does not send it again (handed over before); the
     # other person weighs (theirs: they consent to no care platform, so nothing is sent).
-    async with running_hub(tmp_path, devices=[shared_scale([60.0])]) as hub:
+    async with running_hub(
+        tmp_path, devices=[shared_scale([60.0])], care_platform=care_platform.receiver()
+    ) as hub:
         await hub.waiter.until("stored", 1)
         status, listing = await ask(hub, "GET", "/api/held-weighings")
         assert status == 200
@@ -124,6 +127,14 @@ async def test_a_weighing_kept_across_a_kill_9_once_assigned_reaches_care_as_tha
     # (the scale's stamp, not the moment the operator decided).
     mine = [w for w in delivered if w[1] == AMBIGUOUS]
     assert [(who, value) for who, value, _ in mine] == [(ADULT, AMBIGUOUS)]
+    if care_platform.medplum is not None:  # and the real FHIR server stored it once, as hers
+        stored_there = [
+            o
+            for o in await care_platform.medplum.search("Observation")
+            if o.get("valueQuantity", {}).get("value") == AMBIGUOUS
+        ]
+        assert [o["subject"]["identifier"]["value"] for o in stored_there] == [ADULT]
+        assert stored_there[0]["effectiveDateTime"] == mine[0][2]
     [stored] = [r for r in access["readings"] if r["values"]["body_weight"]["value"] == AMBIGUOUS]
     assert held["measured_at"] is not None and stored["measured_at"] == held["measured_at"]
     assert stored["received_at"] == held["received_at"]  # when the scale sent it, not later
